@@ -1,0 +1,39 @@
+# hpsearch: `make sweep` runs a quick sweep, `make test` runs the tests. Both set themselves up.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.stamp-setup
+PYTEST_ARGS ?=
+
+.PHONY: help setup test test-fast lint bench clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+
+setup: $(STAMP) ## create .venv and install hpsearch (editable) with the dev tools
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+test: setup ## run every test, slow ones included (what CI runs)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup ## run the tests not marked slow
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: setup ## ruff and mypy
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+bench: setup ## run the benchmarks (figures go in docs/benchmarks.md by hand, with the command)
+	$(BIN)/python bench/engine.py
+
+clean: ## remove the virtual environment, caches and everything under mlruns/
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache src/*.egg-info
+	find mlruns -mindepth 1 ! -name .gitkeep -exec rm -rf {} +

@@ -1,0 +1,367 @@
+"""Datasets and honest splits.
+
+- ``digits``: scikit-learn's 8x8 digits, embedded (the quick default).
+- ``fashion-mnist`` and ``mnist``: IDX files (``.gz`` or raw), looked for in an explicit data
+  directory, then ``$HPSEARCH_DATA`` (``$HPSEARCH_DATA/<name>`` or ``$HPSEARCH_DATA`` itself), then
+  ``/usr/share/datasets/<name>`` (Debian's ``dataset-fashion-mnist``), then the cache directory
+  (``$XDG_CACHE_HOME/hpsearch/<name>``); when absent, downloaded from the dataset's public mirror
+  (``$HPSEARCH_MIRROR`` overrides it) into the cache and verified against known checksums.
+- ``csv:<path>``: a CSV file with a named target column; every other column is a numeric feature.
+
+``split`` makes stratified, seeded train/validation/test splits; a dataset's official test split is
+used as the test split. Only the training split is ever used to fit preprocessing.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import urllib.error
+import urllib.request
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError
+
+IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+MIRRORS = {
+    "fashion-mnist": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    "mnist": "https://ossci-datasets.s3.amazonaws.com/mnist/",
+}
+# A downloaded file is accepted if the MD5 of the .gz as published, or the SHA-256 of its
+# decompressed content, is one of these. (Re-compressed copies, such as Debian's, change the .gz
+# bytes but not the content.)
+CHECKSUMS: dict[str, dict[str, set[str]]] = {
+    "fashion-mnist": {
+        "train-images-idx3-ubyte": {
+            "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+            "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"},
+        "train-labels-idx1-ubyte": {
+            "25c81989df183df01b3e8a0aad5dffbe",
+            "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"},
+        "t10k-images-idx3-ubyte": {
+            "bef4ecab320f06d8554ea6380940ec79",
+            "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"},
+        "t10k-labels-idx1-ubyte": {
+            "bb300cfdad3c16e7a12a480ee83cd310",
+            "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"},
+    },
+    "mnist": {
+        "train-images-idx3-ubyte": {"f68b3c2dcbeaaa9fbdd348bbdeb94873"},
+        "train-labels-idx1-ubyte": {"d53e105ee54ea40749a09fcbcd1e9432"},
+        "t10k-images-idx3-ubyte": {"9fb629c4189551a2d022fa330f9573f3"},
+        "t10k-labels-idx1-ubyte": {"ec29112dd5afa0611ce80d1b7f02629c"},
+    },
+}
+CLASS_NAMES = {
+    "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                      "Sneaker", "Bag", "Ankle boot"],
+    "mnist": [str(d) for d in range(10)],
+    "digits": [str(d) for d in range(10)],
+}
+NAMES = ("digits", "fashion-mnist", "mnist", "csv:<path>")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Raw features and labels, plus the official test split where the dataset has one."""
+
+    name: str
+    X: np.ndarray
+    y: np.ndarray
+    X_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    preprocessing: str = "standardize"  # what suits the features: "scale" for pixels
+    source: str = ""
+    class_names: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Stratified train/validation/test splits of one dataset, with a fingerprint to log."""
+
+    name: str
+    train: tuple[np.ndarray, np.ndarray]
+    val: tuple[np.ndarray, np.ndarray]
+    test: tuple[np.ndarray, np.ndarray]
+    fingerprint: str
+    preprocessing: str
+    seed: int
+    info: dict[str, object] = field(default_factory=dict)
+
+
+# -- loading ----------------------------------------------------------------------------------
+def load(name: str, data_dir: str | Path | None = None, target: str | None = None,
+         download: bool = True) -> Dataset:
+    """Load dataset ``name`` (see module docstring); DataError with a one-line reason otherwise."""
+    if name == "digits":
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        return Dataset("digits", bunch.data.astype(np.float32), bunch.target.astype(np.int64),
+                       preprocessing="standardize", source="sklearn.datasets.load_digits",
+                       class_names=CLASS_NAMES["digits"])
+    if name in MIRRORS:
+        return load_idx(name, data_dir, download=download)
+    if name.startswith("csv:"):
+        if not target:
+            raise DataError(f"{name}: a CSV dataset needs the name of its target column")
+        return load_csv(name[4:], target)
+    raise DataError(f"unknown dataset {name!r}; choose from {', '.join(NAMES)}")
+
+
+def cache_dir(name: str) -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "hpsearch" / name
+
+
+def _find_file(directory: Path, stem: str) -> Path | None:
+    for candidate in (directory / (stem + ".gz"), directory / stem):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def find_idx_dir(name: str, data_dir: str | Path | None = None) -> Path | None:
+    """The first directory holding all four IDX files of ``name``, in the documented order."""
+    if data_dir is not None:
+        d = Path(data_dir)
+        missing = [s for s in IDX_FILES.values() if _find_file(d, s) is None]
+        if missing:
+            raise DataError(f"{d}: missing {name} file(s) {', '.join(missing)} (.gz or raw)")
+        return d
+    candidates = []
+    if os.environ.get("HPSEARCH_DATA"):
+        env = Path(os.environ["HPSEARCH_DATA"])
+        candidates += [env / name, env]
+    candidates += [Path("/usr/share/datasets") / name, cache_dir(name)]
+    for d in candidates:
+        if all(_find_file(d, s) is not None for s in IDX_FILES.values()):
+            return d
+    return None
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(2)
+        if head == b"\x1f\x8b":
+            with gzip.open(path, "rb") as fh:
+                return fh.read()
+        return path.read_bytes()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise DataError(f"{path}: truncated or corrupt gzip file ({exc})") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def read_idx(path: str | Path, ndim: int) -> np.ndarray:
+    """Parse an unsigned-byte IDX file (magic 0x0000080N, N = ndim), checking size and header."""
+    path = Path(path)
+    data = _read_bytes(path)
+    if len(data) < 4:
+        raise DataError(f"{path}: truncated IDX file ({len(data)} bytes)")
+    magic = int.from_bytes(data[:4], "big")
+    if data[:2] != b"\x00\x00" or data[2] != 0x08 or data[3] != ndim:
+        raise DataError(f"{path}: wrong magic number 0x{magic:08x} (expected 0x{0x800 + ndim:08x}"
+                        f", unsigned-byte IDX with {ndim} dimension(s))")
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(f"{path}: truncated IDX header")
+    dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    expected = header + int(np.prod(dims))
+    if len(data) != expected:
+        what = "truncated" if len(data) < expected else "has trailing bytes"
+        raise DataError(f"{path}: {what}: header says {dims} ({expected} bytes), "
+                        f"file has {len(data)} bytes")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _verify(name: str, stem: str, path: Path) -> bool:
+    known = CHECKSUMS.get(name, {}).get(stem, set())
+    md5 = hashlib.md5(path.read_bytes()).hexdigest()  # noqa: S324 - matching published sums
+    if md5 in known:
+        return True
+    try:
+        content = _read_bytes(path)
+    except DataError:
+        return False
+    return hashlib.sha256(content).hexdigest() in known
+
+
+def download_idx(name: str, dest: Path, mirror: str | None = None) -> Path:
+    """Download the four IDX files of ``name`` into ``dest``, verifying checksums."""
+    base = mirror or os.environ.get("HPSEARCH_MIRROR") or MIRRORS[name]
+    base = base if base.endswith("/") else base + "/"
+    dest.mkdir(parents=True, exist_ok=True)
+    for stem in IDX_FILES.values():
+        final = dest / (stem + ".gz")
+        if final.is_file() and _verify(name, stem, final):
+            continue
+        url = base + stem + ".gz"
+        part = dest / (stem + ".gz.part")
+        try:
+            with urllib.request.urlopen(url, timeout=60) as resp, open(part, "wb") as out:
+                shutil.copyfileobj(resp, out)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            part.unlink(missing_ok=True)
+            raise DataError(f"{name}: cannot download {url} ({getattr(exc, 'reason', exc)}). "
+                            + how_to_get(name)) from None
+        if not _verify(name, stem, part):
+            part.unlink(missing_ok=True)
+            raise DataError(f"{url}: checksum mismatch (corrupt or not the official file). "
+                            + how_to_get(name))
+        part.replace(final)
+    return dest
+
+
+def how_to_get(name: str) -> str:
+    hint = "apt-get install dataset-fashion-mnist, or " if name == "fashion-mnist" else ""
+    stems = ", ".join(s + ".gz" for s in IDX_FILES.values())
+    return (f"To get {name}: {hint}put {stems} in a directory and pass it as the data "
+            f"directory or set HPSEARCH_DATA to it.")
+
+
+def load_idx(name: str, data_dir: str | Path | None = None, download: bool = True) -> Dataset:
+    directory = find_idx_dir(name, data_dir)
+    if directory is None:
+        if not download:
+            raise DataError(f"{name}: IDX files not found. " + how_to_get(name))
+        directory = download_idx(name, cache_dir(name))
+    paths = {key: _find_file(directory, stem) for key, stem in IDX_FILES.items()}
+    arrays = {}
+    for key, path in paths.items():
+        assert path is not None
+        arrays[key] = read_idx(path, 3 if key.endswith("images") else 1)
+    for part in ("train", "test"):
+        n_img, n_lab = len(arrays[f"{part}_images"]), len(arrays[f"{part}_labels"])
+        if n_img != n_lab:
+            raise DataError(f"{paths[f'{part}_images']}: {n_img} images but "
+                            f"{paths[f'{part}_labels'].name} has {n_lab} labels")  # type: ignore
+    flat = {k: v.reshape(len(v), -1) if k.endswith("images") else v.astype(np.int64)
+            for k, v in arrays.items()}
+    return Dataset(name, flat["train_images"], flat["train_labels"], flat["test_images"],
+                   flat["test_labels"], preprocessing="scale", source=str(directory),
+                   class_names=CLASS_NAMES[name])
+
+
+def load_csv(path: str | Path, target: str) -> Dataset:
+    """A CSV with a header row: ``target`` is the label column, every other column a feature."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: CSV file not found")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not a readable CSV file ({str(exc).splitlines()[0]})") from None
+    if target not in frame.columns:
+        raise DataError(f"{path}: unknown target column {target!r}; columns are "
+                        f"{', '.join(map(str, frame.columns[:20]))}")
+    y = frame.pop(target)
+    if y.isna().any():
+        raise DataError(f"{path}: target column {target!r} has {int(y.isna().sum())} missing "
+                        f"value(s)")
+    if frame.shape[1] == 0:
+        raise DataError(f"{path}: no feature columns besides the target {target!r}")
+    for col in frame.columns:
+        values = frame[col]
+        if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            numeric = pd.to_numeric(values, errors="coerce")
+            bad = values[numeric.isna() & values.notna()]
+            example = repr(bad.iloc[0]) if len(bad) else "?"
+            raise DataError(f"{path}: column {col!r} is not numeric (e.g. {example} in row "
+                            f"{int(bad.index[0]) + 2 if len(bad) else '?'})")
+        if values.isna().any():
+            row = int(values.index[values.isna()][0]) + 2  # +1 header, +1 one-based
+            raise DataError(f"{path}: column {col!r} has {int(values.isna().sum())} missing "
+                            f"value(s) (first in line {row})")
+    labels = y.to_numpy()
+    if labels.dtype.kind in "OUS":
+        labels = labels.astype(str)
+    n_classes = len(np.unique(labels))
+    if n_classes < 2:
+        raise DataError(f"{path}: target column {target!r} has {n_classes} class; "
+                        f"a classifier needs at least 2")
+    return Dataset(f"csv:{path}", frame.to_numpy(dtype=np.float32), labels,
+                   preprocessing="standardize", source=str(path))
+
+
+# -- splitting --------------------------------------------------------------------------------
+def _apportion(counts: np.ndarray, fractions: list[float], rng: np.random.Generator) -> np.ndarray:
+    """Per class, split ``counts[c]`` into len(fractions) whole parts, each within one of
+    ``fractions[k] * counts[c]`` (largest-remainder rounding, ties broken at random)."""
+    ideal = np.outer(counts, fractions)  # (classes, parts)
+    parts = np.floor(ideal).astype(np.int64)
+    for c in range(len(counts)):
+        left = int(counts[c] - parts[c].sum())
+        if left:
+            frac = ideal[c] - parts[c] + rng.random(len(fractions)) * 1e-9
+            parts[c, np.argsort(-frac)[:left]] += 1
+    return parts
+
+
+def _stratified_indices(y: np.ndarray, fractions: list[float],
+                        rng: np.random.Generator) -> list[np.ndarray]:
+    classes, y_idx = np.unique(y, return_inverse=True)
+    counts = np.bincount(y_idx, minlength=len(classes))
+    parts = _apportion(counts, fractions, rng)
+    out: list[list[np.ndarray]] = [[] for _ in fractions]
+    for c in range(len(classes)):
+        members = rng.permutation(np.flatnonzero(y_idx == c))
+        bounds = np.cumsum(parts[c])[:-1]
+        for k, chunk in enumerate(np.split(members, bounds)):
+            out[k].append(chunk)
+    return [np.sort(np.concatenate(chunks)) for chunks in out]
+
+
+def fingerprint(*arrays: np.ndarray, extra: str = "") -> str:
+    """A short SHA-256 over the arrays' bytes, shapes and dtypes (and any extra text)."""
+    h = hashlib.sha256(extra.encode())
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.shape}{a.dtype.str}".encode())
+        h.update(a.tobytes() if a.dtype.kind != "O" else repr(a.tolist()).encode())
+    return h.hexdigest()[:16]
+
+
+def split(ds: Dataset, val_fraction: float = 0.2, test_fraction: float = 0.2,
+          seed: int = 0) -> Splits:
+    """Stratified, seeded splits. With an official test split, ``val_fraction`` is taken from
+    the official training data and ``test_fraction`` is ignored; otherwise both fractions are
+    of the whole dataset. Per class, every split's count is within one sample of its share."""
+    if not 0 < val_fraction < 1:
+        raise DataError(f"val_fraction={val_fraction}: must be in (0, 1)")
+    rng = np.random.default_rng(seed)
+    if ds.X_test is not None and ds.y_test is not None:
+        train_idx, val_idx = _stratified_indices(ds.y, [1 - val_fraction, val_fraction], rng)
+        test = (ds.X_test, ds.y_test)
+        test_note = "official"
+    else:
+        if not 0 < test_fraction < 1 or val_fraction + test_fraction >= 1:
+            raise DataError(f"test_fraction={test_fraction}, val_fraction={val_fraction}: each "
+                            f"must be in (0, 1) and together below 1")
+        fracs = [1 - val_fraction - test_fraction, val_fraction, test_fraction]
+        train_idx, val_idx, test_idx = _stratified_indices(ds.y, fracs, rng)
+        test = (ds.X[test_idx], ds.y[test_idx])
+        test_note = f"{test_fraction:g} of the data"
+    train, val = (ds.X[train_idx], ds.y[train_idx]), (ds.X[val_idx], ds.y[val_idx])
+    for part, (_, labels) in (("train", train), ("validation", val), ("test", test)):
+        if len(labels) == 0 or len(np.unique(labels)) < 2:
+            raise DataError(f"{ds.name}: the {part} split would have fewer than 2 classes "
+                            f"({len(labels)} samples); use more data or other fractions")
+    fp = fingerprint(*train, *val, *test, extra=f"{ds.name}|{seed}|{val_fraction}|{test_note}")
+    info = {"n_train": len(train[1]), "n_val": len(val[1]), "n_test": len(test[1]),
+            "val_fraction": val_fraction, "test": test_note, "source": ds.source}
+    return Splits(ds.name, train, val, test, fp, ds.preprocessing, seed, info)

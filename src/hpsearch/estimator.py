@@ -1,0 +1,346 @@
+"""MLPClassifier: a scikit-learn estimator around the NumPy engine in ``hpsearch.nn``.
+
+``__init__`` only stores parameters; everything is validated and resolved in ``fit``; fitted
+attributes end in ``_``. Preprocessing is part of the model (fitted on the training data only), so
+a fitted or loaded model takes raw features, e.g. 0-255 pixel values.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.model_selection import train_test_split
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+
+from .nn import (
+    OPTIMIZERS,
+    SCHEDULES,
+    Network,
+    TrainConfig,
+    make_optimizer,
+    make_schedule,
+    train,
+)
+from .nn.functional import softmax
+
+PREPROCESSING = ("standardize", "scale", "none")
+DTYPES = ("float32", "float64")
+
+
+class MLPClassifier(ClassifierMixin, BaseEstimator):
+    """Multi-layer perceptron classifier: ReLU hidden layers, softmax output, cross-entropy loss.
+
+    Parameters
+    ----------
+    hidden_sizes : tuple of int
+        Units in each hidden layer, e.g. ``(128,)`` or ``(256, 128)``.
+    optimizer : {"sgd", "momentum", "rmsprop", "adam", "adamw"}
+    learning_rate : float
+        Base learning rate; the schedule scales it per epoch.
+    schedule : {"constant", "step", "exponential", "cosine", "inverse_time", "plateau"}
+    l2, l1 : float
+        Penalty strengths on the weights (never the biases): ``0.5 * l2 * sum(w**2)`` and
+        ``l1 * sum(|w|)`` added to the mean minibatch cross-entropy.
+    dropout, input_dropout : float in [0, 1)
+        Inverted-dropout rate on hidden activations / on the inputs; off at predict time.
+    batch_size, max_epochs : int
+    early_stopping_patience : int or None
+        Stop after this many epochs without improvement of ``monitor``; None trains all epochs.
+    monitor : str or None
+        ``"<set>_loss"`` or ``"<set>_accuracy"`` for ``set`` in ``train`` or an eval-set name.
+        None: ``val_loss`` when an eval set named ``val`` is given, else the first eval set's
+        loss, else ``train_loss``. Early stopping, the plateau schedule and the best epoch use it.
+    restore_best_weights : bool
+        At the end of fit, restore the weights of the best epoch by ``monitor``.
+    momentum, nesterov : momentum optimizer settings.
+    beta1, beta2, eps, rho, weight_decay : Adam/AdamW/RMSProp settings (weight_decay: AdamW).
+    step_size, gamma, min_lr, decay_rate, plateau_patience, warmup_epochs : schedule settings.
+        ``gamma=None`` means the schedule's own default (step 0.5, exponential 0.95, plateau 0.5).
+    preprocessing : {"standardize", "scale", "none"}
+        Fitted on the training data only. ``scale`` divides by the largest absolute value (pixels).
+    train_eval_size : int or None
+        Training loss/accuracy per epoch are measured without dropout on a fixed stratified
+        subsample of this many training samples (None: the whole training set).
+    dtype : {"float32", "float64"}
+    random_state : int, RandomState or None
+        Seeds initialisation, shuffling and dropout: same seed and data give identical weights.
+    """
+
+    def __init__(
+        self,
+        hidden_sizes: Sequence[int] = (100,),
+        optimizer: str = "adam",
+        learning_rate: float = 1e-3,
+        schedule: str = "constant",
+        l2: float = 0.0,
+        l1: float = 0.0,
+        dropout: float = 0.0,
+        input_dropout: float = 0.0,
+        batch_size: int = 128,
+        max_epochs: int = 50,
+        early_stopping_patience: int | None = None,
+        monitor: str | None = None,
+        restore_best_weights: bool = True,
+        momentum: float = 0.9,
+        nesterov: bool = False,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+        rho: float = 0.9,
+        weight_decay: float = 0.01,
+        step_size: int = 10,
+        gamma: float | None = None,
+        min_lr: float = 0.0,
+        decay_rate: float = 0.5,
+        plateau_patience: int = 3,
+        warmup_epochs: int = 0,
+        preprocessing: str = "standardize",
+        train_eval_size: int | None = 10_000,
+        dtype: str = "float32",
+        random_state: Any = None,
+    ) -> None:
+        self.hidden_sizes = hidden_sizes
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.schedule = schedule
+        self.l2 = l2
+        self.l1 = l1
+        self.dropout = dropout
+        self.input_dropout = input_dropout
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.early_stopping_patience = early_stopping_patience
+        self.monitor = monitor
+        self.restore_best_weights = restore_best_weights
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.eps = eps
+        self.rho = rho
+        self.weight_decay = weight_decay
+        self.step_size = step_size
+        self.gamma = gamma
+        self.min_lr = min_lr
+        self.decay_rate = decay_rate
+        self.plateau_patience = plateau_patience
+        self.warmup_epochs = warmup_epochs
+        self.preprocessing = preprocessing
+        self.train_eval_size = train_eval_size
+        self.dtype = dtype
+        self.random_state = random_state
+
+    # -- validation -----------------------------------------------------------------------
+    def _validate_params_(self) -> None:
+        def bad(name: str, why: str) -> ValueError:
+            return ValueError(f"{name}={getattr(self, name)!r}: {why}")
+
+        sizes = self.hidden_sizes
+        if isinstance(sizes, numbers.Integral):
+            raise bad("hidden_sizes", "must be a sequence of positive ints, e.g. (128,)")
+        if not all(isinstance(s, numbers.Integral) and s > 0 for s in sizes):
+            raise bad("hidden_sizes", "every layer needs a positive whole number of units")
+        if self.optimizer not in OPTIMIZERS:
+            raise bad("optimizer", f"unknown; choose from {sorted(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise bad("schedule", f"unknown; choose from {sorted(SCHEDULES)}")
+        if self.preprocessing not in PREPROCESSING:
+            raise bad("preprocessing", f"choose from {list(PREPROCESSING)}")
+        if self.dtype not in DTYPES:
+            raise bad("dtype", f"choose from {list(DTYPES)}")
+        if not (isinstance(self.learning_rate, numbers.Real) and self.learning_rate > 0):
+            raise bad("learning_rate", "must be > 0")
+        for name in ("l2", "l1", "weight_decay", "min_lr", "decay_rate"):
+            if not (isinstance(getattr(self, name), numbers.Real) and getattr(self, name) >= 0):
+                raise bad(name, "must be >= 0")
+        for name in ("dropout", "input_dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise bad(name, "must be in [0, 1)")
+        for name in ("momentum", "beta1", "beta2", "rho"):
+            if not 0 <= getattr(self, name) < 1:
+                raise bad(name, "must be in [0, 1)")
+        for name in ("batch_size", "max_epochs", "step_size", "plateau_patience"):
+            value = getattr(self, name)
+            if not (isinstance(value, numbers.Integral) and value >= 1):
+                raise bad(name, "must be a whole number >= 1")
+        if not (isinstance(self.warmup_epochs, numbers.Integral) and self.warmup_epochs >= 0):
+            raise bad("warmup_epochs", "must be a whole number >= 0")
+        patience = self.early_stopping_patience
+        if patience is not None and not (isinstance(patience, numbers.Integral) and patience >= 1):
+            raise bad("early_stopping_patience", "must be None or a whole number >= 1")
+        if self.gamma is not None and not 0 < self.gamma <= 1:
+            raise bad("gamma", "must be in (0, 1]")
+        if not self.eps > 0:
+            raise bad("eps", "must be > 0")
+        tes = self.train_eval_size
+        if tes is not None and not (isinstance(tes, numbers.Integral) and tes >= 1):
+            raise bad("train_eval_size", "must be None or a whole number >= 1")
+
+    def _rng(self) -> np.random.Generator:
+        rs = self.random_state
+        if rs is None or isinstance(rs, numbers.Integral):
+            return np.random.default_rng(None if rs is None else int(rs))
+        if isinstance(rs, np.random.RandomState):
+            return np.random.default_rng(rs.randint(2**31 - 1))
+        if isinstance(rs, np.random.Generator):
+            return rs
+        raise ValueError(f"random_state={rs!r}: use None, an int or a RandomState")
+
+    # -- preprocessing --------------------------------------------------------------------
+    def _fit_preprocessing(self, x: np.ndarray) -> None:
+        n_features = x.shape[1]
+        if self.preprocessing == "standardize":
+            offset = x.mean(axis=0, dtype=np.float64)
+            spread = x.std(axis=0, dtype=np.float64)
+        elif self.preprocessing == "scale":
+            offset = np.zeros(n_features)
+            spread = np.full(n_features, float(np.abs(x).max()) if x.size else 1.0)
+        else:
+            offset, spread = np.zeros(n_features), np.ones(n_features)
+        spread[~(spread > 0)] = 1.0  # constant features: leave them centred, not divided by 0
+        self.input_offset_ = offset.astype(self.dtype)
+        self.input_scale_ = (1.0 / spread).astype(self.dtype)
+
+    def _transform(self, x: np.ndarray) -> np.ndarray:
+        out = np.subtract(x, self.input_offset_, dtype=self.input_offset_.dtype)
+        out *= self.input_scale_
+        return out
+
+    def _labels_to_index(self, y: Any, name: str) -> np.ndarray:
+        y = np.asarray(y)
+        idx = np.searchsorted(self.classes_, y)
+        idx = np.clip(idx, 0, len(self.classes_) - 1)
+        unknown = self.classes_[idx] != y
+        if np.any(unknown):
+            raise ValueError(f"eval set {name!r} has labels not seen in training: "
+                             f"{np.unique(y[unknown])[:5].tolist()}")
+        return idx.astype(np.intp)
+
+    # -- fit / predict --------------------------------------------------------------------
+    def fit(self, X: Any, y: Any, eval_sets: Mapping[str, tuple[Any, Any]] | None = None,
+            callbacks: list[Any] | None = None) -> MLPClassifier:
+        """Train on (X, y). ``eval_sets={"val": (Xv, yv), ...}`` are measured every epoch and
+        recorded in ``history_``; ``callbacks`` get each epoch's record and may stop training."""
+        self._validate_params_()
+        X, y = validate_data(self, X, y, dtype=np.dtype(self.dtype), reset=True)
+        y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        self.classes_, y_idx = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(f"the target needs at least 2 classes; got 1 class "
+                             f"({self.classes_[0]!r})")
+        rng = self._rng()
+        self._fit_preprocessing(X)
+        x = self._transform(X)
+
+        sets: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for name, (xe, ye) in (eval_sets or {}).items():
+            if name == "train":
+                raise ValueError("'train' is reserved for the training metrics; rename the set")
+            xe = validate_data(self, xe, dtype=np.dtype(self.dtype), reset=False)
+            sets[name] = (self._transform(xe), self._labels_to_index(column_or_1d(ye), name))
+        monitor = self._resolve_monitor(sets)
+
+        train_eval = (x, y_idx)
+        tes = self.train_eval_size
+        if tes is not None and len(x) > tes:
+            seed = int(rng.integers(2**31 - 1))
+            keep, _ = train_test_split(np.arange(len(x)), train_size=tes, random_state=seed,
+                                       stratify=y_idx if tes >= len(self.classes_) else None)
+            keep = np.sort(keep)
+            train_eval = (x[keep], y_idx[keep])
+
+        sizes = [x.shape[1], *map(int, self.hidden_sizes), len(self.classes_)]
+        net = Network(sizes, dtype=self.dtype)
+        net.init_he(rng)
+        hyper = {k: getattr(self, k) for k in
+                 ("momentum", "nesterov", "beta1", "beta2", "eps", "rho", "weight_decay")}
+        opt = make_optimizer(self.optimizer, net.n_params, net.dtype, net.n_weights, **hyper)
+        sched = make_schedule(self.schedule, self.learning_rate, self.warmup_epochs,
+                              step_size=self.step_size, gamma=self.gamma, min_lr=self.min_lr,
+                              decay_rate=self.decay_rate, max_epochs=self.max_epochs,
+                              plateau_patience=self.plateau_patience)
+        config = TrainConfig(
+            batch_size=self.batch_size, max_epochs=self.max_epochs, dropout=self.dropout,
+            input_dropout=self.input_dropout, l1=self.l1, l2=self.l2, monitor=monitor,
+            patience=self.early_stopping_patience, restore_best=self.restore_best_weights)
+        result = train(net, opt, sched, x, y_idx, config, rng, sets, train_eval, callbacks)
+
+        self.net_ = net
+        self.history_ = result.history
+        self.best_epoch_ = result.best_epoch
+        self.best_score_ = result.best_value
+        self.monitor_ = monitor
+        self.status_ = result.status
+        self.stop_reason_ = result.reason
+        self.n_epochs_ = len(result.history)
+        self.train_time_s_ = result.train_time_s
+        return self
+
+    def _resolve_monitor(self, sets: Mapping[str, Any]) -> str:
+        if self.monitor is None:
+            if "val" in sets:
+                return "val_loss"
+            return f"{next(iter(sets))}_loss" if sets else "train_loss"
+        name, _, metric = str(self.monitor).rpartition("_")
+        if metric not in ("loss", "accuracy") or (name != "train" and name not in sets):
+            raise ValueError(f"monitor={self.monitor!r}: use '<set>_loss' or '<set>_accuracy' "
+                             f"with set in {['train', *sets]}")
+        return str(self.monitor)
+
+    @property
+    def coefs_(self) -> list[np.ndarray]:
+        check_is_fitted(self, "net_")
+        return self.net_.weights
+
+    @property
+    def intercepts_(self) -> list[np.ndarray]:
+        check_is_fitted(self, "net_")
+        return self.net_.biases
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, columns in the order of ``classes_``."""
+        check_is_fitted(self, "net_")
+        X = validate_data(self, X, dtype=np.dtype(self.dtype), reset=False)
+        logits = self.net_.logits(self._transform(X))
+        return softmax(logits, out=logits)
+
+    def predict(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "net_")
+        X = validate_data(self, X, dtype=np.dtype(self.dtype), reset=False)
+        return self.classes_[self.net_.logits(self._transform(X)).argmax(axis=1)]
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write the fitted model to directory ``path`` (weights.npz + checkpoint.json)."""
+        from .checkpoint import save_model
+
+        return save_model(self, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> MLPClassifier:
+        """Load a model saved with ``save``; never unpickles anything."""
+        from .checkpoint import load_model
+
+        return load_model(path)
+
+    def __sklearn_tags__(self):  # type: ignore[no-untyped-def]
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = True
+        return tags
+
+
+def history_frame(history: list[dict[str, float]]):  # type: ignore[no-untyped-def]
+    """``history_`` as a pandas DataFrame indexed by epoch."""
+    import pandas as pd
+
+    return pd.DataFrame(history).set_index("epoch")
+
+
+__all__ = ["MLPClassifier", "history_frame"]

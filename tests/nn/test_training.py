@@ -1,0 +1,99 @@
+"""The training loop: reproducibility, early stopping, best-epoch restore, divergence."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from hpsearch import MLPClassifier
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, y = load_digits(return_X_y=True)
+    rng = np.random.default_rng(0)
+    idx = rng.permutation(len(y))
+    return x[idx[:1200]], y[idx[:1200]], x[idx[1200:]], y[idx[1200:]]
+
+
+def test_same_seed_same_weights(digits):
+    xtr, ytr, _, _ = digits
+    kw = dict(hidden_sizes=(32,), max_epochs=3, dropout=0.2, random_state=5)
+    a = MLPClassifier(**kw).fit(xtr, ytr)
+    b = MLPClassifier(**kw).fit(xtr, ytr)
+    c = MLPClassifier(**{**kw, "random_state": 6}).fit(xtr, ytr)
+    for wa, wb in zip(a.coefs_, b.coefs_, strict=True):
+        np.testing.assert_array_equal(wa, wb)
+    assert not np.array_equal(a.coefs_[0], c.coefs_[0])
+    assert a.history_ == b.history_
+
+
+def test_history_records_every_set(digits):
+    xtr, ytr, xv, yv = digits
+    m = MLPClassifier(hidden_sizes=(16,), max_epochs=4, schedule="step", step_size=2,
+                      random_state=0).fit(xtr, ytr, eval_sets={"val": (xv, yv), "test": (xv, yv)})
+    assert [r["epoch"] for r in m.history_] == [1, 2, 3, 4]
+    assert set(m.history_[0]) == {"epoch", "learning_rate", "train_loss", "train_accuracy",
+                                  "val_loss", "val_accuracy", "test_loss", "test_accuracy"}
+    assert [r["learning_rate"] for r in m.history_] == [1e-3, 1e-3, 5e-4, 5e-4]
+    assert m.monitor_ == "val_loss"
+
+
+def test_early_stopping_restores_the_best_epoch(digits):
+    """A wide net on 150 samples overfits: validation loss turns up while training improves."""
+    xtr, ytr, xv, yv = digits
+    m = MLPClassifier(hidden_sizes=(512,), learning_rate=3e-3, max_epochs=200,
+                      early_stopping_patience=10, batch_size=32, random_state=0)
+    m.fit(xtr[:150], ytr[:150], eval_sets={"val": (xv, yv)})
+    val = [r["val_loss"] for r in m.history_]
+    best = int(np.argmin(val)) + 1
+    assert m.status_ == "early_stopped"
+    assert m.best_epoch_ == best
+    assert len(m.history_) == best + 10
+    assert m.history_[-1]["train_loss"] < m.history_[best - 1]["train_loss"]  # kept improving
+    # The restored weights are the best epoch's: re-measure the validation loss.
+    from hpsearch.nn.functional import cross_entropy
+
+    proba = m.predict_proba(xv)
+    measured = cross_entropy(np.log(np.clip(proba, 1e-30, None)), np.searchsorted(m.classes_, yv))
+    assert measured == pytest.approx(val[best - 1], rel=1e-4)
+
+
+def test_divergence_is_recorded_not_raised(digits):
+    xtr, ytr, xv, yv = digits
+    m = MLPClassifier(hidden_sizes=(64,), optimizer="sgd", learning_rate=5.0, max_epochs=20,
+                      random_state=0)
+    m.fit(xtr, ytr, eval_sets={"val": (xv, yv)})
+    assert m.status_ == "diverged"
+    assert "learning rate" in m.stop_reason_
+    assert len(m.history_) < 20
+    assert not math.isfinite(m.history_[-1]["train_loss"]) or m.history_[-1]["train_loss"] > 20
+    proba = m.predict_proba(xv)
+    assert np.all(np.isfinite(proba))  # best (or initial) weights restored, no NaN predictions
+
+
+def test_callback_can_stop_training(digits):
+    xtr, ytr, xv, yv = digits
+    seen = []
+
+    class StopAtThree:
+        def on_epoch_end(self, record):
+            seen.append(record["epoch"])
+            return record["epoch"] == 3
+
+    m = MLPClassifier(hidden_sizes=(8,), max_epochs=10, random_state=0)
+    m.fit(xtr, ytr, eval_sets={"val": (xv, yv)}, callbacks=[StopAtThree(), seen.append])
+    assert m.status_ == "stopped" and len(m.history_) == 3
+    assert seen[::2] == [1, 2, 3]
+
+
+def test_plateau_schedule_uses_the_monitor(digits):
+    xtr, ytr, xv, yv = digits
+    m = MLPClassifier(hidden_sizes=(256,), schedule="plateau", plateau_patience=1,
+                      learning_rate=0.01, max_epochs=15, random_state=0)
+    m.fit(xtr[:150], ytr[:150], eval_sets={"val": (xv, yv)})
+    lrs = [r["learning_rate"] for r in m.history_]
+    assert lrs[0] == 0.01 and min(lrs) < 0.01

@@ -1,0 +1,70 @@
+"""MLPClassifier as a scikit-learn estimator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+from sklearn.model_selection import cross_val_score, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from hpsearch import MLPClassifier
+
+# Every scikit-learn estimator check runs; none is skipped. (Small max_epochs keeps them quick;
+# the defaults otherwise.)
+
+
+@parametrize_with_checks([MLPClassifier(max_epochs=30, random_state=0)])
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+def test_digits_accuracy_floor():
+    x, y = load_digits(return_X_y=True)
+    xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.25, stratify=y, random_state=0)
+    m = MLPClassifier(hidden_sizes=(128,), max_epochs=40, random_state=0).fit(xtr, ytr)
+    assert m.score(xte, yte) >= 0.95
+
+
+def test_clone_pipeline_and_cross_validation():
+    x, y = load_digits(return_X_y=True)
+    m = MLPClassifier(hidden_sizes=(64,), max_epochs=40, random_state=0)
+    c = clone(m)
+    assert c.get_params() == m.get_params() and not hasattr(c, "net_")
+    pipe = make_pipeline(FunctionTransformer(lambda a: a / 16.0), c)
+    scores = cross_val_score(pipe, x, y, cv=3)
+    assert scores.min() > 0.85
+
+
+def test_string_labels_and_predict_proba():
+    x, y = load_digits(return_X_y=True)
+    names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
+                      "nine"])[y]
+    m = MLPClassifier(hidden_sizes=(32,), max_epochs=10, random_state=0).fit(x, names)
+    proba = m.predict_proba(x[:5])
+    np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-5)
+    assert set(m.predict(x)) <= set(names)
+    assert list(m.classes_) == sorted(set(names))
+
+
+@pytest.mark.parametrize("param,value,match", [
+    ("optimizer", "adagrad", "optimizer='adagrad': unknown"),
+    ("schedule", "linear", "schedule='linear': unknown"),
+    ("hidden_sizes", (0,), "hidden_sizes"),
+    ("dropout", 1.0, "dropout=1.0"),
+    ("learning_rate", -1.0, "learning_rate=-1.0"),
+    ("monitor", "holdout_loss", "monitor='holdout_loss'"),
+])
+def test_bad_parameters_fail_in_fit(param, value, match):
+    x, y = load_digits(return_X_y=True)
+    m = MLPClassifier(**{param: value})  # __init__ only stores
+    with pytest.raises(ValueError, match=match):
+        m.fit(x[:50], y[:50])
+
+
+def test_single_class_is_refused():
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        MLPClassifier().fit(np.zeros((5, 2)), np.ones(5))
