@@ -74,7 +74,7 @@ def _fire(callbacks: list[Any], record: Record) -> bool:
     stop = False
     for cb in callbacks:
         hook: Callable[[Record], Any] = getattr(cb, "on_epoch_end", cb)
-        stop = bool(hook(dict(record))) or stop
+        stop = (hook(dict(record)) is True) or stop  # only an explicit True stops
     return stop
 
 
