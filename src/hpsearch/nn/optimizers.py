@@ -99,6 +99,12 @@ class Adam(Optimizer):
     """Adam (Kingma & Ba, 2015) with bias correction:
     m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2;
     p <- p - lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)
+
+    The state is kept as exponentially decayed *sums*, ``m_sum = m / (1-b1)`` and
+    ``v_sum = v / (1-b2)`` (so ``m_sum <- b1 m_sum + g``), which saves two of the twelve passes
+    over the parameters that the textbook form costs; ``m`` and ``v`` give the textbook moments.
+    The update is the same: with a1 = (1-b1)/(1-b1^t) and a2 = (1-b2)/(1-b2^t),
+    lr a1 m_sum / (sqrt(a2 v_sum) + eps) = (lr a1/sqrt(a2)) m_sum / (sqrt(v_sum) + eps/sqrt(a2)).
     """
 
     name = "adam"
@@ -107,33 +113,38 @@ class Adam(Optimizer):
                  beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> None:
         super().__init__(n_params, dtype, n_decay)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
-        self.m = self._zeros()
-        self.v = self._zeros()
+        self.m_sum = self._zeros()
+        self.v_sum = self._zeros()
         self._tmp = self._zeros()
+
+    @property
+    def m(self) -> Array:
+        """First moment estimate (biased), as in the paper."""
+        return (1 - self.beta1) * self.m_sum
+
+    @property
+    def v(self) -> Array:
+        """Second moment estimate (biased), as in the paper."""
+        return (1 - self.beta2) * self.v_sum
 
     def _adam_update(self, grad: Array, lr: float) -> Array:
         """Advance the moments and return the update (in a scratch buffer) to subtract.
-
-        Same result as the formula above, with the bias corrections folded into two scalars:
-        lr/(1-b1^t) * m / (sqrt(v)/c + eps) = (lr c/(1-b1^t)) * m / (sqrt(v) + eps c),
-        c = sqrt(1-b2^t). Twelve passes over the parameters, no allocation.
-        """
+        Ten passes over the parameters, no allocation: this runs once per minibatch."""
         self.t += 1
         f = self.dtype.type
         b1, b2 = self.beta1, self.beta2
         tmp = self._tmp
-        np.subtract(grad, self.m, out=tmp)  # m += (1-b1)(g - m)
-        tmp *= f(1 - b1)
-        self.m += tmp
-        np.multiply(grad, grad, out=tmp)  # v += (1-b2)(g^2 - v)
-        tmp -= self.v
-        tmp *= f(1 - b2)
-        self.v += tmp
-        c = np.sqrt(1 - b2 ** self.t)
-        np.sqrt(self.v, out=tmp)
-        tmp += f(self.eps * c)
-        np.divide(self.m, tmp, out=tmp)
-        tmp *= f(lr * c / (1 - b1 ** self.t))
+        self.m_sum *= f(b1)
+        self.m_sum += grad
+        np.multiply(grad, grad, out=tmp)
+        self.v_sum *= f(b2)
+        self.v_sum += tmp
+        a1 = (1 - b1) / (1 - b1 ** self.t)
+        root_a2 = np.sqrt((1 - b2) / (1 - b2 ** self.t))
+        np.sqrt(self.v_sum, out=tmp)
+        tmp += f(self.eps / root_a2)
+        np.divide(self.m_sum, tmp, out=tmp)
+        tmp *= f(lr * a1 / root_a2)
         return tmp
 
     def step(self, params: Array, grad: Array, lr: float) -> None:
