@@ -91,3 +91,18 @@ def test_every_optimizer_minimises_a_quadratic(name, dtype):
 def test_unknown_optimizer():
     with pytest.raises(ValueError, match="unknown optimizer 'adagrad'"):
         make_optimizer("adagrad", 3, np.float32)
+
+
+@pytest.mark.parametrize("name", ["momentum", "rmsprop", "adam", "adamw"])
+def test_decaying_state_never_goes_subnormal(name):
+    """A parameter whose gradient stops (a dead ReLU unit) must not leave subnormal state behind:
+    subnormal arithmetic is what made Adam cost 60 % of a Fashion-MNIST step before the flush."""
+    opt = make_optimizer(name, 4, np.float32, beta1=0.5, momentum=0.5, rho=0.5)
+    p = np.ones(4, np.float32)
+    opt.step(p, np.full(4, 1e-3, np.float32), 1e-3)
+    tiny = np.finfo(np.float32).tiny
+    for _ in range(400):  # 0.5**400: far below the subnormal range without the flush
+        opt.step(p, np.zeros(4, np.float32), 1e-3)
+        for state, _ in opt._decaying:
+            assert not np.any((state != 0) & (np.abs(state) < tiny))
+    assert np.all(np.isfinite(p))

@@ -12,8 +12,16 @@ Array = np.ndarray
 
 
 class Optimizer:
-    """Base class: subclasses implement ``step``. ``n_decay`` is the length of the weight prefix
-    (biases excluded) that decoupled weight decay applies to."""
+    """Base class: subclasses implement ``_step``. ``n_decay`` is the length of the weight prefix
+    (biases excluded) that decoupled weight decay applies to.
+
+    Decaying state (momentum, squared-gradient averages) of parameters whose gradient is zero,
+    such as the weights of a dead ReLU unit, shrinks geometrically into the subnormal range,
+    where x86 arithmetic is up to a hundred times slower: measured here, a few thousand subnormal
+    Adam moments after three Fashion-MNIST epochs made the update cost 60 % of a training step.
+    So every ``flush_every`` steps, state below ``tiny * 1e8`` is set to zero (such values have
+    no effect on any update: they are 1e-30 in float32).
+    """
 
     name = "base"
 
@@ -22,12 +30,35 @@ class Optimizer:
         self.dtype = np.dtype(dtype)
         self.n_decay = n_params if n_decay is None else n_decay
         self.t = 0
+        self._decaying: list[tuple[Array, float]] = []  # (state, decay factor per step)
 
-    def _zeros(self) -> Array:
-        return np.zeros(self.n_params, dtype=self.dtype)
+    def _zeros(self, decay: float | None = None) -> Array:
+        state = np.zeros(self.n_params, dtype=self.dtype)
+        if decay is not None:
+            self._decaying.append((state, float(decay)))
+        return state
 
     def step(self, params: Array, grad: Array, lr: float) -> None:
+        """One update of ``params`` in place, given the gradient and the learning rate."""
+        self.t += 1
+        self._step(params, grad, lr)
+        if self._decaying and self.t % self._flush_every() == 0:
+            self.flush_subnormal()
+
+    def _step(self, params: Array, grad: Array, lr: float) -> None:
         raise NotImplementedError
+
+    def _flush_every(self) -> int:
+        # Steps for the fastest-decaying state to fall by 1e8 (from the threshold to subnormal).
+        fastest = min(d for _, d in self._decaying)
+        if not 0 < fastest < 1:
+            return 1_000_000
+        return max(1, int(np.log(1e8) / -np.log(fastest)))
+
+    def flush_subnormal(self) -> None:
+        threshold = np.finfo(self.dtype).tiny * 1e8
+        for state, _ in self._decaying:
+            state[np.abs(state) < threshold] = 0
 
 
 class SGD(Optimizer):
@@ -35,8 +66,7 @@ class SGD(Optimizer):
 
     name = "sgd"
 
-    def step(self, params: Array, grad: Array, lr: float) -> None:
-        self.t += 1
+    def _step(self, params: Array, grad: Array, lr: float) -> None:
         params -= self.dtype.type(lr) * grad
 
 
@@ -53,11 +83,10 @@ class Momentum(Optimizer):
         super().__init__(n_params, dtype, n_decay)
         self.momentum = momentum
         self.nesterov = nesterov
-        self.velocity = self._zeros()
+        self.velocity = self._zeros(decay=momentum)
         self._tmp = self._zeros()
 
-    def step(self, params: Array, grad: Array, lr: float) -> None:
-        self.t += 1
+    def _step(self, params: Array, grad: Array, lr: float) -> None:
         lr_g = np.multiply(grad, self.dtype.type(lr), out=self._tmp)
         self.velocity *= self.dtype.type(self.momentum)
         self.velocity -= lr_g
@@ -78,11 +107,10 @@ class RMSProp(Optimizer):
         super().__init__(n_params, dtype, n_decay)
         self.rho = rho
         self.eps = eps
-        self.square_avg = self._zeros()
+        self.square_avg = self._zeros(decay=rho)
         self._tmp = self._zeros()
 
-    def step(self, params: Array, grad: Array, lr: float) -> None:
-        self.t += 1
+    def _step(self, params: Array, grad: Array, lr: float) -> None:
         f = self.dtype.type
         tmp = np.multiply(grad, grad, out=self._tmp)
         tmp *= f(1 - self.rho)
@@ -113,8 +141,8 @@ class Adam(Optimizer):
                  beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> None:
         super().__init__(n_params, dtype, n_decay)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
-        self.m_sum = self._zeros()
-        self.v_sum = self._zeros()
+        self.m_sum = self._zeros(decay=beta1)
+        self.v_sum = self._zeros(decay=beta2)
         self._tmp = self._zeros()
 
     @property
@@ -130,7 +158,6 @@ class Adam(Optimizer):
     def _adam_update(self, grad: Array, lr: float) -> Array:
         """Advance the moments and return the update (in a scratch buffer) to subtract.
         Ten passes over the parameters, no allocation: this runs once per minibatch."""
-        self.t += 1
         f = self.dtype.type
         b1, b2 = self.beta1, self.beta2
         tmp = self._tmp
@@ -147,7 +174,7 @@ class Adam(Optimizer):
         tmp *= f(lr * a1 / root_a2)
         return tmp
 
-    def step(self, params: Array, grad: Array, lr: float) -> None:
+    def _step(self, params: Array, grad: Array, lr: float) -> None:
         params -= self._adam_update(grad, lr)
 
 
@@ -163,7 +190,7 @@ class AdamW(Adam):
         super().__init__(n_params, dtype, n_decay, beta1, beta2, eps)
         self.weight_decay = weight_decay
 
-    def step(self, params: Array, grad: Array, lr: float) -> None:
+    def _step(self, params: Array, grad: Array, lr: float) -> None:
         update = self._adam_update(grad, lr)
         if self.weight_decay:
             params[: self.n_decay] *= self.dtype.type(1 - lr * self.weight_decay)
