@@ -1,0 +1,419 @@
+"""Sweep specs: YAML files under ``sweeps/``, loaded once into frozen dataclasses.
+
+Validation is strict and happens here, before anything is recorded: unknown keys, wrong types,
+inverted ranges, ``log`` with a non-positive bound, unknown names and empty choice lists each end
+in one ``SpecError`` line that names the file and the key, e.g.
+``sweeps/x.yaml: space.learning_rate.low must be > 0 when log is true``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import SpecError
+from .estimator import PREPROCESSING
+from .nn import OPTIMIZERS, SCHEDULES
+
+SAMPLERS = {"tpe": {"seed", "n_startup_trials", "multivariate"},
+            "random": {"seed"},
+            "grid": {"seed"},
+            "cmaes": {"seed", "n_startup_trials"},
+            "qmc": {"seed", "qmc_type"}}
+PRUNERS = {"median": {"n_startup_trials", "n_warmup_steps", "interval_steps"},
+           "hyperband": {"min_resource", "reduction_factor"},
+           "successive_halving": {"min_resource", "reduction_factor", "min_early_stopping_rate"},
+           "none": set()}
+OBJECTIVES = {"val_accuracy": "maximize", "val_loss": "minimize"}
+PARAM_TYPES = ("float", "int", "categorical", "fixed")
+DATASETS = ("digits", "fashion-mnist", "mnist")
+
+# MLPClassifier parameters a search space may set, plus the layer helpers that build
+# hidden_sizes: n_layers, hidden_size (every layer) and hidden_size_<k> (layer k, from 2).
+ESTIMATOR_PARAMS = {
+    "hidden_sizes", "optimizer", "learning_rate", "schedule", "l2", "l1", "dropout",
+    "input_dropout", "batch_size", "momentum", "nesterov", "beta1", "beta2", "eps", "rho",
+    "weight_decay", "step_size", "gamma", "min_lr", "decay_rate", "plateau_patience",
+    "warmup_epochs", "preprocessing",
+}
+LAYER_HELPERS = re.compile(r"^(n_layers|hidden_size|hidden_size_[2-9])$")
+NAMED_CHOICES = {"optimizer": set(OPTIMIZERS), "schedule": set(SCHEDULES),
+                 "preprocessing": set(PREPROCESSING)}
+STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    dataset: str = "digits"
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    seed: int = 0
+    preprocessing: str | None = None  # None: what suits the dataset
+    target: str | None = None  # CSV target column
+    data_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    max_epochs: int = 30
+    batch_size: int = 128
+    early_stopping_patience: int | None = 10
+    early_stopping_metric: str = "val_loss"
+    train_eval_size: int | None = 10_000
+
+
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    metric: str = "val_accuracy"
+    direction: str = "maximize"
+
+
+@dataclass(frozen=True)
+class BudgetSpec:
+    n_trials: int = 20
+    timeout: float | None = None
+    workers: int = 1
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    name: str = "tpe"
+    seed: int | None = 0
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PrunerSpec:
+    name: str = "median"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    type: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple[Any, ...] = ()
+    value: Any = None
+    when: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # (param, allowed values), all must hold
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    name: str
+    path: str
+    data: DataSpec
+    training: TrainingSpec
+    objective: ObjectiveSpec
+    budget: BudgetSpec
+    sampler: SamplerSpec
+    pruner: PrunerSpec
+    keep_checkpoints: int
+    space: tuple[ParamSpec, ...]
+    text: str = ""  # the file as written, logged with the sweep
+
+
+class _Checker:
+    """Reads one mapping of the spec, recording which keys were used, with file-and-key errors."""
+
+    def __init__(self, file: str, where: str, node: Any, allowed: set[str] | None = None):
+        self.file, self.where = file, where
+        if node is None:
+            node = {}
+        if not isinstance(node, dict):
+            self.fail(f"must be a mapping, not {type(node).__name__}")
+        self.node = node
+        if allowed is not None:
+            for key in node:
+                if key not in allowed:
+                    self.fail(f"has unknown key {key!r} (allowed: {', '.join(sorted(allowed))})",
+                              key=None)
+
+    def key(self, key: str | None) -> str:
+        if key is None:
+            return self.where
+        return f"{self.where}.{key}" if self.where else key
+
+    def fail(self, message: str, key: str | None = None) -> None:
+        raise SpecError(f"{self.file}: {self.key(key)} {message}")
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = None,
+            required: bool = False, allow_none: bool = False) -> Any:
+        if key not in self.node:
+            if required:
+                self.fail("is required", key)
+            return default
+        value = self.node[key]
+        if value is None and allow_none:
+            return None
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, str) and float in kinds:  # YAML reads 1e-3 as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) and bool not in kinds:
+            self.fail(f"must be {_kind_names(kinds)}, not {value!r}", key)
+        if not isinstance(value, kinds):
+            self.fail(f"must be {_kind_names(kinds)}, not {value!r}", key)
+        return value
+
+    def number(self, key: str, default: Any, lo: float | None = None, hi: float | None = None,
+               integer: bool = False, allow_none: bool = False, lo_open: bool = False,
+               hi_open: bool = False) -> Any:
+        value = self.get(key, int if integer else float, default, allow_none=allow_none)
+        if value is None:
+            return None
+        if isinstance(value, float) and not math.isfinite(value):
+            self.fail(f"must be a finite number, not {value!r}", key)
+        if lo is not None and (value < lo or (lo_open and value == lo)):
+            self.fail(f"must be {'>' if lo_open else '>='} {lo:g}, not {value!r}", key)
+        if hi is not None and (value > hi or (hi_open and value == hi)):
+            self.fail(f"must be {'<' if hi_open else '<='} {hi:g}, not {value!r}", key)
+        return value
+
+
+def _kind_names(kinds: tuple[type, ...]) -> str:
+    names = {int: "a whole number", float: "a number", str: "a string", bool: "true or false",
+             list: "a list", dict: "a mapping"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    """Read and validate a sweep spec; SpecError (one line, file and key) otherwise."""
+    path = Path(path)
+    file = str(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise SpecError(f"{file}: no such sweep file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{file}: cannot read ({exc})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(f"{file}: invalid YAML{where}: {problem}") from None
+    return parse_spec(raw, file, text)
+
+
+def parse_spec(raw: Any, file: str = "<spec>", text: str = "") -> SweepSpec:
+    top = _Checker(file, "", raw, {"name", "data", "training", "objective", "budget", "sampler",
+                                   "pruner", "checkpoints", "space"})
+    name = top.get("name", str, required=True)
+    if not STUDY_NAME.match(name):
+        top.fail("must be letters, digits, '.', '_' or '-' (no spaces or path characters), "
+                 f"at most 100 characters, not {name!r}", "name")
+
+    d = _Checker(file, "data", top.node.get("data"), {"dataset", "val_fraction", "test_fraction",
+                                                      "seed", "preprocessing", "target",
+                                                      "data_dir"})
+    dataset = d.get("dataset", str, "digits")
+    if dataset not in DATASETS and not dataset.startswith("csv:"):
+        d.fail(f"is unknown: {dataset!r} (choose from {', '.join(DATASETS)}, csv:<path>)",
+               "dataset")
+    target = d.get("target", str, None, allow_none=True)
+    if dataset.startswith("csv:") and not target:
+        d.fail("is required for a csv: dataset (the label column)", "target")
+    if dataset.startswith("csv:") and not Path(dataset[4:]).is_absolute():
+        # A relative CSV path is relative to the spec file, so a sweep runs from anywhere.
+        base = Path(file).parent
+        candidate = base / dataset[4:]
+        if candidate.exists() or not Path(dataset[4:]).exists():
+            dataset = f"csv:{candidate}"
+    val_fraction = d.number("val_fraction", 0.2, 0, 1, lo_open=True, hi_open=True)
+    test_fraction = d.number("test_fraction", 0.2, 0, 1, lo_open=True, hi_open=True)
+    if val_fraction + test_fraction >= 1:
+        d.fail(f"plus test_fraction must be below 1 ({val_fraction} + {test_fraction})",
+               "val_fraction")
+    preprocessing = d.get("preprocessing", str, None, allow_none=True)
+    if preprocessing is not None and preprocessing not in PREPROCESSING:
+        d.fail(f"is unknown: {preprocessing!r} (choose from {', '.join(PREPROCESSING)})",
+               "preprocessing")
+    data = DataSpec(dataset, val_fraction, test_fraction, d.number("seed", 0, 0, integer=True),
+                    preprocessing, target, d.get("data_dir", str, None, allow_none=True))
+
+    t = _Checker(file, "training", top.node.get("training"),
+                 {"max_epochs", "batch_size", "early_stopping_patience", "early_stopping_metric",
+                  "train_eval_size"})
+    metric = t.get("early_stopping_metric", str, "val_loss")
+    if metric not in OBJECTIVES:
+        t.fail(f"is unknown: {metric!r} (choose from {', '.join(OBJECTIVES)})",
+               "early_stopping_metric")
+    training = TrainingSpec(
+        t.number("max_epochs", 30, 1, integer=True), t.number("batch_size", 128, 1, integer=True),
+        t.number("early_stopping_patience", 10, 1, integer=True, allow_none=True), metric,
+        t.number("train_eval_size", 10_000, 1, integer=True, allow_none=True))
+
+    o = _Checker(file, "objective", top.node.get("objective"), {"metric", "direction"})
+    obj_metric = o.get("metric", str, "val_accuracy")
+    if obj_metric not in OBJECTIVES:
+        o.fail(f"is unknown: {obj_metric!r} (choose from {', '.join(OBJECTIVES)})", "metric")
+    direction = o.get("direction", str, OBJECTIVES[obj_metric])
+    if direction != OBJECTIVES[obj_metric]:
+        o.fail(f"must be {OBJECTIVES[obj_metric]!r} for {obj_metric}, not {direction!r}",
+               "direction")
+    objective = ObjectiveSpec(obj_metric, direction)
+
+    b = _Checker(file, "budget", top.node.get("budget"), {"n_trials", "timeout", "workers"})
+    budget = BudgetSpec(b.number("n_trials", 20, 1, integer=True),
+                        b.number("timeout", None, 0, allow_none=True, lo_open=True),
+                        b.number("workers", 1, 1, 64, integer=True))
+
+    sampler = _sampler_or_pruner(file, "sampler", top.node.get("sampler"), SAMPLERS, "tpe")
+    pruner = _sampler_or_pruner(file, "pruner", top.node.get("pruner"), PRUNERS, "median")
+
+    c = _Checker(file, "checkpoints", top.node.get("checkpoints"), {"keep"})
+    keep = c.number("keep", 3, 1, integer=True)
+
+    space = _space(file, top.node.get("space"))
+    if sampler.name == "grid":
+        for p in space:
+            if p.type == "float" and p.step is None:
+                raise SpecError(f"{file}: space.{p.name}.step is required by the grid sampler "
+                                f"(or make it categorical)")
+    return SweepSpec(name, file, data, training, objective, budget,
+                     SamplerSpec(sampler.name, sampler.options.pop("seed", 0), sampler.options),
+                     pruner, keep, space, text)
+
+
+def _sampler_or_pruner(file: str, where: str, node: Any, table: dict[str, set[str]],
+                       default: str) -> PrunerSpec:
+    if isinstance(node, str):
+        node = {"name": node}
+    n = _Checker(file, where, node)
+    name = n.get("name", str, default)
+    if name not in table:
+        n.fail(f"is unknown: {name!r} (choose from {', '.join(table)})", "name")
+    n = _Checker(file, where, node, {"name", *table[name]})
+    options = {}
+    for key in table[name]:
+        if key in n.node:
+            if key in ("multivariate",):
+                options[key] = n.get(key, bool)
+            elif key == "qmc_type":
+                options[key] = n.get(key, str)
+            elif key == "seed":
+                options[key] = n.number(key, 0, 0, integer=True, allow_none=True)
+            elif key == "reduction_factor":
+                options[key] = n.number(key, 3, 2, integer=True)
+            else:
+                options[key] = n.number(key, 0, 0, integer=True)
+    return PrunerSpec(name, options)
+
+
+def _space(file: str, node: Any) -> tuple[ParamSpec, ...]:
+    top = _Checker(file, "space", node)
+    if not top.node:
+        top.fail("must define at least one parameter")
+    params: list[ParamSpec] = []
+    referenced = set()
+    for name, entry in top.node.items():
+        where = f"space.{name}"
+        if not isinstance(name, str):
+            top.fail(f"has a non-text parameter name {name!r}")
+        if not isinstance(entry, dict):  # shorthand: a bare value is fixed
+            entry = {"type": "fixed", "value": entry}
+        e = _Checker(file, where, entry)
+        kind = e.get("type", str, required=True)
+        if kind not in PARAM_TYPES:
+            e.fail(f"is unknown: {kind!r} (choose from {', '.join(PARAM_TYPES)})", "type")
+        allowed = {"float": {"low", "high", "log", "step"}, "int": {"low", "high", "log", "step"},
+                   "categorical": {"choices"}, "fixed": {"value"}}[kind] | {"type", "when"}
+        e = _Checker(file, where, entry, allowed)
+        when = _when(e, name, [p.name for p in params])
+        referenced |= {w for w, _ in when}
+        if kind in ("float", "int"):
+            integer = kind == "int"
+            low = e.get("low", int if integer else float, required=True)
+            high = e.get("high", int if integer else float, required=True)
+            log = e.get("log", bool, False)
+            step = e.get("step", int if integer else float, None, allow_none=True)
+            if low > high:
+                e.fail(f"must be <= high ({low!r} > {high!r})", "low")
+            if log and low <= 0:
+                e.fail("must be > 0 when log is true", "low")
+            if step is not None and step <= 0:
+                e.fail(f"must be > 0, not {step!r}", "step")
+            if step is not None and log:
+                e.fail("cannot be combined with log: true", "step")
+            params.append(ParamSpec(name, kind, low, high, log, step, when=when))
+            _check_range(e, name, low, high)
+        elif kind == "categorical":
+            choices = e.get("choices", list, required=True)
+            if not choices:
+                e.fail("must not be empty", "choices")
+            if len(set(map(repr, choices))) != len(choices):
+                e.fail(f"has duplicates: {choices!r}", "choices")
+            for c in choices:
+                if not isinstance(c, str | int | float | bool) and c is not None:
+                    e.fail(f"must be numbers, strings, booleans or null, not {c!r}", "choices")
+                _check_value(e, name, c, "choices")
+            params.append(ParamSpec(name, kind, choices=tuple(choices), when=when))
+        else:
+            value = e.get("value", (str, int, float, bool, list), required=True)
+            _check_value(e, name, value, "value")
+            params.append(ParamSpec(name, kind, value=tuple(value) if isinstance(value, list)
+                                    else value, when=when))
+    for p in params:
+        if p.name not in ESTIMATOR_PARAMS and not LAYER_HELPERS.match(p.name) \
+                and p.name not in referenced:
+            raise SpecError(f"{file}: space.{p.name} is not a model parameter (and no `when` "
+                            f"uses it as a switch); model parameters: "
+                            f"{', '.join(sorted(ESTIMATOR_PARAMS))}, n_layers, hidden_size, "
+                            f"hidden_size_2..9")
+    return tuple(params)
+
+
+def _when(e: _Checker, name: str, earlier: list[str]) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    node = e.get("when", dict, None)
+    if node is None:
+        return ()
+    out = []
+    for other, values in node.items():
+        if other not in earlier:
+            e.fail(f"refers to {other!r}, which must be defined above {name!r} in the space",
+                   "when")
+        values = tuple(values) if isinstance(values, list) else (values,)
+        if not values:
+            e.fail(f"lists no values for {other!r}", "when")
+        out.append((str(other), values))
+    return tuple(out)
+
+
+def _check_value(e: _Checker, name: str, value: Any, key: str) -> None:
+    if name in NAMED_CHOICES and value not in NAMED_CHOICES[name]:
+        e.fail(f"has unknown {name} {value!r} (choose from "
+               f"{', '.join(sorted(NAMED_CHOICES[name]))})", key)
+    if name == "hidden_sizes" and not (isinstance(value, list) and value and
+                                       all(isinstance(v, int) and v > 0 for v in value)):
+        e.fail(f"must be a list of positive whole numbers, not {value!r}", key)
+
+
+def _check_range(e: _Checker, name: str, low: float, high: float) -> None:
+    bounded = {"dropout": (0, 1, True), "input_dropout": (0, 1, True), "momentum": (0, 1, True),
+               "beta1": (0, 1, True), "beta2": (0, 1, True), "rho": (0, 1, True),
+               "gamma": (0, 1, False)}
+    if name in bounded:
+        lo, hi, hi_open = bounded[name]
+        if low < lo or high > hi or (hi_open and high >= hi):
+            e.fail(f"must lie in [{lo}, {hi}{')' if hi_open else ']'}, not [{low}, {high}]")
+    if name in {"learning_rate", "eps"} and low <= 0:
+        e.fail("must be > 0", "low")
+    if name in {"l2", "l1", "weight_decay", "min_lr", "decay_rate"} and low < 0:
+        e.fail("must be >= 0", "low")
+    if (name.startswith("hidden_size") or name in {"n_layers", "batch_size", "step_size",
+                                                   "plateau_patience"}) and low < 1:
+        e.fail("must be >= 1", "low")

@@ -1,0 +1,226 @@
+"""MLflow layout: one experiment per sweep, one parent run per study, one child run per trial.
+
+Driven through ``MlflowClient`` with explicit run ids (the fluent API's active-run stack is per
+thread and per process). Per-epoch metrics are buffered and sent with ``log_batch`` at most every
+``flush_seconds`` (and at the end of the trial), so tracking never costs a round trip per epoch.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from . import __version__
+from .errors import StorageError
+
+DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss",
+                 "test_accuracy", "learning_rate")
+# MLflow run status for each Optuna trial state.
+RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED",
+              "INTERRUPTED": "KILLED"}
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def mask_uri(uri: str) -> str:
+    """The URI with any password replaced by ***, for messages and logs."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return uri
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return uri
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, check=False)
+        return out.stdout.strip() if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def versions() -> dict[str, str]:
+    import mlflow
+    import numpy
+    import optuna
+    import sklearn
+
+    return {"python": platform.python_version(), "hpsearch": __version__,
+            "numpy": numpy.__version__, "scikit-learn": sklearn.__version__,
+            "optuna": optuna.__version__, "mlflow": mlflow.__version__}
+
+
+class Tracker:
+    """Thin layer over MlflowClient with hpsearch's run layout."""
+
+    def __init__(self, uri: str | None = None) -> None:
+        self.uri = resolve_tracking_uri(uri)
+        if self.uri.startswith("sqlite:///"):
+            db = Path(self.uri[len("sqlite:///"):])
+            try:
+                db.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StorageError(f"tracking store {self.uri}: cannot create {db.parent} "
+                                   f"({exc.strerror})") from None
+        self.client = MlflowClient(tracking_uri=self.uri)
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except MlflowException as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StorageError(f"tracking store {mask_uri(self.uri)}: {what} failed: "
+                               f"{first[:300]}") from None
+
+    # -- experiment and parent run -----------------------------------------------------------
+    def experiment(self, name: str) -> str:
+        """The experiment named ``name``, created on first use (artifacts under mlruns/ for the
+        embedded store)."""
+        exp = self._call("reading the experiment", self.client.get_experiment_by_name, name)
+        if exp is not None:
+            if exp.lifecycle_stage == "deleted":
+                self._call("restoring the experiment", self.client.restore_experiment,
+                           exp.experiment_id)
+            return str(exp.experiment_id)
+        location = None
+        if self.uri.startswith("sqlite:///"):
+            db = Path(self.uri[len("sqlite:///"):]).resolve()
+            location = (db.parent / "artifacts" / name).as_uri()
+        try:
+            return str(self.client.create_experiment(name, artifact_location=location))
+        except MlflowException:
+            exp = self._call("reading the experiment", self.client.get_experiment_by_name, name)
+            if exp is None:
+                raise
+            return str(exp.experiment_id)  # another process created it first
+
+    def run_exists(self, run_id: str) -> bool:
+        try:
+            self.client.get_run(run_id)
+            return True
+        except MlflowException:
+            return False
+
+    def create_parent(self, exp_id: str, study: str, spec_path: str, spec_text: str,
+                      settings: dict[str, Any]) -> str:
+        tags = {"hpsearch.role": "sweep", "optuna.study": study,
+                "mlflow.source.git.commit": git_commit(), "hpsearch.version": __version__}
+        run = self._call("creating the sweep run", self.client.create_run, exp_id,
+                         run_name=f"sweep-{study}", tags=tags)
+        run_id = run.info.run_id
+        params = [Param(f"version.{k}", v) for k, v in versions().items()]
+        params += [Param(k, str(v)[:6000]) for k, v in settings.items()]
+        self._call("logging sweep settings", self.client.log_batch, run_id, params=params)
+        with tempfile.TemporaryDirectory() as tmp:
+            copy = Path(tmp) / Path(spec_path).name
+            copy.write_text(spec_text)
+            self._call("logging the spec", self.client.log_artifact, run_id, str(copy), "spec")
+        return run_id
+
+    def set_status(self, run_id: str, status: str) -> None:
+        if status == "RUNNING":
+            self._call("reopening the sweep run", self.client.update_run, run_id, "RUNNING")
+        else:
+            self._call("closing the run", self.client.set_terminated, run_id, status)
+
+    def log_best(self, parent_id: str, trial_number: int, run_id: str, value: float,
+                 metric: str, extra: dict[str, float]) -> None:
+        ts = _now_ms()
+        metrics = [Metric(f"best_{metric}", value, ts, trial_number)]
+        metrics += [Metric(f"best_trial.{k}", v, ts, trial_number) for k, v in extra.items()]
+        tags = [RunTag("best_trial", str(trial_number)), RunTag("best_run_id", run_id)]
+        self._call("logging the best trial", self.client.log_batch, parent_id, metrics=metrics,
+                   tags=tags)
+
+    # -- trial runs -------------------------------------------------------------------------------
+    def start_trial(self, exp_id: str, parent_id: str, study: str, number: int,
+                    params: dict[str, Any], tags: dict[str, str]) -> str:
+        all_tags = {"mlflow.parentRunId": parent_id, "hpsearch.role": "trial",
+                    "optuna.study": study, "optuna.trial.number": str(number),
+                    "optuna.trial.state": "RUNNING", **tags}
+        run = self._call("creating the trial run", self.client.create_run, exp_id,
+                         run_name=f"trial-{number}", tags=all_tags)
+        run_id = run.info.run_id
+        plist = [Param(k, str(v)) for k, v in sorted(params.items())]
+        for start in range(0, len(plist), 90):  # log_batch takes up to 100 params per call
+            self._call("logging parameters", self.client.log_batch, run_id,
+                       params=plist[start:start + 90])
+        return run_id
+
+    def log_metrics(self, run_id: str, metrics: list[Metric]) -> None:
+        for start in range(0, len(metrics), 900):  # up to 1000 metrics per call
+            self._call("logging metrics", self.client.log_batch, run_id,
+                       metrics=metrics[start:start + 900])
+
+    def finish_trial(self, run_id: str, state: str, summary: dict[str, float],
+                     tags: dict[str, str], files: Iterable[Path] = ()) -> None:
+        ts = _now_ms()
+        metrics = [Metric(k, float(v), ts, 0) for k, v in summary.items()]
+        tag_list = [RunTag("optuna.trial.state", "FAIL" if state == "INTERRUPTED" else state)]
+        tag_list += [RunTag(k, v[:5000]) for k, v in tags.items()]
+        self._call("logging the trial summary", self.client.log_batch, run_id, metrics=metrics,
+                   tags=tag_list)
+        for f in files:
+            self._call(f"logging {f.name}", self.client.log_artifact, run_id, str(f))
+        self._call("closing the trial run", self.client.set_terminated, run_id, RUN_STATUS[state])
+
+
+class EpochLogger:
+    """Training callback: buffers each epoch's metrics (step=epoch) and sends them in batches,
+    at most every ``flush_seconds`` and once more at the end (``flush``)."""
+
+    def __init__(self, tracker: Tracker, run_id: str, flush_seconds: float = 2.0) -> None:
+        self.tracker, self.run_id, self.flush_seconds = tracker, run_id, flush_seconds
+        self.buffer: list[Metric] = []
+        self.last_flush = time.monotonic()
+
+    def on_epoch_end(self, record: dict[str, float]) -> None:
+        ts = _now_ms()
+        step = int(record["epoch"])
+        for key in EPOCH_METRICS:
+            if key in record:
+                value = float(record[key])
+                # MLflow stores inf/nan poorly; a diverged epoch is shown as a very large loss.
+                if value != value:
+                    continue
+                self.buffer.append(Metric(key, min(value, 1e30), ts, step))
+        if time.monotonic() - self.last_flush >= self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.buffer:
+            batch, self.buffer = self.buffer, []
+            self.tracker.log_metrics(self.run_id, batch)
+        self.last_flush = time.monotonic()
+
+
+def write_history_csv(history: list[dict[str, float]], path: Path) -> Path:
+    keys = list(history[0]) if history else ["epoch"]
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(history)
+    return path
