@@ -6,8 +6,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.stamp-setup
 PYTEST_ARGS ?=
+SWEEP ?= sweeps/quickstart.yaml
+TRIALS ?=
+WORKERS ?=
+NAME ?= $(shell sed -n 's/^name:[[:space:]]*//p' $(SWEEP) 2>/dev/null | head -n 1)
+SWEEP_ARGS = $(if $(TRIALS),--trials $(TRIALS)) $(if $(WORKERS),--workers $(WORKERS))
 
-.PHONY: help setup test test-fast lint bench clean
+.PHONY: help setup sweep status ui test test-fast lint bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -21,6 +26,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+sweep: setup ## run (or resume) a sweep: SWEEP=sweeps/x.yaml TRIALS=N WORKERS=K (quickstart)
+	$(BIN)/hpsearch sweep $(SWEEP) $(SWEEP_ARGS)
+
+status: setup ## the trials of the sweep's study (NAME= or the name in SWEEP)
+	$(BIN)/hpsearch status $(NAME)
+
+ui: setup ## MLflow UI on http://127.0.0.1:5000 over the embedded store
+	$(BIN)/hpsearch ui
+
 test: setup ## run every test, slow ones included (what CI runs)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -33,6 +47,8 @@ lint: setup ## ruff and mypy
 
 bench: setup ## run the benchmarks (figures go in docs/benchmarks.md by hand, with the command)
 	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/optimizer_cost.py
+	$(BIN)/python bench/tracking_overhead.py
 
 clean: ## remove the virtual environment, caches and everything under mlruns/
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache src/*.egg-info

@@ -58,5 +58,105 @@ def data_cmd(name: str, data_dir: str | None, target: str | None, val_fraction: 
     click.echo(f"  fingerprint {sp.fingerprint} (seed {seed}, test split: {sp.info['test']})")
 
 
+STORAGE_HELP = ("Optuna storage: a .journal file (default mlruns/optuna.journal) or an RDB URL "
+                "such as postgresql://user@host/db. Env: HPSEARCH_STORAGE.")
+TRACKING_HELP = ("MLflow tracking URI (default sqlite:///mlruns/mlflow.db, artifacts under "
+                 "mlruns/). Env: MLFLOW_TRACKING_URI.")
+
+
+@main.command("sweep")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--trials", type=click.IntRange(min=1), default=None,
+              help="Total number of trials the study should hold (default: the spec's n_trials).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop starting new trials after this many seconds.")
+@click.option("--workers", type=click.IntRange(min=1, max=64), default=None,
+              help="Worker processes on this machine (default: the spec's budget.workers).")
+@click.option("--storage", envvar="HPSEARCH_STORAGE", default=None, help=STORAGE_HELP)
+@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", default=None, help=TRACKING_HELP)
+@click.option("--study", "study_name", default=None, help="Study name (default: the spec's name).")
+def sweep_cmd(spec: str, trials: int | None, timeout: float | None, workers: int | None,
+              storage: str | None, tracking_uri: str | None, study_name: str | None) -> None:
+    """Run (or resume) the sweep defined in SPEC until its study holds the requested trials."""
+    from .sweep import run_sweep
+
+    result = run_sweep(spec, trials, timeout, workers, storage, tracking_uri, study_name,
+                       echo=click.echo)
+    if result.best_number is None:
+        click.echo("no trial completed yet.")
+    else:
+        click.echo(f"best: trial {result.best_number}, value {result.best_value:.4f}, "
+                   f"MLflow run {result.best_run_id} (experiment {result.study_name}).")
+    click.echo(f"look: make ui (MLflow UI on http://127.0.0.1:5000), "
+               f"hpsearch status {result.study_name}")
+    if result.interrupted:
+        click.echo("interrupted: running trials were closed; run the same command to resume.",
+                   err=True)
+        sys.exit(130)
+
+
+@main.command("worker")
+@click.argument("name")
+@click.option("--storage", envvar="HPSEARCH_STORAGE", default=None, help=STORAGE_HELP)
+@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", default=None, help=TRACKING_HELP)
+def worker_cmd(name: str, storage: str | None, tracking_uri: str | None) -> None:
+    """Join study NAME (created by `hpsearch sweep`) and run trials until it is complete."""
+    from .sweep import join_study, run_trials
+
+    ctx = join_study(name, storage, tracking_uri, echo=click.echo)
+    try:
+        ran = run_trials(ctx, None, None)
+    except KeyboardInterrupt:
+        click.echo("interrupted: the running trial was closed.", err=True)
+        sys.exit(130)
+    click.echo(f"worker done: ran {ran} trial(s) of study {name}.")
+
+
+@main.command("status")
+@click.argument("name")
+@click.option("--storage", envvar="HPSEARCH_STORAGE", default=None, help=STORAGE_HELP)
+def status_cmd(name: str, storage: str | None) -> None:
+    """A table of study NAME's trials: number, state, value, key parameters, epochs, duration."""
+    from .status import status_table
+
+    click.echo(status_table(name, storage))
+
+
+@main.command("ui")
+@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", default=None, help=TRACKING_HELP)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; the default keeps the UI on this machine.")
+@click.option("--port", type=int, default=5000, show_default=True, help="Port to listen on.")
+def ui_cmd(tracking_uri: str | None, host: str, port: int) -> None:
+    """Start the MLflow UI over the tracking store (the embedded one by default)."""
+    import os
+
+    from .tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri)
+    click.echo(f"MLflow UI on http://{host}:{port} (store {uri}); Ctrl-C stops it.")
+    os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+                               "--host", host, "--port", str(port)])
+
+
+@main.command("dashboard")
+@click.option("--storage", envvar="HPSEARCH_STORAGE", default=None, help=STORAGE_HELP)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", type=int, default=8080, show_default=True, help="Port to listen on.")
+def dashboard_cmd(storage: str | None, host: str, port: int) -> None:
+    """Start optuna-dashboard on the study storage (optional: pip install optuna-dashboard)."""
+    import os
+    import shutil
+
+    from .errors import HpsearchError
+    from .sweep import resolve_storage_url
+
+    exe = shutil.which("optuna-dashboard")
+    if exe is None:
+        raise HpsearchError("optuna-dashboard is not installed: pip install optuna-dashboard")
+    url = resolve_storage_url(storage)
+    os.execv(exe, [exe, url.removeprefix("journal:"), "--host", host, "--port", str(port)])
+
+
 if __name__ == "__main__":
     main()

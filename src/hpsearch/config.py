@@ -63,8 +63,9 @@ class TrainingSpec:
     max_epochs: int = 30
     batch_size: int = 128
     early_stopping_patience: int | None = 10
-    early_stopping_metric: str = "val_loss"
+    early_stopping_metric: str = "val_accuracy"  # default: the objective's metric
     train_eval_size: int | None = 10_000
+    seed: int = 0  # model seed, the same for every trial: trials differ by hyperparameters only
 
 
 @dataclass(frozen=True)
@@ -247,16 +248,7 @@ def parse_spec(raw: Any, file: str = "<spec>", text: str = "") -> SweepSpec:
 
     t = _Checker(file, "training", top.node.get("training"),
                  {"max_epochs", "batch_size", "early_stopping_patience", "early_stopping_metric",
-                  "train_eval_size"})
-    metric = t.get("early_stopping_metric", str, "val_loss")
-    if metric not in OBJECTIVES:
-        t.fail(f"is unknown: {metric!r} (choose from {', '.join(OBJECTIVES)})",
-               "early_stopping_metric")
-    training = TrainingSpec(
-        t.number("max_epochs", 30, 1, integer=True), t.number("batch_size", 128, 1, integer=True),
-        t.number("early_stopping_patience", 10, 1, integer=True, allow_none=True), metric,
-        t.number("train_eval_size", 10_000, 1, integer=True, allow_none=True))
-
+                  "train_eval_size", "seed"})
     o = _Checker(file, "objective", top.node.get("objective"), {"metric", "direction"})
     obj_metric = o.get("metric", str, "val_accuracy")
     if obj_metric not in OBJECTIVES:
@@ -266,6 +258,16 @@ def parse_spec(raw: Any, file: str = "<spec>", text: str = "") -> SweepSpec:
         o.fail(f"must be {OBJECTIVES[obj_metric]!r} for {obj_metric}, not {direction!r}",
                "direction")
     objective = ObjectiveSpec(obj_metric, direction)
+
+    metric = t.get("early_stopping_metric", str, obj_metric)
+    if metric not in OBJECTIVES:
+        t.fail(f"is unknown: {metric!r} (choose from {', '.join(OBJECTIVES)})",
+               "early_stopping_metric")
+    training = TrainingSpec(
+        t.number("max_epochs", 30, 1, integer=True), t.number("batch_size", 128, 1, integer=True),
+        t.number("early_stopping_patience", 10, 1, integer=True, allow_none=True), metric,
+        t.number("train_eval_size", 10_000, 1, integer=True, allow_none=True),
+        t.number("seed", 0, 0, integer=True))
 
     b = _Checker(file, "budget", top.node.get("budget"), {"n_trials", "timeout", "workers"})
     budget = BudgetSpec(b.number("n_trials", 20, 1, integer=True),

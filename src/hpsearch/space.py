@@ -70,7 +70,10 @@ def model_params(chosen: dict[str, Any], spec: SweepSpec) -> dict[str, Any]:
         "early_stopping_patience": t.early_stopping_patience,
         "monitor": t.early_stopping_metric,
         "train_eval_size": t.train_eval_size,
+        "random_state": t.seed,
     }
+    if spec.data.preprocessing is not None:
+        params["preprocessing"] = spec.data.preprocessing
     params.update({k: v for k, v in chosen.items() if k in ESTIMATOR_PARAMS})
     if "hidden_sizes" in chosen:
         params["hidden_sizes"] = tuple(int(v) for v in chosen["hidden_sizes"])

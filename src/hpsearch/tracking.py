@@ -8,10 +8,14 @@ thread and per process). Per-epoch metrics are buffered and sent with ``log_batc
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import platform
+import queue
+import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -34,7 +38,13 @@ RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED",
 
 
 def resolve_tracking_uri(uri: str | None = None) -> str:
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    """The URI to use: the argument, else $MLFLOW_TRACKING_URI, else the embedded store. A
+    relative SQLite path is made absolute here (MLflow caches stores by URI string, and worker
+    processes may start elsewhere)."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
+    return uri
 
 
 def mask_uri(uri: str) -> str:
@@ -54,12 +64,17 @@ def _now_ms() -> int:
 
 
 def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=5, check=False)
-        return out.stdout.strip() if out.returncode == 0 else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+    """The commit of the hpsearch source that runs (an editable install's checkout), else of
+    the current directory, else "unknown"."""
+    for where in (Path(__file__).resolve().parent, Path.cwd()):
+        try:
+            out = subprocess.run(["git", "-C", str(where), "rev-parse", "HEAD"],
+                                 capture_output=True, text=True, timeout=5, check=False)
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip()
+    return "unknown"
 
 
 def versions() -> dict[str, str]:
@@ -78,6 +93,8 @@ class Tracker:
 
     def __init__(self, uri: str | None = None) -> None:
         self.uri = resolve_tracking_uri(uri)
+        for name in ("mlflow", "alembic"):  # schema-migration chatter on first use
+            logging.getLogger(name).setLevel(logging.WARNING)
         if self.uri.startswith("sqlite:///"):
             db = Path(self.uri[len("sqlite:///"):])
             try:
@@ -140,6 +157,10 @@ class Tracker:
             self._call("logging the spec", self.client.log_artifact, run_id, str(copy), "spec")
         return run_id
 
+    def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
+        self._call(f"logging {Path(path).name}", self.client.log_artifact, run_id, str(path),
+                   artifact_path)
+
     def set_status(self, run_id: str, status: str) -> None:
         if status == "RUNNING":
             self._call("reopening the sweep run", self.client.update_run, run_id, "RUNNING")
@@ -186,6 +207,108 @@ class Tracker:
         for f in files:
             self._call(f"logging {f.name}", self.client.log_artifact, run_id, str(f))
         self._call("closing the trial run", self.client.set_terminated, run_id, RUN_STATUS[state])
+
+
+class NullTracker(Tracker):
+    """Tracking switched off (``--tracking-uri none``): same calls, nothing recorded. Used to
+    measure what tracking costs, and for dry runs."""
+
+    def __init__(self, uri: str | None = None) -> None:
+        self.uri = "none"
+        self._runs = 0
+
+    def _new_id(self) -> str:
+        self._runs += 1
+        return f"none-{os.getpid()}-{self._runs}"
+
+    def experiment(self, name: str) -> str:
+        return "none"
+
+    def run_exists(self, run_id: str) -> bool:
+        return run_id.startswith("none-")
+
+    def create_parent(self, *args: Any, **kwargs: Any) -> str:
+        return self._new_id()
+
+    def set_status(self, run_id: str, status: str) -> None:
+        pass
+
+    def log_best(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def start_trial(self, *args: Any, **kwargs: Any) -> str:
+        return self._new_id()
+
+    def log_metrics(self, run_id: str, metrics: list[Metric]) -> None:
+        pass
+
+    def finish_trial(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def log_artifact(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+def make_tracker(uri: str | None = None) -> Tracker:
+    """A Tracker for ``uri`` (resolved as documented); ``none`` switches tracking off."""
+    uri = resolve_tracking_uri(uri)
+    return NullTracker() if uri == "none" else Tracker(uri)
+
+
+class BackgroundWriter:
+    """Runs the end-of-trial tracking work (rendering the learning-curve PNG, writing the history
+    CSV, uploading them, closing the run) on one thread, so the next trial starts at once.
+    ``drain`` waits for everything queued; the first error is re-raised there."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def submit(self, fn: Any) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._loop, name="hpsearch-tracking",
+                                            daemon=True)
+            self._thread.start()
+        self._queue.put(fn)
+
+    def _loop(self) -> None:
+        while True:
+            fn = self._queue.get()
+            try:
+                if fn is None:
+                    return
+                fn()
+            except BaseException as exc:  # kept for drain(); the thread goes on
+                self._error = self._error or exc
+            finally:
+                self._queue.task_done()
+
+    def drain(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+
+def finish_trial_with_files(tracker: Tracker, run_id: str, state: str,
+                            summary: dict[str, float], tags: dict[str, str],
+                            history: list[dict[str, float]], best_epoch: int, title: str) -> None:
+    """Write history.csv and learning_curve.png to a temporary directory, log them with the
+    summary and close the run."""
+    from .plots import learning_curves
+
+    tmp = Path(tempfile.mkdtemp(prefix="hpsearch-"))
+    try:
+        files = []
+        if history:
+            files.append(write_history_csv(history, tmp / "history.csv"))
+            files.append(learning_curves(history, best_epoch, title, tmp / "learning_curve.png"))
+        tracker.finish_trial(run_id, state, summary, tags, files)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 class EpochLogger:

@@ -1,0 +1,39 @@
+"""``hpsearch status``: a table of a study's trials."""
+
+from __future__ import annotations
+
+import optuna
+
+from .errors import StorageError
+from .sweep import join_storage_study
+
+KEY_PARAMS = ("optimizer", "learning_rate", "schedule", "n_layers", "hidden_size", "dropout", "l2")
+
+
+def status_table(name: str, storage_url: str | None = None) -> str:
+    import pandas as pd
+
+    study = join_storage_study(name, storage_url)
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        row: dict[str, object] = {"trial": t.number, "state": t.state.name,
+                                  "value": t.value if t.value is not None else float("nan")}
+        for k in KEY_PARAMS:
+            v = t.params.get(k, "")
+            row[k] = f"{v:.3g}" if isinstance(v, float) else v
+        row["epochs"] = t.user_attrs.get("epochs_run", "")
+        dur = t.duration.total_seconds() if t.duration else None
+        row["seconds"] = f"{dur:.1f}" if dur is not None else ""
+        rows.append(row)
+    if not rows:
+        raise StorageError(f"study {name!r} has no trials yet")
+    frame = pd.DataFrame(rows).set_index("trial")
+    lines = [frame.to_string(float_format=lambda v: f"{v:.4f}")]
+    try:
+        best = study.best_trial
+        lines.append(f"best: trial {best.number}, value {best.value:.4f} "
+                     f"({study.direction.name.lower()})")
+    except ValueError:
+        lines.append("best: no trial completed yet")
+    _ = optuna
+    return "\n".join(lines)

@@ -1,0 +1,490 @@
+"""Studies: creation and resumption, the objective of one trial, and worker processes.
+
+A sweep is an Optuna study plus an MLflow experiment. ``run_sweep`` creates (or resumes) both,
+records the spec in the study so that ``hpsearch worker NAME`` can join from anywhere, creates the
+one parent run, then runs trials in this process or in K worker processes until the study holds
+``n_trials`` finished trials (complete, pruned or failed).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import multiprocessing as mp
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from . import datasets
+from .config import SweepSpec, load_spec, parse_spec
+from .errors import HpsearchError, SpecError, StorageError
+from .estimator import MLPClassifier
+from .space import grid, model_params, suggest
+from .tracking import (
+    BackgroundWriter,
+    Tracker,
+    finish_trial_with_files,
+    make_tracker,
+    mask_uri,
+)
+
+DEFAULT_STORAGE = "mlruns/optuna.journal"
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+ATTR = "hpsearch."  # prefix of the study's user attributes
+
+
+class TrialFailed(Exception):
+    """Raised by the objective after recording a failed trial; the sweep goes on."""
+
+
+def resolve_storage_url(url: str | None = None) -> str:
+    """The argument, else $HPSEARCH_STORAGE, else mlruns/optuna.journal; journal paths are made
+    absolute so that worker processes find the same file."""
+    url = url or os.environ.get("HPSEARCH_STORAGE") or DEFAULT_STORAGE
+    if url.startswith("journal:") or url.endswith(".journal"):
+        url = "journal:" + str(Path(url.removeprefix("journal:")).resolve())
+    return url
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """A journal file (the default; ``journal:PATH`` or any path ending in .journal) or an RDB
+    URL (``postgresql://...``, ``sqlite:///...``) with heartbeats and stale-trial retry."""
+    try:
+        if url.startswith("journal:") or url.endswith(".journal"):
+            path = Path(url.removeprefix("journal:"))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            from optuna.storages.journal import JournalFileBackend
+
+            return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+        if "://" not in url:
+            raise StorageError(f"storage {url!r}: not a URL (postgresql://..., sqlite:///...) "
+                               f"nor a .journal file")
+        return optuna.storages.RDBStorage(
+            url, heartbeat_interval=30, grace_period=90,
+            failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=2))
+    except StorageError:
+        raise
+    except Exception as exc:  # sqlalchemy / OS errors: unreachable, bad driver, read-only
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise StorageError(f"storage {mask_uri(url)}: {first[:300]}") from None
+
+
+def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
+    s = spec.sampler
+    if s.name == "random":
+        return optuna.samplers.RandomSampler(seed=s.seed)
+    if s.name == "grid":
+        return optuna.samplers.GridSampler(grid(spec.space), seed=s.seed)
+    if s.name == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=s.seed, **s.options)
+    if s.name == "qmc":
+        return optuna.samplers.QMCSampler(seed=s.seed, **s.options)
+    return optuna.samplers.TPESampler(seed=s.seed, **s.options)
+
+
+def make_pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
+    p = spec.pruner
+    if p.name == "median":
+        return optuna.pruners.MedianPruner(**p.options)
+    if p.name == "hyperband":
+        return optuna.pruners.HyperbandPruner(max_resource=spec.training.max_epochs, **p.options)
+    if p.name == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(**p.options)
+    return optuna.pruners.NopPruner()
+
+
+def count_trials(study: optuna.Study) -> tuple[int, int]:
+    """(finished, running) trials of the study."""
+    trials = study.get_trials(deepcopy=False)
+    finished = sum(t.state in FINISHED for t in trials)
+    return finished, sum(t.state == TrialState.RUNNING for t in trials)
+
+
+# -- one worker's view of the sweep --------------------------------------------------------------
+@dataclass
+class Context:
+    spec: SweepSpec
+    study: optuna.Study
+    tracker: Tracker
+    experiment_id: str
+    parent_id: str
+    splits: datasets.Splits
+    n_trials: int
+    echo: Callable[[str], None] = print
+    tags: dict[str, str] = field(default_factory=dict)
+    writer: BackgroundWriter = field(default_factory=BackgroundWriter)
+    last_trial: int = -1  # the trial this worker ran last
+
+
+def _load_splits(spec: SweepSpec) -> datasets.Splits:
+    d = spec.data
+    ds = datasets.load(d.dataset, data_dir=d.data_dir, target=d.target)
+    return datasets.split(ds, d.val_fraction, d.test_fraction, d.seed)
+
+
+def join_storage_study(study_name: str, storage_url: str | None = None) -> optuna.Study:
+    """Load an existing study; StorageError naming the storage when there is none."""
+    storage_url = resolve_storage_url(storage_url)
+    if (storage_url.startswith("journal:") or storage_url.endswith(".journal")) and \
+            not Path(storage_url.removeprefix("journal:")).exists():
+        raise StorageError(f"no study named {study_name!r}: {storage_url} does not exist "
+                           f"(run `hpsearch sweep` first, from the same directory)")
+    storage = open_storage(storage_url)
+    try:
+        return optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        raise StorageError(f"no study named {study_name!r} in {mask_uri(storage_url)} "
+                           f"(run `hpsearch sweep` first)") from None
+
+
+def join_study(study_name: str, storage_url: str | None = None, tracking_uri: str | None = None,
+               echo: Callable[[str], None] = print) -> Context:
+    """Everything a worker needs, read back from the study the sweep command created."""
+    study = join_storage_study(study_name, storage_url)
+    attrs = study.user_attrs
+    if ATTR + "spec" not in attrs:
+        raise StorageError(f"study {study_name!r} was not created by hpsearch")
+    spec = parse_spec(__import__("yaml").safe_load(attrs[ATTR + "spec"]),
+                      attrs.get(ATTR + "spec_path", "<study>"), attrs[ATTR + "spec"])
+    study.sampler = make_sampler(spec)
+    study.pruner = make_pruner(spec)
+    tracker = make_tracker(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+                           or attrs.get(ATTR + "tracking_uri"))
+    splits = _load_splits(spec)
+    tags = {"data.fingerprint": splits.fingerprint, "data.name": splits.name,
+            "data.seed": str(spec.data.seed), "model.seed": str(spec.training.seed),
+            "hpsearch.version": __import__("hpsearch").__version__,
+            "mlflow.source.git.commit": attrs.get(ATTR + "git_commit", "unknown")}
+    return Context(spec, study, tracker, attrs[ATTR + "experiment_id"],
+                   attrs[ATTR + "parent_run_id"], splits, int(attrs[ATTR + "n_trials"]), echo,
+                   tags)
+
+
+class PruningCallback:
+    """Reports the objective metric each epoch and stops training when the pruner says so,
+    remembering why: the epoch, the value and the threshold the pruner compared it with."""
+
+    def __init__(self, ctx: Context, trial: optuna.Trial) -> None:
+        self.ctx, self.trial = ctx, trial
+        self.metric = ctx.spec.objective.metric
+        self.reason = ""
+
+    def on_epoch_end(self, record: dict[str, float]) -> bool:
+        epoch, value = int(record["epoch"]), float(record[self.metric])
+        if not math.isfinite(value):
+            return False
+        self.trial.report(value, epoch)
+        if not self.trial.should_prune():
+            return False
+        others = [t.intermediate_values[epoch] for t in self.ctx.study.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+            if epoch in t.intermediate_values]
+        pruner = self.ctx.spec.pruner
+        if others and pruner.name == "median":
+            cut = f"the median {np.median(others):.4f} of {len(others)} earlier trials"
+        elif others:
+            rf = pruner.options.get("reduction_factor", 3)
+            q = 1 - 1 / rf if self.ctx.spec.objective.direction == "maximize" else 1 / rf
+            cut = (f"the top-1/{rf} cutoff {np.quantile(others, q):.4f} of {len(others)} "
+                   f"trials at this epoch")
+        else:
+            cut = "the pruner's threshold"
+        self.reason = (f"pruned at epoch {epoch}: {self.metric} {value:.4f} was not better than "
+                       f"{cut} ({pruner.name} pruner)")
+        return True
+
+
+def objective(ctx: Context, trial: optuna.Trial) -> float:
+    """Train one trial, log it as a child run, return the best validation score."""
+    from .tracking import EpochLogger
+
+    spec, tracker = ctx.spec, ctx.tracker
+    ctx.last_trial = trial.number
+    chosen = suggest(trial, spec.space)
+    params = model_params(chosen, spec)
+    params.setdefault("preprocessing", ctx.splits.preprocessing)
+    model = MLPClassifier(**params)
+    logged = {**model.get_params(), **{k: v for k, v in chosen.items() if k not in params}}
+    run_id = tracker.start_trial(ctx.experiment_id, ctx.parent_id, ctx.study.study_name,
+                                 trial.number, logged, ctx.tags)
+    trial.set_user_attr("mlflow_run_id", run_id)
+    logger = EpochLogger(tracker, run_id)
+    pruning = PruningCallback(ctx, trial)
+    started = time.perf_counter()
+
+    def close(state: str, reason: str = "") -> None:
+        logger.flush()
+        history = getattr(model, "history_", [])
+        summary: dict[str, float] = {"epochs_run": len(history),
+                                     "train_time_s": time.perf_counter() - started}
+        best = getattr(model, "best_epoch_", 0)
+        if history and best:
+            rec = history[best - 1]
+            summary |= {"best_epoch": best, "best_val_accuracy": rec["val_accuracy"],
+                        "best_val_loss": rec["val_loss"],
+                        "test_accuracy_at_best": rec["test_accuracy"]}
+        tags = {"hpsearch.status": getattr(model, "status_", "not trained")}
+        if reason:
+            tags["optuna.trial.reason"] = reason
+        for k in ("epochs_run", "train_time_s", "best_epoch"):
+            if k in summary:
+                trial.set_user_attr(k, summary[k])
+        trial.set_user_attr("status", tags["hpsearch.status"])
+        if reason:
+            trial.set_user_attr("reason", reason)
+        title = f"{ctx.study.study_name} trial {trial.number} ({state.lower()})"
+        job = functools.partial(finish_trial_with_files, tracker, run_id, state, summary, tags,
+                                list(history), best, title)
+        if state == "INTERRUPTED":
+            job()  # the process is about to stop: close the run now
+        else:
+            ctx.writer.submit(job)
+
+    try:
+        model.fit(*ctx.splits.train, eval_sets={"val": ctx.splits.val, "test": ctx.splits.test},
+                  callbacks=[pruning, logger])
+    except KeyboardInterrupt:
+        close("INTERRUPTED", "interrupted (Ctrl-C)")
+        raise
+    except Exception as exc:  # one trial's bug or bad parameter must not stop the sweep
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        close("FAIL", reason)
+        raise TrialFailed(reason) from exc
+
+    if pruning.reason:
+        close("PRUNED", pruning.reason)
+        raise optuna.TrialPruned(pruning.reason)
+    if not model.best_epoch_:
+        close("FAIL", model.stop_reason_)
+        raise TrialFailed(model.stop_reason_)
+    value = float(model.history_[model.best_epoch_ - 1][spec.objective.metric])
+    close("COMPLETE", model.stop_reason_ if model.status_ == "diverged" else "")
+    return value
+
+
+def run_trials(ctx: Context, quota: int | None, deadline: float | None) -> int:
+    """Run trials until ``quota`` are done here (None: until the study holds n_trials finished
+    trials) or the deadline passes. Returns how many ran here."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    done = 0
+    try:
+        while True:
+            if quota is not None and done >= quota:
+                break
+            if quota is None and sum(count_trials(ctx.study)) >= ctx.n_trials:
+                break
+            if deadline is not None and time.time() >= deadline:
+                break
+            ctx.study.optimize(lambda t: objective(ctx, t), n_trials=1, catch=(TrialFailed,))
+            done += 1
+            _report_trial(ctx)
+    finally:
+        ctx.writer.drain()  # every finished trial's run is closed before this returns
+    return done
+
+
+def _report_trial(ctx: Context) -> None:
+    """One line per finished trial: progress, state, value, best so far (and tell MLflow)."""
+    study = ctx.study
+    trials = study.get_trials(deepcopy=False)
+    mine = next((t for t in trials if t.number == ctx.last_trial), None)
+    if mine is None or mine.state not in FINISHED:
+        return
+    finished = sum(t.state in FINISHED for t in trials)
+    width = 20
+    filled = min(width, round(width * finished / max(1, ctx.n_trials)))
+    bar = "#" * filled + "-" * (width - filled)
+    value = f"{mine.value:.4f}" if mine.value is not None else "-"
+    best_txt = "-"
+    try:
+        best = study.best_trial
+        best_txt = f"{best.value:.4f} (trial {best.number})"
+        if best.number == mine.number:
+            ctx.tracker.log_best(ctx.parent_id, best.number, best.user_attrs["mlflow_run_id"],
+                                 float(best.value or 0.0), ctx.spec.objective.metric,
+                                 {k: float(v) for k, v in best.params.items()
+                                  if isinstance(v, int | float) and not isinstance(v, bool)})
+    except ValueError:
+        pass  # no complete trial yet
+    epochs = mine.user_attrs.get("epochs_run", "-")
+    secs = mine.user_attrs.get("train_time_s")
+    ctx.echo(f"[{bar}] {finished:>3}/{ctx.n_trials}  trial {mine.number:<3} "
+             f"{mine.state.name:<8} {ctx.spec.objective.metric} {value}  best {best_txt}  "
+             f"{epochs} epochs" + (f" {secs:.1f}s" if secs is not None else ""))
+
+
+def _worker_process(study_name: str, storage_url: str, tracking_uri: str, quota: int,
+                    deadline: float | None, blas_threads: int) -> None:
+    """Entry point of a worker process (spawned): one BLAS thread pool of its own size."""
+    import sys
+
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(blas_threads)
+    try:
+        ctx = join_study(study_name, storage_url, tracking_uri)
+        run_trials(ctx, quota, deadline)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except HpsearchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+@dataclass
+class SweepResult:
+    study_name: str
+    n_trials: int
+    ran: int
+    best_number: int | None
+    best_value: float | None
+    best_run_id: str | None
+    parent_run_id: str
+    experiment_id: str
+    tracking_uri: str
+    interrupted: bool = False
+
+
+def prepare_study(spec: SweepSpec, storage_url: str, tracker: Tracker, study_name: str,
+                  n_trials: int | None) -> tuple[optuna.Study, str, str, int]:
+    storage = open_storage(storage_url)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.create_study(study_name=study_name, storage=storage,
+                                    direction=spec.objective.direction,  # type: ignore[arg-type]
+                                    load_if_exists=True)
+    except ValueError as exc:  # e.g. an existing study with the other direction
+        raise SpecError(f"{spec.path}: objective: {exc}") from None
+    if study.direction.name.lower() != spec.objective.direction:
+        raise SpecError(f"{spec.path}: objective.direction {spec.objective.direction} differs "
+                        f"from the existing study {study_name!r} ({study.direction.name.lower()})"
+                        f"; use another --study name")
+    attrs = study.user_attrs
+    total = n_trials or int(attrs.get(ATTR + "n_trials", spec.budget.n_trials))
+    if n_trials is None and ATTR + "n_trials" in attrs:
+        total = max(total, spec.budget.n_trials)
+    exp_id = tracker.experiment(study_name)
+    parent = attrs.get(ATTR + "parent_run_id")
+    if not parent or not tracker.run_exists(parent):
+        settings = {"spec_path": spec.path, "storage": mask_uri(storage_url),
+                    "dataset": spec.data.dataset, "objective": spec.objective.metric,
+                    "sampler": spec.sampler.name, "pruner": spec.pruner.name}
+        parent = tracker.create_parent(exp_id, study_name, spec.path, spec.text, settings)
+    else:
+        tracker.set_status(parent, "RUNNING")
+    from .tracking import git_commit
+
+    for key, value in {"spec": spec.text, "spec_path": spec.path, "n_trials": total,
+                       "experiment_id": exp_id, "parent_run_id": parent,
+                       "tracking_uri": mask_uri(tracker.uri), "git_commit": git_commit()}.items():
+        study.set_user_attr(ATTR + key, value)
+    return study, exp_id, parent, total
+
+
+def run_sweep(spec_path: str | Path, n_trials: int | None = None, timeout: float | None = None,
+              workers: int | None = None, storage_url: str | None = None,
+              tracking_uri: str | None = None, study_name: str | None = None,
+              echo: Callable[[str], None] = print) -> SweepResult:
+    spec = load_spec(spec_path)
+    storage_url = resolve_storage_url(storage_url)
+    tracker = make_tracker(tracking_uri)
+    name = study_name or spec.name
+    study, exp_id, parent, total = prepare_study(spec, storage_url, tracker, name, n_trials)
+    finished, running = count_trials(study)
+    remaining = max(0, total - finished - running)
+    workers = workers or spec.budget.workers
+    timeout = timeout if timeout is not None else spec.budget.timeout
+    deadline = time.time() + timeout if timeout else None
+    echo(f"sweep {name}: {finished} of {total} trials done, {remaining} to run on "
+         f"{min(workers, max(1, remaining))} worker(s); {spec.data.dataset}, "
+         f"objective {spec.objective.metric}, tracking {mask_uri(tracker.uri)}")
+    interrupted = False
+    try:
+        if remaining and workers == 1:
+            ctx = join_study(name, storage_url, tracker.uri, echo)
+            run_trials(ctx, remaining, deadline)
+        elif remaining:
+            interrupted = _run_processes(name, storage_url, tracker.uri, remaining,
+                                         min(workers, remaining), deadline)
+    except KeyboardInterrupt:
+        interrupted = True
+    best = _finish(study, tracker, parent, spec, interrupted)
+    return SweepResult(name, total, count_trials(study)[0] - finished, *best, parent, exp_id,
+                       tracker.uri, interrupted)
+
+
+def _run_processes(name: str, storage_url: str, tracking_uri: str, remaining: int,
+                   workers: int, deadline: float | None) -> bool:
+    quotas = [remaining // workers + (i < remaining % workers) for i in range(workers)]
+    blas = max(1, (os.cpu_count() or 1) // workers)
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_worker_process,
+                         args=(name, storage_url, tracking_uri, q, deadline, blas),
+                         name=f"hpsearch-worker-{i}") for i, q in enumerate(quotas)]
+    for p in procs:
+        p.start()
+    interrupted = False
+    while any(p.is_alive() for p in procs):
+        try:
+            for p in procs:
+                p.join()
+        except KeyboardInterrupt:  # the workers got the same SIGINT: let them close trials
+            interrupted = True
+    failed = [p for p in procs if p.exitcode not in (0, 130)]
+    if failed and not interrupted:
+        raise StorageError(f"{len(failed)} worker process(es) stopped with an error (see above)")
+    return interrupted or any(p.exitcode == 130 for p in procs)
+
+
+def _finish(study: optuna.Study, tracker: Tracker, parent: str, spec: SweepSpec,
+            interrupted: bool) -> tuple[int | None, float | None, str | None]:
+    result: tuple[int | None, float | None, str | None] = (None, None, None)
+    try:
+        best = study.best_trial
+        result = best.number, best.value, best.user_attrs.get("mlflow_run_id")
+    except ValueError:
+        pass
+    if not interrupted:
+        _log_study_plots(study, tracker, parent)
+    tracker.set_status(parent, "KILLED" if interrupted else "FINISHED")
+    return result
+
+
+def _log_study_plots(study: optuna.Study, tracker: Tracker, parent: str) -> None:
+    """Optimization history and parameter importances, as PNGs on the parent run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as ovm
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete or tracker.uri == "none":
+        return
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plots: dict[str, Any] = {"optimization_history.png": ovm.plot_optimization_history}
+        if len(complete) >= 2:
+            plots["param_importances.png"] = ovm.plot_param_importances
+        for fname, fn in plots.items():
+            try:
+                ax = fn(study)
+            except (ValueError, RuntimeError, ZeroDivisionError):
+                continue  # e.g. importances when no parameter varied
+            fig: Any = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+            fig.set_size_inches(8, 4.5)
+            fig.tight_layout()
+            path = Path(tmp) / fname
+            fig.savefig(path, dpi=90)
+            plt.close(fig)
+            tracker.log_artifact(parent, path, "study")

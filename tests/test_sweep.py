@@ -1,0 +1,196 @@
+"""Sweeps end to end on digits, read back through a real MLflow store and a real Optuna storage."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+
+from hpsearch.cli import main
+from hpsearch.sweep import run_sweep
+from hpsearch.tracking import EPOCH_METRICS, resolve_tracking_uri
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = """\
+name: small
+data: {dataset: digits, seed: 0}
+training: {max_epochs: 12, batch_size: 64, early_stopping_patience: 4}
+budget: {n_trials: 6}
+sampler: {name: random, seed: 1}
+pruner: {name: median, n_startup_trials: 2, n_warmup_steps: 2}
+space:
+  learning_rate: {type: float, low: 1.0e-3, high: 0.05, log: true}
+  optimizer: {type: categorical, choices: [adam, momentum]}
+  hidden_size: {type: int, low: 16, high: 64, log: true}
+"""
+
+
+def runs_of(study: str, uri: str = "sqlite:///mlruns/mlflow.db"):
+    # Absolute path: MLflow caches stores by URI string, and every test has its own directory.
+    client = MlflowClient(resolve_tracking_uri(uri))
+    exp = client.get_experiment_by_name(study)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("hpsearch.role") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("hpsearch.role") == "trial"]
+    return client, parents, children
+
+
+def trials_of(study: str, storage: str = "mlruns/optuna.journal"):
+    from hpsearch.sweep import open_storage
+
+    return optuna.load_study(study_name=study, storage=open_storage(storage)).get_trials()
+
+
+@pytest.fixture()
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("HPSEARCH_STORAGE", raising=False)
+    (tmp_path / "small.yaml").write_text(SMALL)
+    return tmp_path
+
+
+@pytest.mark.slow
+def test_quickstart_end_to_end(workdir):
+    result = run_sweep(ROOT / "sweeps" / "quickstart.yaml", echo=lambda s: None)
+    assert result.n_trials == 20 and result.best_number is not None
+    client, parents, children = runs_of("quickstart")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    parent = parents[0]
+    assert parent.data.tags["best_trial"] == str(result.best_number)
+    assert "best_val_accuracy" in parent.data.metrics
+    parent_files = {a.path for a in client.list_artifacts(parent.info.run_id, "study")}
+    assert "study/optimization_history.png" in parent_files
+    assert any(a.path.endswith("quickstart.yaml") for a in
+               client.list_artifacts(parent.info.run_id, "spec"))
+    assert parent.data.params["version.hpsearch"]
+
+    assert sorted(r.info.run_name for r in children) == sorted(f"trial-{i}" for i in range(20))
+    trials = {t.number: t for t in trials_of("quickstart")}
+    assert len(trials) == 20
+    pruned = 0
+    for run in children:
+        tags, metrics = run.data.tags, run.data.metrics
+        assert tags["mlflow.parentRunId"] == parent.info.run_id
+        number = int(tags["optuna.trial.number"])
+        state = trials[number].state.name
+        assert tags["optuna.trial.state"] == state
+        assert run.info.status == ("FAILED" if state == "FAIL" else "FINISHED")
+        assert tags["data.fingerprint"] and tags["hpsearch.version"]
+        epochs = int(metrics["epochs_run"])
+        for key in EPOCH_METRICS:
+            history = client.get_metric_history(run.info.run_id, key)
+            assert sorted(m.step for m in history) == list(range(1, epochs + 1)), key
+        assert {"learning_rate", "optimizer", "hidden_sizes", "max_epochs"} <= set(run.data.params)
+        files = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"learning_curve.png", "history.csv"} <= files
+        if state == "PRUNED":
+            pruned += 1
+            assert tags["optuna.trial.reason"].startswith("pruned at epoch")
+            assert epochs < 40 and "median" in tags["optuna.trial.reason"]
+        if state == "COMPLETE":
+            assert metrics["best_val_accuracy"] == pytest.approx(trials[number].value)
+    assert pruned >= 1  # the median pruner does prune on this space
+
+
+def test_resume_reaches_exactly_n_trials(workdir):
+    first = run_sweep("small.yaml", n_trials=2, echo=lambda s: None)
+    assert len(trials_of("small")) == 2 and first.n_trials == 2
+    again = run_sweep("small.yaml", n_trials=6, echo=lambda s: None)
+    assert again.ran == 4
+    trials = trials_of("small")
+    assert [t.number for t in trials] == list(range(6))
+    _, parents, children = runs_of("small")
+    assert len(parents) == 1 and len(children) == 6
+    # Running again with nothing left to do changes nothing.
+    run_sweep("small.yaml", echo=lambda s: None)
+    assert len(trials_of("small")) == 6 and len(runs_of("small")[2]) == 6
+
+
+@pytest.mark.slow
+def test_two_worker_processes_share_one_study(workdir):
+    result = run_sweep("small.yaml", workers=2, echo=lambda s: None)
+    assert not result.interrupted
+    trials = trials_of("small")
+    assert sorted(t.number for t in trials) == list(range(6))
+    assert all(t.state.is_finished() for t in trials)
+    _, parents, children = runs_of("small")
+    assert len(parents) == 1 and len(children) == 6
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+    assert len({r.data.tags["optuna.trial.number"] for r in children}) == 6
+
+
+def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(workdir):
+    (workdir / "fail.yaml").write_text("""\
+name: fail
+training: {max_epochs: 3}
+budget: {n_trials: 2}
+sampler: grid
+space:
+  warmup_epochs: {type: categorical, choices: [0, -1]}
+""")
+    run_sweep("fail.yaml", echo=lambda s: None)
+    states = sorted(t.state.name for t in trials_of("fail"))
+    assert states == ["COMPLETE", "FAIL"]
+    _, _, children = runs_of("fail")
+    failed = [r for r in children if r.data.tags["optuna.trial.state"] == "FAIL"]
+    assert len(failed) == 1 and failed[0].info.status == "FAILED"
+    assert "warmup_epochs=-1" in failed[0].data.tags["optuna.trial.reason"]
+
+
+def test_worker_joins_an_existing_study_and_status_shows_it(workdir):
+    run_sweep("small.yaml", timeout=1e-6, echo=lambda s: None)  # creates study + parent only
+    assert trials_of("small") == []
+    result = CliRunner().invoke(main, ["worker", "small"])
+    assert result.exit_code == 0, result.output
+    assert "ran 6 trial(s)" in result.output
+    assert len(trials_of("small")) == 6 and len(runs_of("small")[1]) == 1
+    status = CliRunner().invoke(main, ["status", "small"])
+    assert status.exit_code == 0 and "best: trial" in status.output
+    assert sum(line.split()[1] in ("COMPLETE", "PRUNED") for line in
+               status.output.splitlines()[2:-1]) == 6
+
+
+def test_unknown_study_is_one_line(workdir):
+    for cmd in (["status", "nosuch"], ["worker", "nosuch"]):
+        result = CliRunner().invoke(main, cmd)
+        assert result.exit_code == 2
+        assert result.stderr.startswith("error: no study named 'nosuch'")
+
+
+@pytest.mark.slow
+def test_ctrl_c_closes_the_running_trial_in_both_stores(workdir):
+    (workdir / "long.yaml").write_text("""\
+name: long
+training: {max_epochs: 400, batch_size: 16, early_stopping_patience: null}
+budget: {n_trials: 3}
+pruner: none
+space:
+  hidden_size: {type: int, low: 256, high: 256}
+""")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "hpsearch.cli", "sweep", "long.yaml"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
+    for line in proc.stdout:  # wait until the sweep is under way
+        if line.startswith("sweep long:") or time.time() > deadline:
+            break
+    time.sleep(4)  # inside the first trial
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    trials = trials_of("long")
+    assert trials and all(t.state.is_finished() for t in trials)
+    _, parents, children = runs_of("long")
+    assert all(r.info.status != "RUNNING" for r in children)
+    assert any(r.info.status == "KILLED" for r in children)
+    assert parents[0].info.status == "KILLED"
