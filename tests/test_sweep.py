@@ -194,3 +194,34 @@ space:
     assert all(r.info.status != "RUNNING" for r in children)
     assert any(r.info.status == "KILLED" for r in children)
     assert parents[0].info.status == "KILLED"
+
+
+@pytest.mark.slow
+def test_ui_serves_the_store_on_loopback(workdir):
+    import socket
+    import urllib.request
+
+    run_sweep("small.yaml", n_trials=1, echo=lambda s: None)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "hpsearch.cli", "ui", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, body = time.time() + 90, ""
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    body = r.read().decode()
+                    break
+            except OSError:
+                time.sleep(1)
+        assert body.strip() == "OK"
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name"
+            "?experiment_name=small")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert b'"name": "small"' in r.read().replace(b'":"', b'": "')
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

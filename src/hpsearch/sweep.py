@@ -8,7 +8,6 @@ one parent run, then runs trials in this process or in K worker processes until 
 
 from __future__ import annotations
 
-import functools
 import math
 import multiprocessing as mp
 import os
@@ -30,9 +29,8 @@ from .errors import HpsearchError, SpecError, StorageError
 from .estimator import MLPClassifier
 from .space import grid, model_params, suggest
 from .tracking import (
-    BackgroundWriter,
+    AsyncTrialLog,
     Tracker,
-    finish_trial_with_files,
     make_tracker,
     mask_uri,
 )
@@ -121,7 +119,7 @@ class Context:
     n_trials: int
     echo: Callable[[str], None] = print
     tags: dict[str, str] = field(default_factory=dict)
-    writer: BackgroundWriter = field(default_factory=BackgroundWriter)
+    log: AsyncTrialLog | None = None  # set in join_study
     last_trial: int = -1  # the trial this worker ran last
 
 
@@ -159,6 +157,8 @@ def join_study(study_name: str, storage_url: str | None = None, tracking_uri: st
     study.pruner = make_pruner(spec)
     tracker = make_tracker(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
                            or attrs.get(ATTR + "tracking_uri"))
+    log = AsyncTrialLog(tracker.uri)
+    log.warm_up()
     splits = _load_splits(spec)
     tags = {"data.fingerprint": splits.fingerprint, "data.name": splits.name,
             "data.seed": str(spec.data.seed), "model.seed": str(spec.training.seed),
@@ -166,7 +166,7 @@ def join_study(study_name: str, storage_url: str | None = None, tracking_uri: st
             "mlflow.source.git.commit": attrs.get(ATTR + "git_commit", "unknown")}
     return Context(spec, study, tracker, attrs[ATTR + "experiment_id"],
                    attrs[ATTR + "parent_run_id"], splits, int(attrs[ATTR + "n_trials"]), echo,
-                   tags)
+                   tags, log)
 
 
 class PruningCallback:
@@ -207,17 +207,17 @@ def objective(ctx: Context, trial: optuna.Trial) -> float:
     """Train one trial, log it as a child run, return the best validation score."""
     from .tracking import EpochLogger
 
-    spec, tracker = ctx.spec, ctx.tracker
+    spec, log = ctx.spec, ctx.log
+    assert log is not None
     ctx.last_trial = trial.number
     chosen = suggest(trial, spec.space)
     params = model_params(chosen, spec)
     params.setdefault("preprocessing", ctx.splits.preprocessing)
     model = MLPClassifier(**params)
     logged = {**model.get_params(), **{k: v for k, v in chosen.items() if k not in params}}
-    run_id = tracker.start_trial(ctx.experiment_id, ctx.parent_id, ctx.study.study_name,
-                                 trial.number, logged, ctx.tags)
-    trial.set_user_attr("mlflow_run_id", run_id)
-    logger = EpochLogger(tracker, run_id)
+    log.start(ctx.experiment_id, ctx.parent_id, ctx.study.study_name, trial.number, logged,
+              ctx.tags)
+    logger = EpochLogger(log, trial.number)
     pruning = PruningCallback(ctx, trial)
     started = time.perf_counter()
 
@@ -242,12 +242,7 @@ def objective(ctx: Context, trial: optuna.Trial) -> float:
         if reason:
             trial.set_user_attr("reason", reason)
         title = f"{ctx.study.study_name} trial {trial.number} ({state.lower()})"
-        job = functools.partial(finish_trial_with_files, tracker, run_id, state, summary, tags,
-                                list(history), best, title)
-        if state == "INTERRUPTED":
-            job()  # the process is about to stop: close the run now
-        else:
-            ctx.writer.submit(job)
+        log.finish(trial.number, state, summary, tags, list(history), best, title)
 
     try:
         model.fit(*ctx.splits.train, eval_sets={"val": ctx.splits.val, "test": ctx.splits.test},
@@ -289,7 +284,8 @@ def run_trials(ctx: Context, quota: int | None, deadline: float | None) -> int:
             done += 1
             _report_trial(ctx)
     finally:
-        ctx.writer.drain()  # every finished trial's run is closed before this returns
+        if ctx.log is not None:
+            ctx.log.close()  # every finished trial's run is closed before this returns
     return done
 
 
@@ -309,11 +305,11 @@ def _report_trial(ctx: Context) -> None:
     try:
         best = study.best_trial
         best_txt = f"{best.value:.4f} (trial {best.number})"
-        if best.number == mine.number:
-            ctx.tracker.log_best(ctx.parent_id, best.number, best.user_attrs["mlflow_run_id"],
-                                 float(best.value or 0.0), ctx.spec.objective.metric,
-                                 {k: float(v) for k, v in best.params.items()
-                                  if isinstance(v, int | float) and not isinstance(v, bool)})
+        if best.number == mine.number and ctx.log is not None:
+            ctx.log.best(study.study_name, ctx.parent_id, best.number, float(best.value or 0.0),
+                         ctx.spec.objective.metric,
+                         {k: float(v) for k, v in best.params.items()
+                          if isinstance(v, int | float) and not isinstance(v, bool)})
     except ValueError:
         pass  # no complete trial yet
     epochs = mine.user_attrs.get("epochs_run", "-")
@@ -451,7 +447,7 @@ def _finish(study: optuna.Study, tracker: Tracker, parent: str, spec: SweepSpec,
     result: tuple[int | None, float | None, str | None] = (None, None, None)
     try:
         best = study.best_trial
-        result = best.number, best.value, best.user_attrs.get("mlflow_run_id")
+        result = best.number, best.value, tracker.trial_run_id(study.study_name, best.number)
     except ValueError:
         pass
     if not interrupted:

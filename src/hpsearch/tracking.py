@@ -88,11 +88,40 @@ def versions() -> dict[str, str]:
             "optuna": optuna.__version__, "mlflow": mlflow.__version__}
 
 
+_PRAGMAS_SET = False
+
+
+def _sqlite_wal() -> None:
+    """Put every SQLite database this process opens in WAL mode with synchronous=NORMAL: readers
+    (the MLflow UI, `hpsearch status`) no longer block writers, and a commit costs one write
+    instead of several fsyncs (creating a trial run went from 65 ms to 14 ms). Durable across
+    process crashes; only a power cut can lose the last commits."""
+    global _PRAGMAS_SET
+    if _PRAGMAS_SET:
+        return
+    import sqlite3
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    @event.listens_for(Engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        if isinstance(dbapi_connection, sqlite3.Connection):
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+    _PRAGMAS_SET = True
+
+
 class Tracker:
     """Thin layer over MlflowClient with hpsearch's run layout."""
 
     def __init__(self, uri: str | None = None) -> None:
         self.uri = resolve_tracking_uri(uri)
+        if self.uri.startswith("sqlite:"):
+            _sqlite_wal()
         for name in ("mlflow", "alembic"):  # schema-migration chatter on first use
             logging.getLogger(name).setLevel(logging.WARNING)
         if self.uri.startswith("sqlite:///"):
@@ -167,6 +196,18 @@ class Tracker:
         else:
             self._call("closing the run", self.client.set_terminated, run_id, status)
 
+    def trial_run_id(self, study: str | None, number: int) -> str | None:
+        """The run of trial ``number`` of ``study`` (any worker's), found by its tags."""
+        if study is None:
+            return None
+        exp = self._call("reading the experiment", self.client.get_experiment_by_name, study)
+        if exp is None:
+            return None
+        runs = self._call("searching runs", self.client.search_runs, [exp.experiment_id],
+                          f"tags.`optuna.trial.number` = '{number}' and "
+                          f"tags.`hpsearch.role` = 'trial'", max_results=5)
+        return runs[0].info.run_id if runs else None
+
     def log_best(self, parent_id: str, trial_number: int, run_id: str, value: float,
                  metric: str, extra: dict[str, float]) -> None:
         ts = _now_ms()
@@ -239,6 +280,9 @@ class NullTracker(Tracker):
     def start_trial(self, *args: Any, **kwargs: Any) -> str:
         return self._new_id()
 
+    def trial_run_id(self, study: str | None, number: int) -> str | None:
+        return None
+
     def log_metrics(self, run_id: str, metrics: list[Metric]) -> None:
         pass
 
@@ -255,42 +299,95 @@ def make_tracker(uri: str | None = None) -> Tracker:
     return NullTracker() if uri == "none" else Tracker(uri)
 
 
-class BackgroundWriter:
-    """Runs the end-of-trial tracking work (rendering the learning-curve PNG, writing the history
-    CSV, uploading them, closing the run) on one thread, so the next trial starts at once.
-    ``drain`` waits for everything queued; the first error is re-raised there."""
+class AsyncTrialLog:
+    """The MLflow side of one worker's trials, written by a background thread so that training
+    never waits on MLflow: its SQL store spends ~0.4 ms of Python per metric and a
+    learning-curve PNG costs ~0.2 s. (A separate tracking process was tried and measured worse:
+    importing MLflow in it cost ~4 s per worker, more than it saved.)
 
-    def __init__(self) -> None:
+    Calls put a message on a queue and return at once; trials are named by their Optuna trial
+    number. A store error is raised by the next call; ``close`` waits until everything queued has
+    been written (also after Ctrl-C, so an interrupted trial's run is closed as KILLED).
+    """
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
         self._queue: queue.Queue[Any] = queue.Queue()
         self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
+        self._errors: list[str] = []
+        self._run_ids: dict[int, str] = {}
+        self._tracker: Tracker | None = None
 
-    def submit(self, fn: Any) -> None:
+    def _send(self, *message: Any) -> None:
+        self._check()
+        if self.uri == "none":
+            return
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._loop, name="hpsearch-tracking",
                                             daemon=True)
             self._thread.start()
-        self._queue.put(fn)
+        self._queue.put(message)
 
-    def _loop(self) -> None:
-        while True:
-            fn = self._queue.get()
-            try:
-                if fn is None:
-                    return
-                fn()
-            except BaseException as exc:  # kept for drain(); the thread goes on
-                self._error = self._error or exc
-            finally:
-                self._queue.task_done()
+    def _check(self) -> None:
+        if self._errors:
+            raise StorageError(self._errors.pop(0))
 
-    def drain(self) -> None:
+    def warm_up(self) -> None:
+        """Open the tracking store in the background while the data loads."""
+        self._send("noop", -1, None)
+
+    def start(self, experiment_id: str, parent_id: str, study: str, number: int,
+              params: dict[str, Any], tags: dict[str, str]) -> None:
+        self._send("start", number, dict(exp_id=experiment_id, parent_id=parent_id,
+                                         study=study, number=number, params=params, tags=tags))
+
+    def metrics(self, number: int, metrics: list[tuple[str, float, int, int]]) -> None:
+        if metrics:
+            self._send("metrics", number, metrics)
+
+    def finish(self, number: int, state: str, summary: dict[str, float], tags: dict[str, str],
+               history: list[dict[str, float]], best_epoch: int, title: str) -> None:
+        self._send("finish", number, dict(state=state, summary=summary, tags=tags,
+                                          history=history, best_epoch=best_epoch, title=title))
+
+    def best(self, study: str, parent_id: str, number: int, value: float, metric: str,
+             extra: dict[str, float]) -> None:
+        self._send("best", number, dict(study=study, parent_id=parent_id, trial_number=number,
+                                        value=value, metric=metric, extra=extra))
+
+    def close(self) -> None:
         if self._thread is not None and self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
+        self._thread = None
+        self._check()
+
+    def _loop(self) -> None:
+        while True:
+            message = self._queue.get()
+            if message is None:
+                return
+            kind, number, payload = message
+            try:
+                self._handle(kind, number, payload)
+            except Exception as exc:  # reported to the worker, which stops with one line
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                self._errors.append(first[:500])
+
+    def _handle(self, kind: str, number: int, payload: Any) -> None:
+        if self._tracker is None:
+            self._tracker = Tracker(self.uri)
+        tracker = self._tracker
+        if kind == "start":
+            self._run_ids[number] = tracker.start_trial(**payload)
+        elif kind == "metrics":
+            tracker.log_metrics(self._run_ids[number], [Metric(*m) for m in payload])
+        elif kind == "finish":
+            finish_trial_with_files(tracker, self._run_ids[number], **payload)
+        elif kind == "best":
+            study = payload.pop("study")
+            run_id = self._run_ids.get(number) or tracker.trial_run_id(study, number) or ""
+            tracker.log_best(run_id=run_id, **payload)
 
 
 def finish_trial_with_files(tracker: Tracker, run_id: str, state: str,
@@ -312,12 +409,12 @@ def finish_trial_with_files(tracker: Tracker, run_id: str, state: str,
 
 
 class EpochLogger:
-    """Training callback: buffers each epoch's metrics (step=epoch) and sends them in batches,
-    at most every ``flush_seconds`` and once more at the end (``flush``)."""
+    """Training callback: collects each epoch's metrics (step=epoch) and hands them to the
+    trial log in batches, at most every ``flush_seconds`` and once more at the end (``flush``)."""
 
-    def __init__(self, tracker: Tracker, run_id: str, flush_seconds: float = 2.0) -> None:
-        self.tracker, self.run_id, self.flush_seconds = tracker, run_id, flush_seconds
-        self.buffer: list[Metric] = []
+    def __init__(self, log: AsyncTrialLog, number: int, flush_seconds: float = 1.0) -> None:
+        self.log, self.number, self.flush_seconds = log, number, flush_seconds
+        self.buffer: list[tuple[str, float, int, int]] = []
         self.last_flush = time.monotonic()
 
     def on_epoch_end(self, record: dict[str, float]) -> None:
@@ -326,17 +423,15 @@ class EpochLogger:
         for key in EPOCH_METRICS:
             if key in record:
                 value = float(record[key])
-                # MLflow stores inf/nan poorly; a diverged epoch is shown as a very large loss.
-                if value != value:
+                if value != value:  # NaN (a diverged epoch's accuracy): nothing to show
                     continue
-                self.buffer.append(Metric(key, min(value, 1e30), ts, step))
+                self.buffer.append((key, min(value, 1e30), ts, step))
         if time.monotonic() - self.last_flush >= self.flush_seconds:
             self.flush()
 
     def flush(self) -> None:
-        if self.buffer:
-            batch, self.buffer = self.buffer, []
-            self.tracker.log_metrics(self.run_id, batch)
+        batch, self.buffer = self.buffer, []
+        self.log.metrics(self.number, batch)
         self.last_flush = time.monotonic()
 
 
