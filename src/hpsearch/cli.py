@@ -153,7 +153,8 @@ def dashboard_cmd(storage: str | None, host: str, port: int) -> None:
 
     exe = shutil.which("optuna-dashboard")
     if exe is None:
-        raise HpsearchError("optuna-dashboard is not installed: pip install optuna-dashboard")
+        raise HpsearchError("optuna-dashboard is not installed: pip install -e '.[dashboard]'"
+                            " (or pip install optuna-dashboard)")
     url = resolve_storage_url(storage)
     os.execv(exe, [exe, url.removeprefix("journal:"), "--host", host, "--port", str(port)])
 
