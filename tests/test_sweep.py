@@ -15,6 +15,8 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
 from hpsearch.cli import main
+from hpsearch.diagnostics import VERDICTS
+from hpsearch.report import build_report
 from hpsearch.sweep import run_sweep
 from hpsearch.tracking import EPOCH_METRICS, resolve_tracking_uri
 
@@ -98,7 +100,35 @@ def test_quickstart_end_to_end(workdir):
             assert epochs < 40 and "median" in tags["optuna.trial.reason"]
         if state == "COMPLETE":
             assert metrics["best_val_accuracy"] == pytest.approx(trials[number].value)
+        # The diagnosis: tags to filter on in the UI, metrics, and the evidence as JSON.
+        assert tags["fit.verdict"] in VERDICTS and tags["fit.advice"]
+        assert tags["fit.verdict"] == trials[number].user_attrs["fit.verdict"]
+        assert {"fit.gap_at_best", "fit.val_drop_from_peak"} <= set(metrics)
+        assert "diagnosis.json" in files
     assert pruned >= 1  # the median pruner does prune on this space
+    found = client.search_runs([parent.info.experiment_id],
+                               "tags.`fit.verdict` = 'good_fit'", max_results=100)
+    assert found and all(r.data.tags["fit.verdict"] == "good_fit" for r in found)
+
+    # The report of the finished sweep holds every section, with its figures embedded.
+    out = build_report("quickstart")
+    md = (out / "report.md").read_text()
+    for title in ("Summary", "Leaderboard", "What to try next", "Search-space health",
+                  "Learning curves", "Over- and underfitting across the space",
+                  "Optimization history and parameter importances",
+                  "Selection check: validation against test"):
+        assert f"## {title}" in md
+    assert f"Best: trial {result.best_number}" in md
+    for png in ("curves_top.png", "curves_verdicts.png", "fit_map.png", "learning_rate.png",
+                "optimization_history.png", "param_importances.png"):
+        assert (out / png).stat().st_size > 5000
+    page = (out / "index.html").read_text()
+    assert page.count("data:image/png;base64,") == 6 and "<table>" in page
+    assert "src=\"curves" not in page  # self-contained: no links to files beside it
+    assert "report/index.html" in {a.path for a in
+                                   client.list_artifacts(parent.info.run_id, "report")}
+    status = CliRunner().invoke(main, ["status", "quickstart"])
+    assert "verdict" in status.output.splitlines()[0]
 
 
 def test_resume_reaches_exactly_n_trials(workdir):
@@ -155,12 +185,14 @@ def test_worker_joins_an_existing_study_and_status_shows_it(workdir):
     assert len(trials_of("small")) == 6 and len(runs_of("small")[1]) == 1
     status = CliRunner().invoke(main, ["status", "small"])
     assert status.exit_code == 0 and "best: trial" in status.output
+    report = CliRunner().invoke(main, ["report", "small"])
+    assert report.exit_code == 0 and (workdir / "reports" / "small" / "index.html").is_file()
     assert sum(line.split()[1] in ("COMPLETE", "PRUNED") for line in
                status.output.splitlines()[2:-1]) == 6
 
 
 def test_unknown_study_is_one_line(workdir):
-    for cmd in (["status", "nosuch"], ["worker", "nosuch"]):
+    for cmd in (["status", "nosuch"], ["worker", "nosuch"], ["report", "nosuch"]):
         result = CliRunner().invoke(main, cmd)
         assert result.exit_code == 2
         assert result.stderr.startswith("error: no study named 'nosuch'")

@@ -122,6 +122,20 @@ def status_cmd(name: str, storage: str | None) -> None:
     click.echo(status_table(name, storage))
 
 
+@main.command("report")
+@click.argument("name")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Output directory (default: reports/NAME).")
+@click.option("--storage", envvar="HPSEARCH_STORAGE", default=None, help=STORAGE_HELP)
+@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", default=None, help=TRACKING_HELP)
+def report_cmd(name: str, out: str | None, storage: str | None, tracking_uri: str | None) -> None:
+    """Write a static report of study NAME (HTML with embedded figures, and Markdown)."""
+    from .report import build_report
+
+    where = build_report(name, storage, tracking_uri, out)
+    click.echo(f"report: {where / 'index.html'} (and report.md); also logged to the sweep run.")
+
+
 @main.command("ui")
 @click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", default=None, help=TRACKING_HELP)
 @click.option("--host", default="127.0.0.1", show_default=True,

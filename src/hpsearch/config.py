@@ -119,6 +119,7 @@ class SweepSpec:
     pruner: PrunerSpec
     keep_checkpoints: int
     space: tuple[ParamSpec, ...]
+    diagnostics: dict[str, float] = field(default_factory=dict)  # threshold overrides
     text: str = ""  # the file as written, logged with the sweep
 
 
@@ -212,7 +213,7 @@ def load_spec(path: str | Path) -> SweepSpec:
 
 def parse_spec(raw: Any, file: str = "<spec>", text: str = "") -> SweepSpec:
     top = _Checker(file, "", raw, {"name", "data", "training", "objective", "budget", "sampler",
-                                   "pruner", "checkpoints", "space"})
+                                   "pruner", "checkpoints", "space", "diagnostics"})
     name = top.get("name", str, required=True)
     if not STUDY_NAME.match(name):
         top.fail("must be letters, digits, '.', '_' or '-' (no spaces or path characters), "
@@ -280,6 +281,11 @@ def parse_spec(raw: Any, file: str = "<spec>", text: str = "") -> SweepSpec:
     c = _Checker(file, "checkpoints", top.node.get("checkpoints"), {"keep"})
     keep = c.number("keep", 3, 1, integer=True)
 
+    from .diagnostics import THRESHOLDS  # the settable thresholds, with their defaults
+
+    g = _Checker(file, "diagnostics", top.node.get("diagnostics"), set(THRESHOLDS))
+    diagnostics = {k: float(g.number(k, THRESHOLDS[k], 0)) for k in g.node}
+
     space = _space(file, top.node.get("space"))
     if sampler.name == "grid":
         for p in space:
@@ -288,7 +294,7 @@ def parse_spec(raw: Any, file: str = "<spec>", text: str = "") -> SweepSpec:
                                 f"(or make it categorical)")
     return SweepSpec(name, file, data, training, objective, budget,
                      SamplerSpec(sampler.name, sampler.options.pop("seed", 0), sampler.options),
-                     pruner, keep, space, text)
+                     pruner, keep, space, diagnostics, text)
 
 
 def _sampler_or_pruner(file: str, where: str, node: Any, table: dict[str, set[str]],

@@ -171,8 +171,9 @@ def diagnose(history: list[dict[str, float]], best_epoch: int | None = None,
     behind = (study_best_train_accuracy is not None and
               train_acc[b] < study_best_train_accuracy - t["underfit_margin"])
     if abs(gap_best) < t["gap"] / 2 and (low or behind):
-        ref = (f", {study_best_train_accuracy - train_acc[b]:.3f} below the study's best"
-               if behind else "")
+        ref = ""
+        if behind and study_best_train_accuracy is not None:
+            ref = f", {study_best_train_accuracy - train_acc[b]:.3f} below the study's best"
         return Diagnosis("underfitting", ADVICE["underfitting"],
                          f"training accuracy only {train_acc[b]:.3f}{ref}, validation tracks it "
                          f"(gap {gap_best:+.3f})", ev)

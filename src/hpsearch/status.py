@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import optuna
-
 from .errors import StorageError
 from .sweep import join_storage_study
 
@@ -22,6 +20,7 @@ def status_table(name: str, storage_url: str | None = None) -> str:
             v = t.params.get(k, "")
             row[k] = f"{v:.3g}" if isinstance(v, float) else v
         row["epochs"] = t.user_attrs.get("epochs_run", "")
+        row["verdict"] = t.user_attrs.get("fit.verdict", "")
         dur = t.duration.total_seconds() if t.duration else None
         row["seconds"] = f"{dur:.1f}" if dur is not None else ""
         rows.append(row)
@@ -35,5 +34,4 @@ def status_table(name: str, storage_url: str | None = None) -> str:
                      f"({study.direction.name.lower()})")
     except ValueError:
         lines.append("best: no trial completed yet")
-    _ = optuna
     return "\n".join(lines)

@@ -25,6 +25,7 @@ from optuna.trial import TrialState
 
 from . import datasets
 from .config import SweepSpec, load_spec, parse_spec
+from .diagnostics import diagnose
 from .errors import HpsearchError, SpecError, StorageError
 from .estimator import MLPClassifier
 from .space import grid, model_params, suggest
@@ -160,6 +161,11 @@ def join_study(study_name: str, storage_url: str | None = None, tracking_uri: st
     log = AsyncTrialLog(tracker.uri)
     log.warm_up()
     splits = _load_splits(spec)
+    if ATTR + "data" not in attrs:  # for the report's sampling-noise check
+        study.set_user_attr(ATTR + "data", {"n_train": len(splits.train[1]),
+                                            "n_val": len(splits.val[1]),
+                                            "n_test": len(splits.test[1]),
+                                            "fingerprint": splits.fingerprint})
     tags = {"data.fingerprint": splits.fingerprint, "data.name": splits.name,
             "data.seed": str(spec.data.seed), "model.seed": str(spec.training.seed),
             "hpsearch.version": __import__("hpsearch").__version__,
@@ -235,6 +241,25 @@ def objective(ctx: Context, trial: optuna.Trial) -> float:
         tags = {"hpsearch.status": getattr(model, "status_", "not trained")}
         if reason:
             tags["optuna.trial.reason"] = reason
+        diagnosis = None
+        if history:
+            diagnosis = diagnose(history, best or None, spec.training.max_epochs,
+                                 _study_best_train_accuracy(ctx.study, trial.number),
+                                 spec.diagnostics, getattr(model, "status_", None))
+            ev = diagnosis.evidence
+            tags |= {"fit.verdict": diagnosis.verdict, "fit.advice": diagnosis.advice,
+                     "fit.summary": diagnosis.summary}
+            summary |= {f"fit.{k}": float(ev[k]) for k in
+                        ("gap_at_best", "val_drop_from_peak", "gap_at_last", "val_loss_rise")
+                        if k in ev}
+            trial.set_user_attr("fit.verdict", diagnosis.verdict)
+            trial.set_user_attr("fit.summary", diagnosis.summary)
+            for k in ("gap_at_best", "val_drop_from_peak", "train_accuracy_at_best",
+                      "val_accuracy_at_best"):
+                if k in ev:
+                    trial.set_user_attr(f"fit.{k}", float(ev[k]))
+            if history and best:
+                trial.set_user_attr("test_accuracy_at_best", history[best - 1]["test_accuracy"])
         for k in ("epochs_run", "train_time_s", "best_epoch"):
             if k in summary:
                 trial.set_user_attr(k, summary[k])
@@ -242,7 +267,8 @@ def objective(ctx: Context, trial: optuna.Trial) -> float:
         if reason:
             trial.set_user_attr("reason", reason)
         title = f"{ctx.study.study_name} trial {trial.number} ({state.lower()})"
-        log.finish(trial.number, state, summary, tags, list(history), best, title)
+        log.finish(trial.number, state, summary, tags, list(history), best, title,
+                   diagnosis.to_dict() if diagnosis else None)
 
     try:
         model.fit(*ctx.splits.train, eval_sets={"val": ctx.splits.val, "test": ctx.splits.test},
@@ -264,6 +290,14 @@ def objective(ctx: Context, trial: optuna.Trial) -> float:
     value = float(model.history_[model.best_epoch_ - 1][spec.objective.metric])
     close("COMPLETE", model.stop_reason_ if model.status_ == "diverged" else "")
     return value
+
+
+def _study_best_train_accuracy(study: optuna.Study, exclude: int) -> float | None:
+    """The best training accuracy (at the kept epoch) of the study's other finished trials."""
+    values = [t.user_attrs["fit.train_accuracy_at_best"] for t in study.get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        if t.number != exclude and "fit.train_accuracy_at_best" in t.user_attrs]
+    return max(values) if values else None
 
 
 def run_trials(ctx: Context, quota: int | None, deadline: float | None) -> int:

@@ -8,6 +8,7 @@ thread and per process). Per-epoch metrics are buffered and sent with ``log_batc
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import os
 import platform
@@ -346,9 +347,11 @@ class AsyncTrialLog:
             self._send("metrics", number, metrics)
 
     def finish(self, number: int, state: str, summary: dict[str, float], tags: dict[str, str],
-               history: list[dict[str, float]], best_epoch: int, title: str) -> None:
+               history: list[dict[str, float]], best_epoch: int, title: str,
+               diagnosis: dict[str, Any] | None = None) -> None:
         self._send("finish", number, dict(state=state, summary=summary, tags=tags,
-                                          history=history, best_epoch=best_epoch, title=title))
+                                          history=history, best_epoch=best_epoch, title=title,
+                                          diagnosis=diagnosis))
 
     def best(self, study: str, parent_id: str, number: int, value: float, metric: str,
              extra: dict[str, float]) -> None:
@@ -392,9 +395,10 @@ class AsyncTrialLog:
 
 def finish_trial_with_files(tracker: Tracker, run_id: str, state: str,
                             summary: dict[str, float], tags: dict[str, str],
-                            history: list[dict[str, float]], best_epoch: int, title: str) -> None:
-    """Write history.csv and learning_curve.png to a temporary directory, log them with the
-    summary and close the run."""
+                            history: list[dict[str, float]], best_epoch: int, title: str,
+                            diagnosis: dict[str, Any] | None = None) -> None:
+    """Write history.csv, learning_curve.png and diagnosis.json to a temporary directory, log
+    them with the summary and close the run."""
     from .plots import learning_curves
 
     tmp = Path(tempfile.mkdtemp(prefix="hpsearch-"))
@@ -403,6 +407,10 @@ def finish_trial_with_files(tracker: Tracker, run_id: str, state: str,
         if history:
             files.append(write_history_csv(history, tmp / "history.csv"))
             files.append(learning_curves(history, best_epoch, title, tmp / "learning_curve.png"))
+        if diagnosis is not None:
+            path = tmp / "diagnosis.json"
+            path.write_text(json.dumps(diagnosis, indent=1, default=float))
+            files.append(path)
         tracker.finish_trial(run_id, state, summary, tags, files)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,488 @@
+"""``hpsearch report NAME``: a static report of a study, for a person deciding what to try next.
+
+Reads the study (Optuna storage: parameters, values, states, verdicts) and the runs (MLflow:
+each trial's history.csv), writes ``reports/<name>/report.md`` with PNG figures beside it and a
+self-contained ``reports/<name>/index.html`` (figures embedded), and logs both to the parent run.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import os
+import tempfile
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from matplotlib.figure import Figure
+from optuna.trial import FrozenTrial, TrialState
+
+from .config import SweepSpec, parse_spec
+from .diagnostics import VERDICTS
+from .errors import StorageError
+from .plots import draw_curves
+from .sweep import ATTR, join_storage_study
+from .tracking import Tracker, make_tracker
+
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+COLORS = {"good_fit": "#2ca02c", "overfitting": "#d62728", "underfitting": "#1f77b4",
+          "undertrained": "#9467bd", "diverged": "#ff7f0e", "stalled": "#7f7f7f", "": "#bbbbbb"}
+TOP = 5
+# Bounds that cannot be widened: a best value sitting on them is no reason to widen the range.
+HARD_LOW = {"n_layers": 1, "dropout": 0.0, "input_dropout": 0.0, "momentum": 0.0, "l2": 0.0,
+            "l1": 0.0, "warmup_epochs": 0, "min_lr": 0.0, "weight_decay": 0.0}
+HARD_HIGH = {"dropout": 1.0, "input_dropout": 1.0, "momentum": 1.0, "beta1": 1.0, "beta2": 1.0,
+             "rho": 1.0, "gamma": 1.0}
+KEY_ORDER = ("learning_rate", "optimizer", "schedule", "n_layers", "hidden_size",
+             "hidden_size_2", "dropout", "l2", "momentum", "batch_size")
+
+
+@dataclass
+class Section:
+    title: str
+    text: list[str] = field(default_factory=list)  # markdown paragraphs, lists or tables
+    figures: list[tuple[str, str]] = field(default_factory=list)  # (file name, caption)
+
+
+def _verdict(t: FrozenTrial) -> str:
+    return str(t.user_attrs.get("fit.verdict", ""))
+
+
+def _units(t: FrozenTrial) -> int | None:
+    p = t.params
+    if "hidden_size" not in p and "n_layers" not in p:
+        return None
+    n = int(p.get("n_layers", 1))
+    first = int(p.get("hidden_size", 100))
+    return sum(int(p.get(f"hidden_size_{k}", first)) if k > 1 else first for k in range(1, n + 1))
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}" if (abs(v) < 1e-2 or abs(v) >= 1e4) and v != 0 else f"{v:.4g}"
+    return str(v)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+class Report:
+    def __init__(self, name: str, storage_url: str | None, tracking_uri: str | None,
+                 out_dir: Path) -> None:
+        self.study = join_storage_study(name, storage_url)
+        attrs = self.study.user_attrs
+        if ATTR + "spec" not in attrs:
+            raise StorageError(f"study {name!r} was not created by hpsearch")
+        import yaml
+
+        self.spec: SweepSpec = parse_spec(yaml.safe_load(attrs[ATTR + "spec"]),
+                                          attrs.get(ATTR + "spec_path", "<study>"),
+                                          attrs[ATTR + "spec"])
+        self.tracker: Tracker = make_tracker(tracking_uri or attrs.get(ATTR + "tracking_uri"))
+        self.parent = attrs.get(ATTR + "parent_run_id")
+        self.data = attrs.get(ATTR + "data", {})
+        self.name, self.out = name, out_dir
+        self.trials = self.study.get_trials(deepcopy=False)
+        self.complete = [t for t in self.trials if t.state == TrialState.COMPLETE]
+        maximize = self.study.direction == optuna.study.StudyDirection.MAXIMIZE
+        sign = -1.0 if maximize else 1.0
+        self.ranked = sorted(self.complete, key=lambda t: sign * float(t.value or 0.0))
+        self.metric = self.spec.objective.metric
+        self._histories: dict[int, list[dict[str, float]]] = {}
+
+    # -- data ---------------------------------------------------------------------------------
+    def history(self, t: FrozenTrial) -> list[dict[str, float]]:
+        if t.number not in self._histories:
+            run_id = self.tracker.trial_run_id(self.name, t.number)
+            rows: list[dict[str, float]] = []
+            if run_id:
+                with tempfile.TemporaryDirectory() as tmp:
+                    try:
+                        path = self.tracker.client.download_artifacts(run_id, "history.csv", tmp)
+                    except Exception:  # noqa: BLE001 - a trial without curves is shown without
+                        path = None
+                    if path:
+                        import pandas as pd
+
+                        rows = pd.read_csv(path).to_dict("records")
+            self._histories[t.number] = rows
+        return self._histories[t.number]
+
+    # -- figures --------------------------------------------------------------------------------
+    def _save(self, fig: Figure, name: str) -> str:
+        fig.savefig(self.out / name, dpi=85)
+        return name
+
+    def curves(self, trials: list[FrozenTrial], name: str, label: str) -> str | None:
+        shown = [(t, h) for t in trials if (h := self.history(t))]
+        if not shown:
+            return None
+        fig = Figure(figsize=(10, 2.9 * len(shown)))
+        axes = fig.subplots(len(shown), 2, squeeze=False)
+        for (t, h), pair in zip(shown, axes, strict=True):
+            draw_curves(pair, h, int(t.user_attrs.get("best_epoch", 0)))
+            value = f"{t.value:.4f}" if t.value is not None else t.state.name.lower()
+            pair[0].set_title(f"trial {t.number}: {label.format(v=_verdict(t) or '-')}, "
+                              f"{self.metric} {value}", fontsize=9, loc="left")
+        fig.tight_layout()
+        return self._save(fig, name)
+
+    def fit_map(self) -> str | None:
+        done = [t for t in self.trials if "fit.gap_at_best" in t.user_attrs]
+        if len(done) < 2:
+            return None
+        panels = [("total hidden units", _units, True), ("dropout",
+                   lambda t: t.params.get("dropout"), False),
+                  ("L2 strength", lambda t: t.params.get("l2"), True)]
+        panels = [p for p in panels if any(p[1](t) is not None for t in done)]
+        if not panels:
+            return None
+        fig = Figure(figsize=(4 * len(panels), 3.4))
+        axes = fig.subplots(1, len(panels), squeeze=False)[0]
+        for ax, (label, get, log) in zip(axes, panels, strict=True):
+            for verdict in ["", *VERDICTS]:
+                pts = [(get(t), t.user_attrs["fit.gap_at_best"]) for t in done
+                       if _verdict(t) == verdict and get(t) is not None]
+                if pts:
+                    ax.scatter([x for x, _ in pts], [y for _, y in pts], s=22,
+                               color=COLORS[verdict], label=verdict or "?", alpha=0.85)
+            if log:
+                from matplotlib.ticker import LogFormatterSciNotation, NullFormatter
+
+                ax.set_xscale("log")
+                ax.xaxis.set_major_formatter(LogFormatterSciNotation())
+                ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.axhline(0, color="black", linewidth=0.6)
+            ax.set_xlabel(label)
+            ax.set_ylabel("train - val accuracy at best epoch")
+            ax.grid(alpha=0.3)
+        axes[-1].legend(fontsize=7, loc="best")
+        fig.suptitle("Where the space over- and underfits (gap > 0: training ahead of validation)",
+                     fontsize=10)
+        fig.tight_layout()
+        return self._save(fig, "fit_map.png")
+
+    def lr_outcome(self) -> str | None:
+        with_lr = [t for t in self.trials if "learning_rate" in t.params and t.state.is_finished()]
+        if len(with_lr) < 2:
+            return None
+        fig = Figure(figsize=(6.5, 3.6))
+        ax = fig.subplots()
+        values = [t.value for t in with_lr if t.value is not None]
+        floor = min(values) if values else 0.0
+        for verdict in ["", *VERDICTS]:
+            pts = [(t.params["learning_rate"], t.value if t.value is not None else floor)
+                   for t in with_lr if _verdict(t) == verdict]
+            if pts:
+                ax.scatter([x for x, _ in pts], [y for _, y in pts], s=24,
+                           color=COLORS[verdict], label=verdict or "no curve",
+                           marker="x" if verdict in ("diverged", "stalled") else "o")
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel(self.metric + " (failed trials at the bottom)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        ax.set_title("Learning rate against outcome", fontsize=10)
+        fig.tight_layout()
+        return self._save(fig, "learning_rate.png")
+
+    def study_plots(self) -> list[tuple[str, str]]:
+        from optuna.visualization import matplotlib as ovm
+
+        out = []
+        plots: list[tuple[str, Any, str]] = [("optimization_history.png",
+                                                ovm.plot_optimization_history,
+                  "Objective value of every trial and the best so far")]
+        if len(self.complete) >= 2:
+            plots.append(("param_importances.png", ovm.plot_param_importances,
+                          "Parameter importances (fANOVA over complete trials)"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for fname, fn, caption in plots:
+                try:
+                    ax = fn(self.study)
+                except (ValueError, RuntimeError, ZeroDivisionError):
+                    continue
+                fig: Any = ax.figure
+                fig.set_size_inches(7.5, 3.8)
+                fig.tight_layout()
+                fig.savefig(self.out / fname, dpi=85)
+                import matplotlib.pyplot as plt
+
+                plt.close(fig)
+                out.append((fname, caption))
+        return out
+
+    # -- sections -------------------------------------------------------------------------------
+    def summary(self) -> Section:
+        s = Section("Summary")
+        states = Counter(t.state.name for t in self.trials)
+        verdicts = Counter(_verdict(t) for t in self.trials if _verdict(t))
+        d = self.data
+        s.text.append(
+            f"Study **{self.name}**: {len(self.trials)} trials "
+            f"({', '.join(f'{n} {k.lower()}' for k, n in states.most_common())}), objective "
+            f"`{self.metric}` ({self.study.direction.name.lower()}), dataset "
+            f"`{self.spec.data.dataset}`" + (f" ({d['n_train']} train / {d['n_val']} validation"
+                                             f" / {d['n_test']} test)" if d else "") + ".")
+        if self.ranked:
+            b = self.ranked[0]
+            test = b.user_attrs.get("test_accuracy_at_best")
+            s.text.append(
+                f"Best: trial {b.number}, {self.metric} {b.value:.4f}" +
+                (f", test accuracy at its best epoch {test:.4f}" if test is not None else "") +
+                f", verdict **{_verdict(b) or '-'}** ({b.user_attrs.get('fit.summary', '')}).")
+        s.text.append(_table(["verdict", "trials"], [[v, n] for v, n in verdicts.most_common()]))
+        return s
+
+    def leaderboard(self) -> Section:
+        s = Section("Leaderboard")
+        varied = [p.name for p in self.spec.space if p.type != "fixed"]
+        keys = ([k for k in KEY_ORDER if k in varied] +
+                [k for k in varied if k not in KEY_ORDER])[:7]
+        rows = []
+        for t in self.ranked[:10]:
+            rows.append([t.number, t.value, t.user_attrs.get("test_accuracy_at_best", ""),
+                         _verdict(t), t.user_attrs.get("epochs_run", ""),
+                         *[t.params.get(k, "") for k in keys]])
+        s.text.append("The ten best complete trials. `test` is the test accuracy at the trial's "
+                      "best epoch: shown, never used to choose.")
+        s.text.append(_table(["trial", self.metric, "test", "verdict", "epochs", *keys], rows))
+        return s
+
+    def curve_sections(self) -> Section:
+        s = Section("Learning curves")
+        top = self.ranked[:3]
+        name = self.curves(top, "curves_top.png", "top trial, {v}")
+        if name:
+            s.figures.append((name, "The best trials: loss and accuracy per epoch, train / "
+                                    "validation / test, best epoch dotted"))
+        examples = []
+        for verdict in VERDICTS:
+            pool = [t for t in self.trials if _verdict(t) == verdict and t not in top]
+            pool.sort(key=lambda t: (t.state != TrialState.COMPLETE, t.number))
+            if pool:
+                examples.append(pool[0])
+        name = self.curves(examples, "curves_verdicts.png", "example of {v}")
+        if name:
+            s.figures.append((name, "One example of each verdict found in this study"))
+        return s
+
+    def fit_section(self) -> Section:
+        s = Section("Over- and underfitting across the space")
+        name = self.fit_map()
+        if name:
+            s.figures.append((name, "Train-validation gap at each trial's best epoch against "
+                                    "model size and regularisation, coloured by verdict"))
+        name = self.lr_outcome()
+        if name:
+            s.figures.append((name, "Where runs diverge or stall"))
+        return s
+
+    def health(self) -> tuple[Section, list[str]]:
+        s = Section("Search-space health")
+        warns: list[str] = []
+        best = self.ranked[0] if self.ranked else None
+        for p in self.spec.space:
+            if best is None or p.type not in ("float", "int") or p.name not in best.params:
+                continue
+            assert p.low is not None and p.high is not None
+            v = float(best.params[p.name])
+            lo, hi = float(p.low), float(p.high)
+            if p.log and lo > 0:
+                frac = (math.log(v) - math.log(lo)) / max(1e-12, math.log(hi) - math.log(lo))
+            else:
+                frac = (v - lo) / max(1e-12, hi - lo)
+            if hi > lo and frac <= 0.05 and HARD_LOW.get(p.name) != lo:
+                warns.append(f"The best `{p.name}` ({_fmt(v)}) is at the bottom of its range "
+                             f"[{_fmt(lo)}, {_fmt(hi)}]: widen the range downwards.")
+            elif hi > lo and frac >= 0.95 and HARD_HIGH.get(p.name) != hi:
+                warns.append(f"The best `{p.name}` ({_fmt(v)}) is at the top of its range "
+                             f"[{_fmt(lo)}, {_fmt(hi)}]: widen the range upwards.")
+        for p in self.spec.space:
+            if p.type != "categorical":
+                continue
+            for choice in p.choices:
+                tried = [t for t in self.trials if t.params.get(p.name) == choice]
+                if len(tried) >= 2 and not any(t.state == TrialState.COMPLETE for t in tried):
+                    warns.append(f"`{p.name}: {choice}` never completed in {len(tried)} trials "
+                                 f"({', '.join(sorted({t.state.name.lower() for t in tried}))})"
+                                 f": drop it or fix what fails.")
+        n = max(1, len(self.trials))
+        verdicts = Counter(_verdict(t) for t in self.trials)
+        states = Counter(t.state for t in self.trials)
+        if verdicts["diverged"] / n > 0.3:
+            warns.append(f"{verdicts['diverged']} of {n} trials diverged: lower the upper bound "
+                         f"of `learning_rate`.")
+        if verdicts["stalled"] / n > 0.3:
+            warns.append(f"{verdicts['stalled']} of {n} trials stalled: raise the lower bound of "
+                         f"`learning_rate`.")
+        if states[TrialState.PRUNED] / n > 0.7:
+            warns.append(f"{states[TrialState.PRUNED]} of {n} trials were pruned: the pruner may "
+                         f"be too aggressive (raise n_warmup_steps or min_resource).")
+        if states[TrialState.FAIL] / n > 0.3:
+            warns.append(f"{states[TrialState.FAIL]} of {n} trials failed: see "
+                         f"`optuna.trial.reason` on their runs.")
+        s.text.append("\n".join(f"- {w}" for w in warns) if warns else
+                      "No warnings: the best values lie inside their ranges and every choice "
+                      "completed at least once.")
+        return s, warns
+
+    def next_steps(self, warns: list[str]) -> Section:
+        s = Section("What to try next")
+        top = self.ranked[:TOP]
+        counts = Counter(_verdict(t) for t in top)
+        tips: list[str] = []
+        dropout_hi = next((p.high for p in self.spec.space if p.name == "dropout" and p.high),
+                          None)
+        if counts["overfitting"] * 2 >= len(top) and top:
+            tips.append(f"{counts['overfitting']} of the top {len(top)} trials overfit: raise the "
+                        f"dropout range" + (f" above {_fmt(dropout_hi)}" if dropout_hi else "") +
+                        " and the L2 upper bound, or try fewer units; lower the early-stopping "
+                        "patience.")
+        if counts["underfitting"] * 2 >= len(top) and top:
+            tips.append(f"{counts['underfitting']} of the top {len(top)} trials underfit: allow "
+                        f"more units or a second layer, and less dropout and L2.")
+        if counts["undertrained"] and top:
+            tips.append(f"{counts['undertrained']} of the top {len(top)} trials were still "
+                        f"improving at max_epochs={self.spec.training.max_epochs}: raise it.")
+        if counts["good_fit"] * 2 > len(top) and top:
+            tips.append("The top trials fit well: narrow the ranges around them and run more "
+                        "trials, or move to a larger dataset split.")
+        tips += [w for w in warns if "widen" in w or "learning_rate" in w]
+        s.text.append("\n".join(f"- {t}" for t in tips) if tips else
+                      "- Too few complete trials to say; run more trials.")
+        return s
+
+    def selection_check(self) -> Section:
+        s = Section("Selection check: validation against test")
+        top = [t for t in self.ranked[:TOP] if "fit.val_accuracy_at_best" in t.user_attrs
+               and "test_accuracy_at_best" in t.user_attrs]
+        n_val, n_test = self.data.get("n_val"), self.data.get("n_test")
+        if not top or not n_val or not n_test:
+            s.text.append("Not enough information (complete trials with curves and split sizes).")
+            return s
+        rows, flags = [], []
+        for t in top:
+            va, te = t.user_attrs["fit.val_accuracy_at_best"], t.user_attrs["test_accuracy_at_best"]
+            p = min(max((va + te) / 2, 1e-3), 1 - 1e-3)
+            noise = 2 * math.sqrt(p * (1 - p) / n_val + p * (1 - p) / n_test)
+            ok = abs(va - te) <= noise
+            rows.append([t.number, va, te, va - te, f"±{noise:.4f}", "ok" if ok else "**no**"])
+            if not ok:
+                flags.append(t.number)
+        s.text.append(f"Two standard errors of the difference between a validation accuracy "
+                      f"({n_val} samples) and a test accuracy ({n_test} samples) are the noise "
+                      f"band; a larger difference means the validation score is not a reliable "
+                      f"estimate for that trial.")
+        s.text.append(_table(["trial", "val accuracy", "test accuracy", "difference",
+                              "noise band", "within"], rows))
+        w = top[0].user_attrs["fit.val_accuracy_at_best"]
+        se_val = math.sqrt(max(w * (1 - w), 1e-6) / n_val)
+        close = [t.number for t in top[1:]
+                 if w - t.user_attrs["fit.val_accuracy_at_best"] <= 2 * math.sqrt(2) * se_val]
+        if close:
+            s.text.append(f"**The validation winner (trial {top[0].number}) is not robust:** "
+                          f"trial(s) {', '.join(map(str, close))} are within validation noise "
+                          f"of it (±{2 * math.sqrt(2) * se_val:.4f}); prefer the simplest of "
+                          f"them, or enlarge the validation split.")
+        elif flags:
+            s.text.append(f"Trial(s) {', '.join(map(str, flags))} differ between validation and "
+                          f"test by more than sampling noise.")
+        else:
+            s.text.append(f"The validation winner (trial {top[0].number}) leads by more than "
+                          f"validation noise, and its test accuracy agrees.")
+        return s
+
+    # -- output ----------------------------------------------------------------------------------
+    def build(self) -> list[Section]:
+        self.out.mkdir(parents=True, exist_ok=True)
+        health, warns = self.health()
+        sections = [self.summary(), self.leaderboard(), self.next_steps(warns), health,
+                    self.curve_sections(), self.fit_section()]
+        hist = Section("Optimization history and parameter importances")
+        hist.figures = self.study_plots()
+        sections += [hist, self.selection_check()]
+        return sections
+
+
+def write_markdown(sections: list[Section], title: str, path: Path) -> None:
+    lines = [f"# {title}", ""]
+    for s in sections:
+        lines += [f"## {s.title}", ""]
+        for t in s.text:
+            lines += [t, ""]
+        for fname, caption in s.figures:
+            lines += [f"![{caption}]({fname})", "", f"*{caption}*", ""]
+    path.write_text("\n".join(lines))
+
+
+def _md_inline(text: str) -> str:
+    out = html.escape(text)
+    parts = out.split("**")
+    out = "".join(f"<strong>{p}</strong>" if i % 2 else p for i, p in enumerate(parts))
+    parts = out.split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def _md_block(text: str) -> str:
+    lines = text.splitlines()
+    if lines and lines[0].startswith("|"):
+        head = [c.strip() for c in lines[0].strip("|").split("|")]
+        body = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:]]
+        rows = "".join("<tr>" + "".join(f"<td>{_md_inline(c)}</td>" for c in r) + "</tr>"
+                       for r in body)
+        return ("<table><thead><tr>" + "".join(f"<th>{_md_inline(h)}</th>" for h in head) +
+                f"</tr></thead><tbody>{rows}</tbody></table>")
+    if lines and lines[0].startswith("- "):
+        return "<ul>" + "".join(f"<li>{_md_inline(ln[2:])}</li>" for ln in lines) + "</ul>"
+    return f"<p>{_md_inline(text)}</p>"
+
+
+CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;
+margin:2em auto;padding:0 1em;color:#222;line-height:1.45}h1{font-size:1.6em}
+h2{font-size:1.25em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.8em}
+table{border-collapse:collapse;font-size:.88em;margin:.6em 0}td,th{border:1px solid #ddd;
+padding:.25em .55em;text-align:right}th{background:#f4f4f4}td:nth-child(4){text-align:left}
+figure{margin:1em 0}img{max-width:100%;border:1px solid #eee}figcaption{color:#555;
+font-size:.9em}code{background:#f4f4f4;padding:0 .2em}li{margin:.25em 0}"""
+
+
+def write_html(sections: list[Section], title: str, out: Path) -> None:
+    body = [f"<h1>{html.escape(title)}</h1>"]
+    for s in sections:
+        body.append(f"<h2>{html.escape(s.title)}</h2>")
+        body += [_md_block(t) for t in s.text]
+        for fname, caption in s.figures:
+            data = base64.b64encode((out.parent / fname).read_bytes()).decode()
+            body.append(f'<figure><img src="data:image/png;base64,{data}" '
+                        f'alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}'
+                        f"</figcaption></figure>")
+    out.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>"
+                   f"{html.escape(title)}</title><style>{CSS}</style></head><body>"
+                   + "\n".join(body) + "</body></html>")
+
+
+def build_report(name: str, storage_url: str | None = None, tracking_uri: str | None = None,
+                 out_dir: str | Path | None = None) -> Path:
+    """Write reports/<name>/index.html and report.md (and the figures); returns the directory."""
+    out = Path(out_dir) if out_dir else Path("reports") / name
+    report = Report(name, storage_url, tracking_uri, out)
+    if not report.trials:
+        raise StorageError(f"study {name!r} has no trials yet: nothing to report")
+    sections = report.build()
+    title = f"hpsearch report: {name}"
+    write_markdown(sections, title, out / "report.md")
+    write_html(sections, title, out / "index.html")
+    if report.parent and report.tracker.uri != "none" and report.tracker.run_exists(report.parent):
+        for f in ("index.html", "report.md"):
+            report.tracker.log_artifact(report.parent, out / f, "report")
+    return out
