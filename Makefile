@@ -12,7 +12,7 @@ WORKERS ?=
 NAME ?= $(shell sed -n 's/^name:[[:space:]]*//p' $(SWEEP) 2>/dev/null | head -n 1)
 SWEEP_ARGS = $(if $(TRIALS),--trials $(TRIALS)) $(if $(WORKERS),--workers $(WORKERS))
 
-.PHONY: help setup sweep status report ui test test-fast lint bench clean
+.PHONY: help setup sweep status report export ui test test-fast lint bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -34,6 +34,9 @@ status: setup ## the trials of the sweep's study (NAME= or the name in SWEEP)
 
 report: setup ## write reports/NAME/index.html for the sweep's study (NAME= or SWEEP=)
 	$(BIN)/hpsearch report $(NAME)
+
+export: setup ## export the best model of the sweep's study to exports/NAME (NAME= or SWEEP=)
+	$(BIN)/hpsearch export $(NAME)
 
 ui: setup ## MLflow UI on http://127.0.0.1:5000 over the embedded store
 	$(BIN)/hpsearch ui

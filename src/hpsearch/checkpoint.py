@@ -176,5 +176,10 @@ def load_model(path: str | Path) -> MLPClassifier:
 
 
 def load(path: str | Path) -> MLPClassifier:
-    """Public entry point: ``hpsearch.load(DIR)``."""
-    return load_model(path)
+    """Public entry point: ``hpsearch.load(DIR)`` for a checkpoint directory or a directory
+    written by ``hpsearch export`` (whose checkpoint is the MLflow model's artifact)."""
+    root = Path(path)
+    exported = root / "artifacts" / "checkpoint"
+    if not (root / META).is_file() and (exported / META).is_file():
+        return load_model(exported)
+    return load_model(root)

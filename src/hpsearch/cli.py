@@ -136,6 +136,39 @@ def report_cmd(name: str, out: str | None, storage: str | None, tracking_uri: st
     click.echo(f"report: {where / 'index.html'} (and report.md); also logged to the sweep run.")
 
 
+@main.command("export")
+@click.argument("name")
+@click.option("--trial", "number", type=int, default=None,
+              help="Trial number to export (default: the best trial).")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Output directory (default: exports/NAME); replaced if it exists.")
+@click.option("--register/--no-register", default=True, show_default=True,
+              help="Register the model under NAME in the MLflow Model Registry.")
+@click.option("--storage", envvar="HPSEARCH_STORAGE", default=None, help=STORAGE_HELP)
+@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", default=None, help=TRACKING_HELP)
+def export_cmd(name: str, number: int | None, out: str | None, register: bool,
+               storage: str | None, tracking_uri: str | None) -> None:
+    """Export study NAME's best (or --trial N's) checkpoint: MLflow model, checkpoint, card."""
+    from .export import export_trial
+
+    r = export_trial(name, number, out, storage, tracking_uri, register)
+    click.echo(f"exported trial {r.trial} to {r.path}: validation {r.value:.4f}, "
+               f"test accuracy {r.test_accuracy:.4f} (computed once, now)")
+    click.echo(r.message)
+
+
+@main.command("predict")
+@click.argument("model_dir", type=click.Path())
+@click.argument("csv_file", type=click.Path())
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Output CSV (default: <input>.predictions.csv beside the input).")
+def predict_cmd(model_dir: str, csv_file: str, out: str | None) -> None:
+    """Predict labels and class probabilities for the rows of CSV_FILE (raw features)."""
+    from .export import predict_csv
+
+    click.echo(f"predictions: {predict_csv(model_dir, csv_file, out)}")
+
+
 @main.command("ui")
 @click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", default=None, help=TRACKING_HELP)
 @click.option("--host", default="127.0.0.1", show_default=True,

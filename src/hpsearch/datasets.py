@@ -84,6 +84,7 @@ class Dataset:
     preprocessing: str = "standardize"  # what suits the features: "scale" for pixels
     source: str = ""
     class_names: list[str] | None = None
+    feature_names: list[str] | None = None  # column names; pixel_<i> for images
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,8 @@ def load(name: str, data_dir: str | Path | None = None, target: str | None = Non
         bunch = load_digits()
         return Dataset("digits", bunch.data.astype(np.float32), bunch.target.astype(np.int64),
                        preprocessing="standardize", source="sklearn.datasets.load_digits",
-                       class_names=CLASS_NAMES["digits"])
+                       class_names=CLASS_NAMES["digits"],
+                       feature_names=[f"pixel_{i}" for i in range(64)])
     if name in MIRRORS:
         return load_idx(name, data_dir, download=download)
     if name.startswith("csv:"):
@@ -252,7 +254,8 @@ def load_idx(name: str, data_dir: str | Path | None = None, download: bool = Tru
             for k, v in arrays.items()}
     return Dataset(name, flat["train_images"], flat["train_labels"], flat["test_images"],
                    flat["test_labels"], preprocessing="scale", source=str(directory),
-                   class_names=CLASS_NAMES[name])
+                   class_names=CLASS_NAMES[name],
+                   feature_names=[f"pixel_{i}" for i in range(flat["train_images"].shape[1])])
 
 
 def load_csv(path: str | Path, target: str) -> Dataset:
@@ -295,7 +298,8 @@ def load_csv(path: str | Path, target: str) -> Dataset:
         raise DataError(f"{path}: target column {target!r} has {n_classes} class; "
                         f"a classifier needs at least 2")
     return Dataset(f"csv:{path}", frame.to_numpy(dtype=np.float32), labels,
-                   preprocessing="standardize", source=str(path))
+                   preprocessing="standardize", source=str(path),
+                   feature_names=[str(c) for c in frame.columns])
 
 
 # -- splitting --------------------------------------------------------------------------------

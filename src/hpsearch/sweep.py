@@ -37,6 +37,7 @@ from .tracking import (
 )
 
 DEFAULT_STORAGE = "mlruns/optuna.journal"
+DEFAULT_CHECKPOINTS = "mlruns/checkpoints"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 ATTR = "hpsearch."  # prefix of the study's user attributes
 
@@ -52,6 +53,57 @@ def resolve_storage_url(url: str | None = None) -> str:
     if url.startswith("journal:") or url.endswith(".journal"):
         url = "journal:" + str(Path(url.removeprefix("journal:")).resolve())
     return url
+
+
+def checkpoint_root() -> Path:
+    """Where trials' best-epoch checkpoints go: $HPSEARCH_CHECKPOINTS or mlruns/checkpoints."""
+    return Path(os.environ.get("HPSEARCH_CHECKPOINTS") or DEFAULT_CHECKPOINTS).resolve()
+
+
+def checkpoint_dir(study: optuna.Study, number: int) -> Path:
+    root = os.environ.get("HPSEARCH_CHECKPOINTS") or study.user_attrs.get(ATTR + "checkpoint_dir")
+    return Path(root or DEFAULT_CHECKPOINTS) / study.study_name / f"trial-{number}"
+
+
+def save_trial_checkpoint(study: optuna.Study, number: int, model: MLPClassifier,
+                          extra: dict[str, Any]) -> Path:
+    """Save a trial's best-epoch model; written beside and renamed, so never half there."""
+    import shutil
+
+    final = checkpoint_dir(study, number)
+    tmp = final.with_name(final.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    from .checkpoint import save_model
+
+    save_model(model, tmp, extra)
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    return final
+
+
+def prune_checkpoints(study: optuna.Study, keep: int) -> list[int]:
+    """Delete the checkpoints of finished trials outside the top ``keep`` complete trials.
+    Safe with several workers: a running trial's checkpoint is never touched, and deleting is
+    idempotent. Returns the trial numbers whose checkpoints were removed."""
+    import shutil
+
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    sign = -1.0 if study.direction.name == "MAXIMIZE" else 1.0
+    top = {t.number for t in sorted(complete, key=lambda t: sign * float(t.value or 0))[:keep]}
+    finished = {t.number for t in trials if t.state in FINISHED}
+    removed: list[int] = []
+    root = checkpoint_dir(study, 0).parent
+    if not root.is_dir():
+        return removed
+    for d in root.iterdir():
+        if not d.name.startswith("trial-") or not d.name[6:].isdigit():
+            continue
+        n = int(d.name[6:])
+        if n in finished and n not in top:
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(n)
+    return removed
 
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:
@@ -288,6 +340,13 @@ def objective(ctx: Context, trial: optuna.Trial) -> float:
         close("FAIL", model.stop_reason_)
         raise TrialFailed(model.stop_reason_)
     value = float(model.history_[model.best_epoch_ - 1][spec.objective.metric])
+    try:
+        save_trial_checkpoint(ctx.study, trial.number, model, {"trial": {
+            "study": ctx.study.study_name, "number": trial.number, "value": value,
+            "metric": spec.objective.metric, "params": chosen,
+            "data_fingerprint": ctx.splits.fingerprint}})
+    except OSError as exc:  # a full or read-only disk must not lose the recorded trial
+        trial.set_user_attr("checkpoint_error", str(exc))
     close("COMPLETE", model.stop_reason_ if model.status_ == "diverged" else "")
     return value
 
@@ -315,6 +374,7 @@ def run_trials(ctx: Context, quota: int | None, deadline: float | None) -> int:
             if deadline is not None and time.time() >= deadline:
                 break
             ctx.study.optimize(lambda t: objective(ctx, t), n_trials=1, catch=(TrialFailed,))
+            prune_checkpoints(ctx.study, ctx.spec.keep_checkpoints)
             done += 1
             _report_trial(ctx)
     finally:
@@ -414,7 +474,9 @@ def prepare_study(spec: SweepSpec, storage_url: str, tracker: Tracker, study_nam
         tracker.set_status(parent, "RUNNING")
     from .tracking import git_commit
 
+    checkpoints = attrs.get(ATTR + "checkpoint_dir") or str(checkpoint_root())
     for key, value in {"spec": spec.text, "spec_path": spec.path, "n_trials": total,
+                       "checkpoint_dir": checkpoints,
                        "experiment_id": exp_id, "parent_run_id": parent,
                        "tracking_uri": mask_uri(tracker.uri), "git_commit": git_commit()}.items():
         study.set_user_attr(ATTR + key, value)

@@ -1,0 +1,281 @@
+"""``hpsearch export NAME``: the best trial's best-epoch checkpoint as a model anyone can load,
+serve and trust.
+
+The export directory is an MLflow model ("models from code": ``serving.py`` is loaded as source,
+the checkpoint is an artifact, hpsearch's own code travels in ``code/``), so
+``mlflow.pyfunc.load_model(DIR)`` and ``mlflow models serve`` work, and ``hpsearch.load(DIR)``
+gives back the MLPClassifier. The test split is evaluated here, once, and only here. The model
+is registered under the study's name; the alias ``champion`` moves to it when its validation
+score beats the current champion's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from optuna.trial import TrialState
+
+from . import __version__, datasets
+from .checkpoint import load_model
+from .config import SweepSpec, parse_spec
+from .errors import CheckpointError, DataError, StorageError
+from .nn.functional import cross_entropy
+from .sweep import ATTR, checkpoint_dir, join_storage_study
+from .tracking import make_tracker
+
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    trial: int
+    value: float
+    test_accuracy: float
+    test_loss: float
+    version: str | None
+    champion: str | None
+    message: str
+
+
+def _pick_trial(study: Any, number: int | None) -> Any:
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        raise StorageError(f"study {study.study_name!r} has no completed trial to export")
+    if number is None:
+        return study.best_trial
+    found = [t for t in study.get_trials(deepcopy=False) if t.number == number]
+    if not found:
+        raise StorageError(f"study {study.study_name!r} has no trial {number}")
+    if found[0].state != TrialState.COMPLETE:
+        raise StorageError(f"trial {number} of {study.study_name!r} is {found[0].state.name}, "
+                           f"not COMPLETE: only complete trials are exported")
+    return found[0]
+
+
+def export_trial(name: str, number: int | None = None, out: str | Path | None = None,
+                 storage_url: str | None = None, tracking_uri: str | None = None,
+                 register: bool = True) -> ExportResult:
+    study = join_storage_study(name, storage_url)
+    attrs = study.user_attrs
+    spec: SweepSpec = parse_spec(yaml.safe_load(attrs[ATTR + "spec"]),
+                                 attrs.get(ATTR + "spec_path", "<study>"), attrs[ATTR + "spec"])
+    trial = _pick_trial(study, number)
+    ckpt = checkpoint_dir(study, trial.number)
+    if not (ckpt / "checkpoint.json").is_file():
+        raise CheckpointError(
+            f"trial {trial.number}'s checkpoint is not in {ckpt.parent}: only the top "
+            f"{spec.keep_checkpoints} complete trials keep theirs (raise checkpoints.keep), or "
+            f"the sweep ran on another machine (set HPSEARCH_CHECKPOINTS)")
+    model = load_model(ckpt)  # every array checked; a tampered file ends here
+
+    d = spec.data
+    ds = datasets.load(d.dataset, data_dir=d.data_dir, target=d.target)
+    splits = datasets.split(ds, d.val_fraction, d.test_fraction, d.seed)
+    recorded = attrs.get(ATTR + "data", {}).get("fingerprint")
+    if recorded and recorded != splits.fingerprint:
+        raise DataError(f"{d.dataset}: the data or its split changed since the sweep "
+                        f"(fingerprint {splits.fingerprint}, sweep used {recorded}); the test "
+                        f"score would not be honest")
+    x_test, y_test = splits.test
+    proba = model.predict_proba(x_test)
+    y_idx = np.searchsorted(model.classes_, y_test)
+    test_accuracy = float(np.mean(model.classes_[proba.argmax(axis=1)] == y_test))
+    test_loss = cross_entropy(np.log(np.clip(proba, 1e-30, None)), y_idx)
+    per_class = {str(c): float(np.mean(proba[y_test == c].argmax(axis=1) == i))
+                 for i, c in enumerate(model.classes_) if np.any(y_test == c)}
+
+    final = Path(out) if out else Path("exports") / name
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+    try:
+        model_dir = staging / "model"
+        # MLflow names the artifact after its source directory: stage it as "checkpoint".
+        source = staging / "source" / "checkpoint"
+        shutil.copytree(ckpt, source)
+        _save_mlflow_model(model_dir, source, ds, x_test)
+        metrics = {"trial": trial.number, "objective": spec.objective.metric,
+                   "validation_value": trial.value, "test_accuracy": test_accuracy,
+                   "test_loss": test_loss, "test_samples": int(len(y_test)),
+                   "test_accuracy_per_class": per_class, "data_fingerprint": splits.fingerprint,
+                   "hpsearch_version": __version__}
+        (model_dir / "test_metrics.json").write_text(json.dumps(metrics, indent=1))
+        from .plots import learning_curves
+
+        learning_curves(model.history_, model.best_epoch_, f"{name} trial {trial.number}",
+                        model_dir / "learning_curve.png")
+        (model_dir / "MODEL_CARD.md").write_text(
+            model_card(name, spec, trial, model, splits, ds, metrics))
+        if final.exists():
+            shutil.rmtree(final)
+        model_dir.rename(final)  # the export appears whole or not at all
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+    version = champion = None
+    message = "not registered (--no-register)"
+    if register:
+        version, champion, message = _register(name, final, trial, study, tracking_uri,
+                                               test_accuracy)
+    return ExportResult(final, trial.number, float(trial.value), test_accuracy, test_loss,
+                        version, champion, message)
+
+
+def _save_mlflow_model(path: Path, ckpt: Path, ds: datasets.Dataset, x_test: np.ndarray) -> None:
+    import warnings
+
+    import mlflow
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    from . import serving
+
+    names = ds.feature_names or [f"x{i}" for i in range(x_test.shape[1])]
+    example = pd.DataFrame(x_test[:3].astype(np.float64), columns=names)
+    model = load_model(ckpt)
+    proba = model.predict_proba(example.to_numpy())
+    output = pd.DataFrame({"label": model.classes_[proba.argmax(axis=1)]})
+    for i, c in enumerate(model.classes_):
+        output[f"proba_{c}"] = proba[:, i].astype(np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mlflow.pyfunc.save_model(
+            path=str(path), python_model=str(Path(serving.__file__)),
+            artifacts={"checkpoint": str(ckpt)},
+            code_paths=[str(Path(__file__).resolve().parent)],
+            signature=infer_signature(example, output), input_example=example,
+            pip_requirements=["numpy", "pandas", "scikit-learn", f"mlflow=={mlflow.__version__}"])
+
+
+def _register(name: str, path: Path, trial: Any, study: Any, tracking_uri: str | None,
+              test_accuracy: float) -> tuple[str | None, str | None, str]:
+    from mlflow.exceptions import MlflowException
+
+    tracker = make_tracker(tracking_uri or study.user_attrs.get(ATTR + "tracking_uri"))
+    if tracker.uri == "none":
+        return None, None, "not registered (tracking is off)"
+    client = tracker.client
+    maximize = study.direction.name == "MAXIMIZE"
+    try:
+        try:
+            client.get_registered_model(name)
+        except MlflowException:
+            client.create_registered_model(name, description=f"hpsearch sweep {name}")
+        run_id = tracker.trial_run_id(name, trial.number)
+        mv = client.create_model_version(
+            name, source=str(path.resolve()), run_id=run_id,
+            tags={"optuna.trial.number": str(trial.number), "objective_value": str(trial.value),
+                  "test_accuracy": f"{test_accuracy:.6f}"})
+        try:
+            current = client.get_model_version_by_alias(name, "champion")
+            best = float(current.tags.get("objective_value", "nan"))
+        except MlflowException:
+            current, best = None, float("nan")
+        better = (current is None or best != best or
+                  (trial.value > best if maximize else trial.value < best))
+        if better:
+            client.set_registered_model_alias(name, "champion", mv.version)
+            return mv.version, mv.version, (f"registered as {name} version {mv.version}, alias "
+                                            f"champion")
+        return mv.version, current.version if current else None, (
+            f"registered as {name} version {mv.version}; champion stays version "
+            f"{current.version if current else '?'} (validation {best:.4f} is not beaten)")
+    except MlflowException as exc:
+        first = (str(exc).strip().splitlines() or ["?"])[0]
+        raise StorageError(f"model registry {tracker.uri}: {first[:300]}") from None
+
+
+def model_card(name: str, spec: SweepSpec, trial: Any, model: Any, splits: datasets.Splits,
+               ds: datasets.Dataset, metrics: dict[str, Any]) -> str:
+    params = {k: v for k, v in sorted(model.get_params().items())}
+    best = model.history_[model.best_epoch_ - 1] if model.best_epoch_ else {}
+    verdict = trial.user_attrs.get("fit.verdict", "-")
+    lines = [
+        f"# Model card: {name}, trial {trial.number}", "",
+        f"An MLP classifier ({' - '.join(map(str, model.net_.sizes))} units) trained by "
+        f"hpsearch {__version__}; exported with its best-epoch weights (epoch "
+        f"{model.best_epoch_} of {model.n_epochs_}).", "",
+        "## Data and splits", "",
+        f"- dataset: `{spec.data.dataset}` from `{ds.source}`",
+        f"- splits: {len(splits.train[1])} train / {len(splits.val[1])} validation / "
+        f"{len(splits.test[1])} test ({splits.info['test']} test split), stratified, "
+        f"seed {spec.data.seed}",
+        f"- fingerprint: `{splits.fingerprint}`",
+        f"- classes: {', '.join(map(str, model.classes_))}",
+        f"- input: {model.n_features_in_} raw features as the dataset provides them; "
+        f"preprocessing `{params['preprocessing']}` is part of the model", "",
+        "## Scores", "",
+        f"- validation {spec.objective.metric} (chose this trial): {trial.value:.4f}",
+        f"- validation accuracy / loss at the best epoch: {best.get('val_accuracy', 0):.4f} / "
+        f"{best.get('val_loss', 0):.4f}",
+        f"- **test accuracy, computed once at export: {metrics['test_accuracy']:.4f}** "
+        f"(loss {metrics['test_loss']:.4f}, {metrics['test_samples']} samples)",
+        "- test accuracy per class: " + ", ".join(
+            f"{c} {a:.3f}" for c, a in metrics["test_accuracy_per_class"].items()), "",
+        "## Diagnosis", "",
+        f"- verdict: **{verdict}**: {trial.user_attrs.get('fit.summary', '')}",
+        f"- advice: {_advice(verdict)}", "",
+        "## Learning curves", "", "![learning curves](learning_curve.png)", "",
+        "## Hyperparameters", "",
+        "| parameter | value |", "|---|---|",
+        *[f"| {k} | {v} |" for k, v in params.items()], "",
+        "## How to use", "",
+        "```python",
+        "import hpsearch, mlflow",
+        "model = hpsearch.load(\"DIR\")              # MLPClassifier; never unpickles",
+        "pyfunc = mlflow.pyfunc.load_model(\"DIR\")  # DataFrame in, label + probabilities out",
+        "```", "",
+        f"`hpsearch predict DIR input.csv`, or `mlflow models serve -m models:/{name}@champion "
+        f"--env-manager local`.", ""]
+    return "\n".join(lines)
+
+
+def _advice(verdict: str) -> str:
+    from .diagnostics import ADVICE
+
+    return ADVICE.get(verdict, "-")
+
+
+def predict_csv(model_dir: str | Path, csv_path: str | Path, out: str | Path | None) -> Path:
+    """Predicted labels and probabilities for every row of a CSV of raw features."""
+    import pandas as pd
+
+    from .checkpoint import load
+
+    model = load(model_dir)
+    path = Path(csv_path)
+    if not path.is_file():
+        raise DataError(f"{path}: CSV file not found")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not a readable CSV file ({str(exc).splitlines()[0]})") from None
+    names = getattr(model, "feature_names_in_", None)
+    if frame.shape[1] != model.n_features_in_:
+        raise DataError(f"{path}: {frame.shape[1]} columns, the model takes "
+                        f"{model.n_features_in_} features")
+    if names is not None and list(frame.columns) != list(names):
+        raise DataError(f"{path}: columns differ from the model's features")
+    bad = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+    if bad:
+        raise DataError(f"{path}: column {bad[0]!r} is not numeric")
+    if frame.isna().any().any():
+        col = frame.columns[frame.isna().any()][0]
+        raise DataError(f"{path}: column {col!r} has missing values")
+    proba = model.predict_proba(frame.to_numpy(dtype=np.float64))
+    result = pd.DataFrame({"label": model.classes_[proba.argmax(axis=1)]})
+    for i, c in enumerate(model.classes_):
+        result[f"proba_{c}"] = proba[:, i]
+    target = Path(out) if out else path.with_name(path.stem + ".predictions.csv")
+    result.to_csv(target, index=False, float_format="%.6g")
+    return target
