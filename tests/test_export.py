@@ -69,7 +69,16 @@ def test_only_the_top_k_checkpoints_stay(inside):
 
 
 def test_export_every_way_in(inside):
+    from hpsearch.sweep import join_storage_study
+
+    # A worse trial first: it becomes champion, then the best one takes the alias over.
+    ranked = sorted((t for t in join_storage_study("ex").trials if (
+        inside / "mlruns" / "checkpoints" / "ex" / f"trial-{t.number}").exists()),
+        key=lambda t: t.value)
+    first = export_trial("ex", ranked[0].number, out=inside / "exports" / "first")
+    assert first.champion == first.version and "alias champion" in first.message
     result = export_trial("ex")
+    assert result.champion == result.version != first.version
     out = result.path
     assert {"MLmodel", "MODEL_CARD.md", "learning_curve.png", "test_metrics.json"} <= {
         p.name for p in out.iterdir()}
@@ -93,13 +102,13 @@ def test_export_every_way_in(inside):
     np.testing.assert_array_equal(registry["label"].to_numpy(), expected)
     assert "champion" in result.message
 
-    # A worse trial exported later is registered, but the champion stays.
-    study_trials = sorted(hpsearch.sweep.join_storage_study("ex").trials,
-                          key=lambda t: t.value)
-    kept = [t.number for t in study_trials
-            if (inside / "mlruns" / "checkpoints" / "ex" / f"trial-{t.number}").exists()]
-    worse = export_trial("ex", kept[0], out=inside / "exports" / "worse")
+    # A worse trial exported later is registered, but the champion stays; re-using a
+    # directory does not change what an existing version serves.
+    worse = export_trial("ex", ranked[0].number, out=out)
     assert worse.champion == result.version and "champion stays" in worse.message
+    registry = mlflow.pyfunc.load_model("models:/ex@champion").predict(frame)
+    np.testing.assert_array_equal(registry["label"].to_numpy(), expected)
+    export_trial("ex", register=False)  # DIR holds the best trial again
 
     # hpsearch predict on a CSV of raw features.
     frame.head(20).to_csv(inside / "rows.csv", index=False)

@@ -156,6 +156,10 @@ def test_two_worker_processes_share_one_study(workdir):
     assert len(parents) == 1 and len(children) == 6
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
     assert len({r.data.tags["optuna.trial.number"] for r in children}) == 6
+    # Both workers pruned checkpoints: exactly the top 3 (checkpoints.keep) remain.
+    complete = sorted((t for t in trials if t.value is not None), key=lambda t: -t.value)
+    kept = {int(p.name[6:]) for p in (workdir / "mlruns" / "checkpoints" / "small").iterdir()}
+    assert kept == {t.number for t in complete[:3]}
 
 
 def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(workdir):

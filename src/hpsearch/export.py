@@ -172,8 +172,14 @@ def _register(name: str, path: Path, trial: Any, study: Any, tracking_uri: str |
         except MlflowException:
             client.create_registered_model(name, description=f"hpsearch sweep {name}")
         run_id = tracker.trial_run_id(name, trial.number)
+        # The registered version points at a copy in the trial run's artifacts, not at DIR: a
+        # later export to the same DIR must not change what an existing version serves.
+        source = str(path.resolve())
+        if run_id:
+            client.log_artifacts(run_id, str(path), "model")
+            source = client.get_run(run_id).info.artifact_uri.rstrip("/") + "/model"
         mv = client.create_model_version(
-            name, source=str(path.resolve()), run_id=run_id,
+            name, source=source, run_id=run_id,
             tags={"optuna.trial.number": str(trial.number), "objective_value": str(trial.value),
                   "test_accuracy": f"{test_accuracy:.6f}"})
         try:
