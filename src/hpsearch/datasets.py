@@ -23,6 +23,7 @@ import urllib.request
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -258,26 +259,23 @@ def load_idx(name: str, data_dir: str | Path | None = None, download: bool = Tru
                    feature_names=[f"pixel_{i}" for i in range(flat["train_images"].shape[1])])
 
 
-def load_csv(path: str | Path, target: str) -> Dataset:
-    """A CSV with a header row: ``target`` is the label column, every other column a feature."""
+def read_csv(path: str | Path) -> Any:
+    """A CSV file as a DataFrame; DataError naming the file when missing or unreadable."""
     import pandas as pd
 
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: CSV file not found")
     try:
-        frame = pd.read_csv(path)
+        return pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not a readable CSV file ({str(exc).splitlines()[0]})") from None
-    if target not in frame.columns:
-        raise DataError(f"{path}: unknown target column {target!r}; columns are "
-                        f"{', '.join(map(str, frame.columns[:20]))}")
-    y = frame.pop(target)
-    if y.isna().any():
-        raise DataError(f"{path}: target column {target!r} has {int(y.isna().sum())} missing "
-                        f"value(s)")
-    if frame.shape[1] == 0:
-        raise DataError(f"{path}: no feature columns besides the target {target!r}")
+
+
+def check_numeric(frame: Any, path: Path) -> None:
+    """DataError naming the first column that is not numeric or has missing values."""
+    import pandas as pd
+
     for col in frame.columns:
         values = frame[col]
         if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
@@ -290,6 +288,22 @@ def load_csv(path: str | Path, target: str) -> Dataset:
             row = int(values.index[values.isna()][0]) + 2  # +1 header, +1 one-based
             raise DataError(f"{path}: column {col!r} has {int(values.isna().sum())} missing "
                             f"value(s) (first in line {row})")
+
+
+def load_csv(path: str | Path, target: str) -> Dataset:
+    """A CSV with a header row: ``target`` is the label column, every other column a feature."""
+    path = Path(path)
+    frame = read_csv(path)
+    if target not in frame.columns:
+        raise DataError(f"{path}: unknown target column {target!r}; columns are "
+                        f"{', '.join(map(str, frame.columns[:20]))}")
+    y = frame.pop(target)
+    if y.isna().any():
+        raise DataError(f"{path}: target column {target!r} has {int(y.isna().sum())} missing "
+                        f"value(s)")
+    if frame.shape[1] == 0:
+        raise DataError(f"{path}: no feature columns besides the target {target!r}")
+    check_numeric(frame, path)
     labels = y.to_numpy()
     if labels.dtype.kind in "OUS":
         labels = labels.astype(str)

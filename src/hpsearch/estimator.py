@@ -343,4 +343,16 @@ def history_frame(history: list[dict[str, float]]):  # type: ignore[no-untyped-d
     return pd.DataFrame(history).set_index("epoch")
 
 
-__all__ = ["MLPClassifier", "history_frame"]
+def prediction_frame(model: MLPClassifier, X: Any):  # type: ignore[no-untyped-def]
+    """Predictions as a DataFrame: ``label`` and one ``proba_<class>`` column per class (the
+    output of an exported model, of ``hpsearch predict`` and of the MLflow server)."""
+    import pandas as pd
+
+    proba = model.predict_proba(np.asarray(X, dtype=np.float64))
+    out = pd.DataFrame({"label": model.classes_[proba.argmax(axis=1)]})
+    for i, c in enumerate(model.classes_):
+        out[f"proba_{c}"] = proba[:, i].astype(np.float64)
+    return out
+
+
+__all__ = ["MLPClassifier", "history_frame", "prediction_frame"]

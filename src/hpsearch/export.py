@@ -28,6 +28,7 @@ from . import __version__, datasets
 from .checkpoint import load_model
 from .config import SweepSpec, parse_spec
 from .errors import CheckpointError, DataError, StorageError
+from .estimator import prediction_frame
 from .nn.functional import cross_entropy
 from .sweep import ATTR, checkpoint_dir, join_storage_study
 from .tracking import make_tracker
@@ -142,11 +143,7 @@ def _save_mlflow_model(path: Path, ckpt: Path, ds: datasets.Dataset, x_test: np.
 
     names = ds.feature_names or [f"x{i}" for i in range(x_test.shape[1])]
     example = pd.DataFrame(x_test[:3].astype(np.float64), columns=names)
-    model = load_model(ckpt)
-    proba = model.predict_proba(example.to_numpy())
-    output = pd.DataFrame({"label": model.classes_[proba.argmax(axis=1)]})
-    for i, c in enumerate(model.classes_):
-        output[f"proba_{c}"] = proba[:, i].astype(np.float64)
+    output = prediction_frame(load_model(ckpt), example.to_numpy())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         mlflow.pyfunc.save_model(
@@ -254,34 +251,19 @@ def _advice(verdict: str) -> str:
 
 def predict_csv(model_dir: str | Path, csv_path: str | Path, out: str | Path | None) -> Path:
     """Predicted labels and probabilities for every row of a CSV of raw features."""
-    import pandas as pd
-
     from .checkpoint import load
 
     model = load(model_dir)
     path = Path(csv_path)
-    if not path.is_file():
-        raise DataError(f"{path}: CSV file not found")
-    try:
-        frame = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not a readable CSV file ({str(exc).splitlines()[0]})") from None
+    frame = datasets.read_csv(path)
     names = getattr(model, "feature_names_in_", None)
     if frame.shape[1] != model.n_features_in_:
         raise DataError(f"{path}: {frame.shape[1]} columns, the model takes "
                         f"{model.n_features_in_} features")
     if names is not None and list(frame.columns) != list(names):
         raise DataError(f"{path}: columns differ from the model's features")
-    bad = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
-    if bad:
-        raise DataError(f"{path}: column {bad[0]!r} is not numeric")
-    if frame.isna().any().any():
-        col = frame.columns[frame.isna().any()][0]
-        raise DataError(f"{path}: column {col!r} has missing values")
-    proba = model.predict_proba(frame.to_numpy(dtype=np.float64))
-    result = pd.DataFrame({"label": model.classes_[proba.argmax(axis=1)]})
-    for i, c in enumerate(model.classes_):
-        result[f"proba_{c}"] = proba[:, i]
+    datasets.check_numeric(frame, path)
+    result = prediction_frame(model, frame.to_numpy(dtype=np.float64))
     target = Path(out) if out else path.with_name(path.stem + ".predictions.csv")
     result.to_csv(target, index=False, float_format="%.6g")
     return target

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 import mlflow
-import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
@@ -20,14 +19,9 @@ class HpsearchModel(PythonModel):
 
     def predict(self, context: Any, model_input: pd.DataFrame,
                 params: dict[str, Any] | None = None) -> pd.DataFrame:
-        x = np.asarray(model_input.to_numpy() if hasattr(model_input, "to_numpy")
-                       else model_input, dtype=np.float64)
-        proba = self.model.predict_proba(x)
-        classes = self.model.classes_
-        out = pd.DataFrame({"label": classes[proba.argmax(axis=1)]})
-        for i, c in enumerate(classes):
-            out[f"proba_{c}"] = proba[:, i].astype(np.float64)
-        return out
+        from hpsearch.estimator import prediction_frame
 
+        x = model_input.to_numpy() if hasattr(model_input, "to_numpy") else model_input
+        return prediction_frame(self.model, x)
 
 mlflow.models.set_model(HpsearchModel())
