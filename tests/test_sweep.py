@@ -261,3 +261,23 @@ def test_ui_serves_the_store_on_loopback(workdir):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize("uri,message", [
+    ("htp://nowhere", "unsupported scheme 'htp'"),
+    ("http://127.0.0.1:1", "tracking store http://127.0.0.1:1: reading the experiment failed"),
+])
+def test_bad_tracking_uri_is_one_line_and_creates_no_study(workdir, uri, message):
+    started = time.time()
+    result = CliRunner().invoke(main, ["sweep", "small.yaml", "--tracking-uri", uri])
+    assert result.exit_code == 2 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert time.time() - started < 60  # no minutes of retries against a dead server
+    assert not (workdir / "mlruns" / "optuna.journal").exists()
+
+
+def test_password_in_storage_url_is_masked(workdir):
+    result = CliRunner().invoke(main, ["sweep", "small.yaml", "--storage",
+                                       "postgresql://user:s3cret@127.0.0.1:1/db"])
+    assert result.exit_code == 2 and "s3cret" not in result.output + result.stderr
+    assert "user:***@" in result.stderr

@@ -21,16 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from optuna.trial import TrialState
 
 from . import __version__, datasets
 from .checkpoint import load_model
-from .config import SweepSpec, parse_spec
+from .config import SweepSpec
 from .errors import CheckpointError, DataError, StorageError
 from .estimator import prediction_frame
 from .nn.functional import cross_entropy
-from .sweep import ATTR, checkpoint_dir, join_storage_study
+from .sweep import ATTR, checkpoint_dir, join_storage_study, study_spec
 from .tracking import make_tracker
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -69,8 +68,7 @@ def export_trial(name: str, number: int | None = None, out: str | Path | None = 
                  register: bool = True) -> ExportResult:
     study = join_storage_study(name, storage_url)
     attrs = study.user_attrs
-    spec: SweepSpec = parse_spec(yaml.safe_load(attrs[ATTR + "spec"]),
-                                 attrs.get(ATTR + "spec_path", "<study>"), attrs[ATTR + "spec"])
+    spec: SweepSpec = study_spec(study)
     trial = _pick_trial(study, number)
     ckpt = checkpoint_dir(study, trial.number)
     if not (ckpt / "checkpoint.json").is_file():

@@ -22,11 +22,11 @@ import optuna
 from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial, TrialState
 
-from .config import SweepSpec, parse_spec
+from .config import SweepSpec
 from .diagnostics import VERDICTS
 from .errors import StorageError
 from .plots import draw_curves
-from .sweep import ATTR, join_storage_study
+from .sweep import ATTR, join_storage_study, study_spec
 from .tracking import Tracker, make_tracker
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -79,13 +79,7 @@ class Report:
                  out_dir: Path) -> None:
         self.study = join_storage_study(name, storage_url)
         attrs = self.study.user_attrs
-        if ATTR + "spec" not in attrs:
-            raise StorageError(f"study {name!r} was not created by hpsearch")
-        import yaml
-
-        self.spec: SweepSpec = parse_spec(yaml.safe_load(attrs[ATTR + "spec"]),
-                                          attrs.get(ATTR + "spec_path", "<study>"),
-                                          attrs[ATTR + "spec"])
+        self.spec: SweepSpec = study_spec(self.study)
         self.tracker: Tracker = make_tracker(tracking_uri or attrs.get(ATTR + "tracking_uri"))
         self.parent = attrs.get(ATTR + "parent_run_id")
         self.data = attrs.get(ATTR + "data", {})

@@ -197,15 +197,24 @@ def join_storage_study(study_name: str, storage_url: str | None = None) -> optun
                            f"(run `hpsearch sweep` first)") from None
 
 
+def study_spec(study: optuna.Study) -> SweepSpec:
+    """The sweep spec recorded in a study by `hpsearch sweep`; StorageError for other studies."""
+    import yaml
+
+    attrs = study.user_attrs
+    if ATTR + "spec" not in attrs:
+        raise StorageError(f"study {study.study_name!r} was not created by hpsearch (or its "
+                           f"first `hpsearch sweep` stopped before recording the spec)")
+    return parse_spec(yaml.safe_load(attrs[ATTR + "spec"]),
+                      attrs.get(ATTR + "spec_path", "<study>"), attrs[ATTR + "spec"])
+
+
 def join_study(study_name: str, storage_url: str | None = None, tracking_uri: str | None = None,
                echo: Callable[[str], None] = print) -> Context:
     """Everything a worker needs, read back from the study the sweep command created."""
     study = join_storage_study(study_name, storage_url)
     attrs = study.user_attrs
-    if ATTR + "spec" not in attrs:
-        raise StorageError(f"study {study_name!r} was not created by hpsearch")
-    spec = parse_spec(__import__("yaml").safe_load(attrs[ATTR + "spec"]),
-                      attrs.get(ATTR + "spec_path", "<study>"), attrs[ATTR + "spec"])
+    spec = study_spec(study)
     study.sampler = make_sampler(spec)
     study.pruner = make_pruner(spec)
     tracker = make_tracker(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
@@ -447,6 +456,7 @@ class SweepResult:
 
 def prepare_study(spec: SweepSpec, storage_url: str, tracker: Tracker, study_name: str,
                   n_trials: int | None) -> tuple[optuna.Study, str, str, int]:
+    exp_id = tracker.experiment(study_name)  # a bad tracking URI fails before anything is made
     storage = open_storage(storage_url)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
@@ -463,7 +473,6 @@ def prepare_study(spec: SweepSpec, storage_url: str, tracker: Tracker, study_nam
     total = n_trials or int(attrs.get(ATTR + "n_trials", spec.budget.n_trials))
     if n_trials is None and ATTR + "n_trials" in attrs:
         total = max(total, spec.budget.n_trials)
-    exp_id = tracker.experiment(study_name)
     parent = attrs.get(ATTR + "parent_run_id")
     if not parent or not tracker.run_exists(parent):
         settings = {"spec_path": spec.path, "storage": mask_uri(storage_url),

@@ -294,10 +294,25 @@ class NullTracker(Tracker):
         pass
 
 
+TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
+
+
 def make_tracker(uri: str | None = None) -> Tracker:
     """A Tracker for ``uri`` (resolved as documented); ``none`` switches tracking off."""
     uri = resolve_tracking_uri(uri)
-    return NullTracker() if uri == "none" else Tracker(uri)
+    if uri == "none":
+        return NullTracker()
+    scheme = uri.split(":", 1)[0].split("+", 1)[0] if ":" in uri else ""
+    if scheme not in TRACKING_SCHEMES:
+        raise StorageError(f"tracking URI {mask_uri(uri)!r}: unsupported scheme {scheme!r} "
+                           f"(use sqlite:///path, http(s)://host:port or a database URL; "
+                           f"'none' switches tracking off)")
+    if scheme in ("http", "https"):
+        # Fail in seconds, not minutes, when the server is down (MLflow's defaults retry ~2 min).
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    return Tracker(uri)
 
 
 class AsyncTrialLog:
