@@ -169,6 +169,23 @@ def predict_cmd(model_dir: str, csv_file: str, out: str | None) -> None:
     click.echo(f"predictions: {predict_csv(model_dir, csv_file, out)}")
 
 
+@main.command("recover")
+@click.argument("name")
+@click.option("--storage", envvar="HPSEARCH_STORAGE", default=None, help=STORAGE_HELP)
+@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", default=None, help=TRACKING_HELP)
+def recover_cmd(name: str, storage: str | None, tracking_uri: str | None) -> None:
+    """Fail the stale trials of dead workers in study NAME, close their runs, enqueue retries.
+
+    On a journal storage every RUNNING trial counts as stale: run it when no worker runs."""
+    from .recover import recover
+
+    found = recover(name, storage, tracking_uri)
+    for r in found:
+        click.echo(f"trial {r.number}: FAIL, run {r.run_id or '-'} KILLED"
+                   + (", parameters enqueued for a retry" if r.retry else ""))
+    click.echo(f"{len(found)} stale trial(s) recovered in study {name}.")
+
+
 @main.command("ui")
 @click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", default=None, help=TRACKING_HELP)
 @click.option("--host", default="127.0.0.1", show_default=True,

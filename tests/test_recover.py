@@ -1,0 +1,71 @@
+"""A worker killed with SIGKILL mid-trial, on the journal storage: recover, then finish."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+
+from hpsearch.cli import main
+from hpsearch.sweep import open_storage, resolve_storage_url
+from hpsearch.tracking import resolve_tracking_uri
+
+SPEC = """\
+name: killed
+training: {max_epochs: 300, batch_size: 16, early_stopping_patience: null}
+budget: {n_trials: 3}
+pruner: none
+sampler: {name: random, seed: 0}
+space:
+  hidden_size: {type: int, low: 200, high: 256}
+"""
+
+
+@pytest.mark.slow
+def test_kill_9_then_recover_then_resume(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (tmp_path / "killed.yaml").write_text(SPEC)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "hpsearch.cli", "sweep", "killed.yaml"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    deadline = time.time() + 120
+    for line in proc.stdout:
+        if line.startswith("sweep killed:") or time.time() > deadline:
+            break
+    time.sleep(5)  # well inside trial 0 (300 epochs)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+    study = optuna.load_study(study_name="killed",
+                              storage=open_storage(resolve_storage_url(None)))
+    assert [t.state.name for t in study.get_trials()] == ["RUNNING"]
+    client = MlflowClient(resolve_tracking_uri(None))
+    exp = client.get_experiment_by_name("killed")
+    runs = client.search_runs([exp.experiment_id], "tags.`hpsearch.role` = 'trial'")
+    assert [r.info.status for r in runs] == ["RUNNING"]
+
+    result = CliRunner().invoke(main, ["recover", "killed"])
+    assert result.exit_code == 0, result.output
+    assert "trial 0: FAIL" in result.output and "enqueued" in result.output
+    run = client.get_run(runs[0].info.run_id)
+    assert run.info.status == "KILLED" and run.data.tags["optuna.trial.state"] == "FAIL"
+    assert "worker died" in run.data.tags["optuna.trial.reason"]
+
+    # Resume: the study finishes with 3 trials, the first retry re-runs trial 0's parameters.
+    (tmp_path / "killed.yaml").write_text(SPEC.replace("max_epochs: 300", "max_epochs: 3"))
+    result = CliRunner().invoke(main, ["sweep", "killed.yaml"])
+    assert result.exit_code == 0, result.output
+    trials = study.get_trials()
+    assert len(trials) == 3 and all(t.state.is_finished() for t in trials)
+    assert trials[0].state.name == "FAIL"
+    assert trials[1].user_attrs["retry_of"] == 0 and trials[1].params == trials[0].params
+    runs = client.search_runs([exp.experiment_id], "tags.`hpsearch.role` = 'trial'")
+    assert len(runs) == 3 and all(r.info.status != "RUNNING" for r in runs)
