@@ -203,7 +203,9 @@ def test_unknown_study_is_one_line(workdir):
 
 
 @pytest.mark.slow
-def test_ctrl_c_closes_the_running_trial_in_both_stores(workdir):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ctrl_c_closes_the_running_trial_in_both_stores(workdir, workers):
+    """SIGINT to the sweep process alone (with 2 workers it must pass it on to them)."""
     (workdir / "long.yaml").write_text("""\
 name: long
 training: {max_epochs: 400, batch_size: 16, early_stopping_patience: null}
@@ -213,13 +215,14 @@ space:
   hidden_size: {type: int, low: 256, high: 256}
 """)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "hpsearch.cli", "sweep", "long.yaml"],
+    proc = subprocess.Popen([sys.executable, "-m", "hpsearch.cli", "sweep", "long.yaml",
+                             "--workers", str(workers)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 120
     for line in proc.stdout:  # wait until the sweep is under way
         if line.startswith("sweep long:") or time.time() > deadline:
             break
-    time.sleep(4)  # inside the first trial
+    time.sleep(4 if workers == 1 else 15)  # inside the first trial(s)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err

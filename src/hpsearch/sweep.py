@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import os
+import signal
 import tempfile
 import time
 import warnings
@@ -539,8 +540,13 @@ def _run_processes(name: str, storage_url: str, tracking_uri: str, remaining: in
         try:
             for p in procs:
                 p.join()
-        except KeyboardInterrupt:  # the workers got the same SIGINT: let them close trials
+        except KeyboardInterrupt:
+            # Ctrl-C in a terminal reaches the workers too; a SIGINT sent to this process alone
+            # does not: pass it on, then wait while they close their running trials.
             interrupted = True
+            for p in procs:
+                if p.is_alive() and p.pid is not None:
+                    os.kill(p.pid, signal.SIGINT)
     failed = [p for p in procs if p.exitcode not in (0, 130)]
     if failed and not interrupted:
         raise StorageError(f"{len(failed)} worker process(es) stopped with an error (see above)")
