@@ -120,9 +120,12 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         if "://" not in url:
             raise StorageError(f"storage {url!r}: not a URL (postgresql://..., sqlite:///...) "
                                f"nor a .journal file")
-        return optuna.storages.RDBStorage(
-            url, heartbeat_interval=30, grace_period=90,
-            failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=2))
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url, heartbeat_interval=30, grace_period=90,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                    max_retry=2))
     except StorageError:
         raise
     except Exception as exc:  # sqlalchemy / OS errors: unreachable, bad driver, read-only

@@ -1,0 +1,124 @@
+"""Distributed sweeps: Optuna on a real PostgreSQL server, MLflow on a real tracking server
+(itself on PostgreSQL), three worker processes, all on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+
+import pytest
+
+from hpsearch.sweep import run_sweep
+
+ADMIN = os.environ.get("HPSEARCH_TEST_POSTGRES",
+                       "postgresql://hpsearch:hpsearch@127.0.0.1:5432/postgres")
+SPEC = """\
+name: dist
+data: {dataset: digits, seed: 0}
+training: {max_epochs: 8, batch_size: 64, early_stopping_patience: 4}
+budget: {n_trials: 9}
+sampler: {name: random, seed: 2}
+pruner: {name: median, n_startup_trials: 3, n_warmup_steps: 2}
+space:
+  learning_rate: {type: float, low: 1.0e-3, high: 0.05, log: true}
+  hidden_size: {type: int, low: 16, high: 64, log: true}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def databases():
+    import psycopg  # in the dev extra: a missing driver fails, it is not skipped
+    try:
+        admin = psycopg.connect(ADMIN, connect_timeout=5, autocommit=True)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {ADMIN} ({exc}). `.ci/run` starts it; "
+                    f"locally: apt-get install postgresql && bash .ci/postgres.sh")
+    names = [f"hps_{uuid.uuid4().hex[:8]}_{k}" for k in ("optuna", "mlflow")]
+    with admin.cursor() as cur:
+        for n in names:
+            cur.execute(f"CREATE DATABASE {n}")
+    base = ADMIN.rsplit("/", 1)[0]
+    yield [f"{base}/{n}" for n in names]
+    with admin.cursor() as cur:
+        for n in names:
+            cur.execute(f"DROP DATABASE IF EXISTS {n} WITH (FORCE)")
+    admin.close()
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(databases, tmp_path_factory):
+    artifacts = tmp_path_factory.mktemp("server-artifacts")
+    port = _free_port()
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep +
+           os.environ.get("PATH", "")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+                             databases[1], "--default-artifact-root", artifacts.as_uri(),
+                             "--no-serve-artifacts", "--host", "127.0.0.1", "--port", str(port),
+                             "--workers", "1"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                if r.read().strip() == b"OK":
+                    break
+        except OSError:
+            time.sleep(1)
+    else:
+        proc.kill()
+        pytest.fail("mlflow server did not start within 120 s")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_three_workers_on_postgresql_and_a_tracking_server(databases, mlflow_server, tmp_path,
+                                                            monkeypatch):
+    import optuna
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dist.yaml").write_text(SPEC)
+    result = run_sweep("dist.yaml", workers=3, storage_url=databases[0],
+                       tracking_uri=mlflow_server, echo=lambda s: None)
+    assert not result.interrupted
+
+    study = optuna.load_study(study_name="dist", storage=databases[0])
+    trials = study.get_trials()
+    numbers = [t.number for t in trials]
+    assert sorted(numbers) == list(range(9)) and len(set(numbers)) == 9
+    assert all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
+
+    client = MlflowClient(mlflow_server)
+    exp = client.get_experiment_by_name("dist")
+    runs = client.search_runs([exp.experiment_id], max_results=100)
+    parents = [r for r in runs if r.data.tags.get("hpsearch.role") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("hpsearch.role") == "trial"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert sorted(int(r.data.tags["optuna.trial.number"]) for r in children) == list(range(9))
+    for run in children:
+        assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        assert run.info.status == "FINISHED"
+        epochs = int(run.data.metrics["epochs_run"])
+        for key in ("train_loss", "val_accuracy", "test_accuracy", "learning_rate"):
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
+            assert sorted(steps) == list(range(1, epochs + 1)), key
+        assert {"learning_curve.png", "history.csv", "diagnosis.json"} <= {
+            a.path for a in client.list_artifacts(run.info.run_id)}
+    # The password of the storage URL is never recorded.
+    assert "hpsearch:hpsearch@" not in str(parents[0].data.params)
+    assert "***" in parents[0].data.params["storage"]
