@@ -12,7 +12,7 @@ WORKERS ?=
 NAME ?= $(shell sed -n 's/^name:[[:space:]]*//p' $(SWEEP) 2>/dev/null | head -n 1)
 SWEEP_ARGS = $(if $(TRIALS),--trials $(TRIALS)) $(if $(WORKERS),--workers $(WORKERS))
 
-.PHONY: help setup sweep status report export ui test test-fast lint bench clean
+.PHONY: help setup sweep status report export ui demo-distributed test test-fast lint bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -40,6 +40,9 @@ export: setup ## export the best model of the sweep's study to exports/NAME (NAM
 
 ui: setup ## MLflow UI on http://127.0.0.1:5000 over the embedded store
 	$(BIN)/hpsearch ui
+
+demo-distributed: setup ## 3 workers on a local PostgreSQL + MLflow server (root; see docs/scaling.md)
+	bash scripts/demo-distributed.sh
 
 test: setup ## run every test, slow ones included (what CI runs)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
