@@ -57,3 +57,41 @@ def learning_curves(history: list[dict[str, Any]], best_epoch: int, title: str,
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.15, top=0.89, wspace=0.22)
     fig.savefig(path, dpi=80)
     return Path(path)
+
+
+def study_plots(study: Any, out_dir: Path) -> list[tuple[str, str]]:
+    """Optuna's optimization history and parameter importances as PNGs in ``out_dir``;
+    returns (file name, caption) for each figure that could be drawn."""
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.trial import TrialState
+    from optuna.visualization import matplotlib as ovm
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        return []
+    plots: list[tuple[str, Any, str]] = [
+        ("optimization_history.png", ovm.plot_optimization_history,
+         "Objective value of every trial and the best so far")]
+    if len(complete) >= 2:
+        plots.append(("param_importances.png", ovm.plot_param_importances,
+                      "Parameter importances (fANOVA over complete trials)"))
+    out = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna's matplotlib plots are "experimental"
+        for fname, fn, caption in plots:
+            try:
+                ax = fn(study)
+            except (ValueError, RuntimeError, ZeroDivisionError):
+                continue  # e.g. importances when no parameter varied
+            fig: Any = ax.figure
+            fig.set_size_inches(7.5, 3.8)
+            fig.tight_layout()
+            fig.savefig(Path(out_dir) / fname, dpi=85)
+            plt.close(fig)
+            out.append((fname, caption))
+    return out

@@ -12,7 +12,6 @@ import html
 import math
 import os
 import tempfile
-import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 from .config import SweepSpec
 from .diagnostics import VERDICTS
 from .errors import StorageError
-from .plots import draw_curves
+from .plots import draw_curves, study_plots
 from .sweep import ATTR, join_storage_study, study_spec
 from .tracking import Tracker, make_tracker
 
@@ -187,33 +186,6 @@ class Report:
         ax.set_title("Learning rate against outcome", fontsize=10)
         fig.tight_layout()
         return self._save(fig, "learning_rate.png")
-
-    def study_plots(self) -> list[tuple[str, str]]:
-        from optuna.visualization import matplotlib as ovm
-
-        out = []
-        plots: list[tuple[str, Any, str]] = [("optimization_history.png",
-                                                ovm.plot_optimization_history,
-                  "Objective value of every trial and the best so far")]
-        if len(self.complete) >= 2:
-            plots.append(("param_importances.png", ovm.plot_param_importances,
-                          "Parameter importances (fANOVA over complete trials)"))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for fname, fn, caption in plots:
-                try:
-                    ax = fn(self.study)
-                except (ValueError, RuntimeError, ZeroDivisionError):
-                    continue
-                fig: Any = ax.figure
-                fig.set_size_inches(7.5, 3.8)
-                fig.tight_layout()
-                fig.savefig(self.out / fname, dpi=85)
-                import matplotlib.pyplot as plt
-
-                plt.close(fig)
-                out.append((fname, caption))
-        return out
 
     # -- sections -------------------------------------------------------------------------------
     def summary(self) -> Section:
@@ -403,7 +375,7 @@ class Report:
         sections = [self.summary(), self.leaderboard(), self.next_steps(warns), health,
                     self.curve_sections(), self.fit_section()]
         hist = Section("Optimization history and parameter importances")
-        hist.figures = self.study_plots()
+        hist.figures = study_plots(self.study, self.out)
         sections += [hist, self.selection_check()]
         return sections
 

@@ -169,7 +169,6 @@ def count_trials(study: optuna.Study) -> tuple[int, int]:
 class Context:
     spec: SweepSpec
     study: optuna.Study
-    tracker: Tracker
     experiment_id: str
     parent_id: str
     splits: datasets.Splits
@@ -235,7 +234,7 @@ def join_study(study_name: str, storage_url: str | None = None, tracking_uri: st
             "data.seed": str(spec.data.seed), "model.seed": str(spec.training.seed),
             "hpsearch.version": __import__("hpsearch").__version__,
             "mlflow.source.git.commit": attrs.get(ATTR + "git_commit", "unknown")}
-    return Context(spec, study, tracker, attrs[ATTR + "experiment_id"],
+    return Context(spec, study, attrs[ATTR + "experiment_id"],
                    attrs[ATTR + "parent_run_id"], splits, int(attrs[ATTR + "n_trials"]), echo,
                    tags, log)
 
@@ -572,29 +571,10 @@ def _finish(study: optuna.Study, tracker: Tracker, parent: str, spec: SweepSpec,
 
 def _log_study_plots(study: optuna.Study, tracker: Tracker, parent: str) -> None:
     """Optimization history and parameter importances, as PNGs on the parent run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from optuna.visualization import matplotlib as ovm
-
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if not complete or tracker.uri == "none":
+    if tracker.uri == "none":
         return
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        plots: dict[str, Any] = {"optimization_history.png": ovm.plot_optimization_history}
-        if len(complete) >= 2:
-            plots["param_importances.png"] = ovm.plot_param_importances
-        for fname, fn in plots.items():
-            try:
-                ax = fn(study)
-            except (ValueError, RuntimeError, ZeroDivisionError):
-                continue  # e.g. importances when no parameter varied
-            fig: Any = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
-            fig.set_size_inches(8, 4.5)
-            fig.tight_layout()
-            path = Path(tmp) / fname
-            fig.savefig(path, dpi=90)
-            plt.close(fig)
-            tracker.log_artifact(parent, path, "study")
+    from .plots import study_plots
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for fname, _caption in study_plots(study, Path(tmp)):
+            tracker.log_artifact(parent, Path(tmp) / fname, "study")
