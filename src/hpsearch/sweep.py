@@ -476,21 +476,23 @@ def prepare_study(spec: SweepSpec, storage_url: str, tracker: Tracker, study_nam
     total = n_trials or int(attrs.get(ATTR + "n_trials", spec.budget.n_trials))
     if n_trials is None and ATTR + "n_trials" in attrs:
         total = max(total, spec.budget.n_trials)
+    from .tracking import git_commit
+
+    commit = git_commit()  # one `git rev-parse` per sweep, for the parent run and the workers
     parent = attrs.get(ATTR + "parent_run_id")
     if not parent or not tracker.run_exists(parent):
         settings = {"spec_path": spec.path, "storage": mask_uri(storage_url),
                     "dataset": spec.data.dataset, "objective": spec.objective.metric,
                     "sampler": spec.sampler.name, "pruner": spec.pruner.name}
-        parent = tracker.create_parent(exp_id, study_name, spec.path, spec.text, settings)
+        parent = tracker.create_parent(exp_id, study_name, spec.path, spec.text, settings,
+                                       commit)
     else:
         tracker.set_status(parent, "RUNNING")
-    from .tracking import git_commit
-
     checkpoints = attrs.get(ATTR + "checkpoint_dir") or str(checkpoint_root())
     for key, value in {"spec": spec.text, "spec_path": spec.path, "n_trials": total,
                        "checkpoint_dir": checkpoints,
                        "experiment_id": exp_id, "parent_run_id": parent,
-                       "tracking_uri": mask_uri(tracker.uri), "git_commit": git_commit()}.items():
+                       "tracking_uri": mask_uri(tracker.uri), "git_commit": commit}.items():
         study.set_user_attr(ATTR + key, value)
     return study, exp_id, parent, total
 

@@ -172,9 +172,9 @@ class Tracker:
             return False
 
     def create_parent(self, exp_id: str, study: str, spec_path: str, spec_text: str,
-                      settings: dict[str, Any]) -> str:
+                      settings: dict[str, Any], commit: str) -> str:
         tags = {"hpsearch.role": "sweep", "optuna.study": study,
-                "mlflow.source.git.commit": git_commit(), "hpsearch.version": __version__}
+                "mlflow.source.git.commit": commit, "hpsearch.version": __version__}
         run = self._call("creating the sweep run", self.client.create_run, exp_id,
                          run_name=f"sweep-{study}", tags=tags)
         run_id = run.info.run_id
