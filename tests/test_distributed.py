@@ -4,19 +4,16 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 
 import pytest
 
+from conftest import free_port
 from hpsearch.sweep import run_sweep
 
-ADMIN = os.environ.get("HPSEARCH_TEST_POSTGRES",
-                       "postgresql://hpsearch:hpsearch@127.0.0.1:5432/postgres")
 SPEC = """\
 name: dist
 data: {dataset: digits, seed: 0}
@@ -30,36 +27,10 @@ space:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def databases():
-    import psycopg  # in the dev extra: a missing driver fails, it is not skipped
-    try:
-        admin = psycopg.connect(ADMIN, connect_timeout=5, autocommit=True)
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is not reachable at {ADMIN} ({exc}). `.ci/run` starts it; "
-                    f"locally: apt-get install postgresql && bash .ci/postgres.sh")
-    names = [f"hps_{uuid.uuid4().hex[:8]}_{k}" for k in ("optuna", "mlflow")]
-    with admin.cursor() as cur:
-        for n in names:
-            cur.execute(f"CREATE DATABASE {n}")
-    base = ADMIN.rsplit("/", 1)[0]
-    yield [f"{base}/{n}" for n in names]
-    with admin.cursor() as cur:
-        for n in names:
-            cur.execute(f"DROP DATABASE IF EXISTS {n} WITH (FORCE)")
-    admin.close()
-
-
 @pytest.fixture(scope="module")
 def mlflow_server(databases, tmp_path_factory):
     artifacts = tmp_path_factory.mktemp("server-artifacts")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep +
            os.environ.get("PATH", "")}
     env.pop("MLFLOW_TRACKING_URI", None)

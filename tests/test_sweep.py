@@ -138,6 +138,8 @@ def test_resume_reaches_exactly_n_trials(workdir):
     assert again.ran == 4
     trials = trials_of("small")
     assert [t.number for t in trials] == list(range(6))
+    # The resumed sampler does not replay the first run's random draws.
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 6
     _, parents, children = runs_of("small")
     assert len(parents) == 1 and len(children) == 6
     # Running again with nothing left to do changes nothing.
@@ -152,12 +154,13 @@ def test_two_worker_processes_share_one_study(workdir):
     trials = trials_of("small")
     assert sorted(t.number for t in trials) == list(range(6))
     assert all(t.state.is_finished() for t in trials)
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 6  # workers draw apart
     _, parents, children = runs_of("small")
     assert len(parents) == 1 and len(children) == 6
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
     assert len({r.data.tags["optuna.trial.number"] for r in children}) == 6
     # Both workers pruned checkpoints: exactly the top 3 (checkpoints.keep) remain.
-    complete = sorted((t for t in trials if t.value is not None), key=lambda t: -t.value)
+    complete = sorted((t for t in trials if t.state.name == "COMPLETE"), key=lambda t: -t.value)
     kept = {int(p.name[6:]) for p in (workdir / "mlruns" / "checkpoints" / "small").iterdir()}
     assert kept == {t.number for t in complete[:3]}
 

@@ -23,6 +23,14 @@ class _Group(click.Group):
                 raise
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
+        except Exception as exc:  # a full or read-only disk, a storage server gone
+            from .faults import describe
+
+            message = describe(exc)
+            if message is None or (ctx.obj and ctx.obj.get("debug")):
+                raise
+            click.echo(f"error: {message}", err=True)
+            sys.exit(2)
 
 
 @click.group(cls=_Group)
@@ -101,9 +109,11 @@ def sweep_cmd(spec: str, trials: int | None, timeout: float | None, workers: int
 @click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", default=None, help=TRACKING_HELP)
 def worker_cmd(name: str, storage: str | None, tracking_uri: str | None) -> None:
     """Join study NAME (created by `hpsearch sweep`) and run trials until it is complete."""
+    import os
+
     from .sweep import join_study, run_trials
 
-    ctx = join_study(name, storage, tracking_uri, echo=click.echo)
+    ctx = join_study(name, storage, tracking_uri, echo=click.echo, worker=os.getpid())
     try:
         ran = run_trials(ctx, None, None)
     except KeyboardInterrupt:
@@ -181,9 +191,15 @@ def recover_cmd(name: str, storage: str | None, tracking_uri: str | None) -> Non
 
     found = recover(name, storage, tracking_uri)
     for r in found:
-        click.echo(f"trial {r.number}: FAIL, run {r.run_id or '-'} KILLED"
-                   + (", parameters enqueued for a retry" if r.retry else ""))
-    click.echo(f"{len(found)} stale trial(s) recovered in study {name}.")
+        if r.stale:
+            click.echo(f"trial {r.number}: FAIL, run {r.run_id or '-'} KILLED"
+                       + (", parameters enqueued for a retry" if r.retry else ""))
+        else:
+            click.echo(f"trial {r.number}: run {r.run_id} was left open; closed as "
+                       f"{r.state} (Optuna's state)")
+    stale = sum(r.stale for r in found)
+    click.echo(f"{stale} stale trial(s) recovered, {len(found) - stale} open run(s) closed in "
+               f"study {name}.")
 
 
 @main.command("ui")

@@ -47,6 +47,15 @@ NAMED_CHOICES = {"optimizer": set(OPTIMIZERS), "schedule": set(SCHEDULES),
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
+def check_study_name(name: str) -> str:
+    """A study name given on the command line (it becomes part of paths: checkpoints, reports,
+    exports); SpecError unless it is letters, digits, '.', '_' or '-'."""
+    if not STUDY_NAME.match(name):
+        raise SpecError(f"study name {name!r}: must be letters, digits, '.', '_' or '-' (no "
+                        f"spaces or path characters), at most 100 characters")
+    return name
+
+
 @dataclass(frozen=True)
 class DataSpec:
     dataset: str = "digits"
@@ -145,7 +154,7 @@ class _Checker:
         return f"{self.where}.{key}" if self.where else key
 
     def fail(self, message: str, key: str | None = None) -> None:
-        raise SpecError(f"{self.file}: {self.key(key)} {message}")
+        raise SpecError(f"{self.file}: {self.key(key) or 'top level'} {message}")
 
     def get(self, key: str, kind: type | tuple[type, ...], default: Any = None,
             required: bool = False, allow_none: bool = False) -> Any:

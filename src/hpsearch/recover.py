@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
+from .faults import fail_and_retry
 from .sweep import ATTR, join_storage_study
-from .tracking import Tracker, make_tracker
+from .tracking import RUN_STATUS, Tracker, make_tracker
 
 REASON = "worker died while running this trial; recovered by `hpsearch recover`"
 
@@ -25,6 +26,8 @@ class Recovered:
     number: int
     run_id: str | None
     retry: bool
+    stale: bool = True  # False: only an open run of a finished trial was closed
+    state: str = "FAIL"
 
 
 def recover(name: str, storage_url: str | None = None,
@@ -33,6 +36,7 @@ def recover(name: str, storage_url: str | None = None,
     tracker = make_tracker(tracking_uri or study.user_attrs.get(ATTR + "tracking_uri"))
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     done: list[Recovered] = []
+    done += _close_orphan_runs(study, tracker)
     if _has_heartbeat(study):
         # Optuna's own stale-trial check (heartbeat older than the grace period); its retry
         # callback enqueues the retries.
@@ -41,31 +45,41 @@ def recover(name: str, storage_url: str | None = None,
         after = {t.number: t for t in study.get_trials(deepcopy=False)}
         for n in sorted(before):
             if after[n].state == TrialState.FAIL:
-                done.append(Recovered(n, _close_run(tracker, name, n), True))
+                done.append(Recovered(n, tracker.close_lost_trial(name, n, REASON), True))
         return done
     for t in running:
-        try:
-            study.tell(t.number, state=TrialState.FAIL)
-        except (ValueError, RuntimeError):
+        retry = fail_and_retry(study, t)
+        if retry is None:
             continue  # another process finished it in the meantime
-        retry = bool(t.params)
-        if retry:
-            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number},
-                                skip_if_exists=False)
-        done.append(Recovered(t.number, _close_run(tracker, name, t.number), retry))
+        done.append(Recovered(t.number, tracker.close_lost_trial(name, t.number, REASON), retry))
     return done
 
 
 def _has_heartbeat(study: optuna.Study) -> bool:
-    storage = getattr(study, "_storage", None)
-    return (isinstance(storage, optuna.storages.RDBStorage)
-            and storage.get_heartbeat_interval() is not None)
+    # An RDB storage reaches the study wrapped in Optuna's cache, which passes heartbeats on.
+    interval = getattr(getattr(study, "_storage", None), "get_heartbeat_interval", None)
+    return interval is not None and interval() is not None
 
 
-def _close_run(tracker: Tracker, study: str, number: int) -> str | None:
-    run_id = tracker.trial_run_id(study, number)
-    if run_id:
-        tracker.client.set_tag(run_id, "optuna.trial.state", "FAIL")
-        tracker.client.set_tag(run_id, "optuna.trial.reason", REASON)
-        tracker.set_status(run_id, "KILLED")
-    return run_id
+def _close_orphan_runs(study: optuna.Study, tracker: Tracker) -> list[Recovered]:
+    """Runs left RUNNING for trials that Optuna has finished (the worker stopped between the
+    two stores, e.g. on a full disk): closed with the state Optuna recorded."""
+    exp = tracker.client.get_experiment_by_name(study.study_name)
+    if exp is None:
+        return []
+    states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
+    runs = tracker.client.search_runs([exp.experiment_id], "tags.`hpsearch.role` = 'trial' and "
+                                      "attributes.status = 'RUNNING'", max_results=1000)
+    closed = []
+    for run in runs:
+        number = int(run.data.tags.get("optuna.trial.number", -1))
+        state = states.get(number)
+        if state is None or state in (TrialState.RUNNING, TrialState.WAITING):
+            continue
+        tracker.client.set_tag(run.info.run_id, "optuna.trial.state", state.name)
+        tracker.client.set_tag(run.info.run_id, "hpsearch.recovered",
+                               "run left open by a worker that stopped; closed by "
+                               "`hpsearch recover` with Optuna's state")
+        tracker.set_status(run.info.run_id, RUN_STATUS.get(state.name, "KILLED"))
+        closed.append(Recovered(number, run.info.run_id, False, False, state.name))
+    return closed

@@ -13,6 +13,7 @@ import multiprocessing as mp
 import os
 import signal
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -25,10 +26,11 @@ import optuna
 from optuna.trial import TrialState
 
 from . import datasets
-from .config import SweepSpec, load_spec, parse_spec
+from .config import SweepSpec, check_study_name, load_spec, parse_spec
 from .diagnostics import diagnose
 from .errors import HpsearchError, SpecError, StorageError
 from .estimator import MLPClassifier
+from .faults import SafeJournalBackend, StaleTrialHandler, describe, is_outage
 from .space import grid, model_params, suggest
 from .tracking import (
     AsyncTrialLog,
@@ -107,6 +109,20 @@ def prune_checkpoints(study: optuna.Study, keep: int) -> list[int]:
     return removed
 
 
+def heartbeat_interval() -> int:
+    """Seconds between a running trial's heartbeats on an RDB storage ($HPSEARCH_HEARTBEAT,
+    default 30); a trial silent for three intervals is stale: failed and retried."""
+    raw = os.environ.get("HPSEARCH_HEARTBEAT", "30")
+    try:
+        value = int(raw)
+        if value < 1:
+            raise ValueError
+    except ValueError:
+        raise StorageError(f"HPSEARCH_HEARTBEAT={raw!r}: expected a whole number of seconds "
+                           f">= 1") from None
+    return value
+
+
 def open_storage(url: str) -> optuna.storages.BaseStorage:
     """A journal file (the default; ``journal:PATH`` or any path ending in .journal) or an RDB
     URL (``postgresql://...``, ``sqlite:///...``) with heartbeats and stale-trial retry."""
@@ -114,18 +130,22 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         if url.startswith("journal:") or url.endswith(".journal"):
             path = Path(url.removeprefix("journal:"))
             path.parent.mkdir(parents=True, exist_ok=True)
-            from optuna.storages.journal import JournalFileBackend
-
-            return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+            return optuna.storages.JournalStorage(SafeJournalBackend(str(path)))
         if "://" not in url:
             raise StorageError(f"storage {url!r}: not a URL (postgresql://..., sqlite:///...) "
                                f"nor a .journal file")
+        engine: dict[str, Any] = {}
+        if not url.startswith("sqlite"):
+            # A server that restarted leaves dead connections in the pool: test each before use.
+            engine["pool_pre_ping"] = True
+        if url.startswith("postgresql") and "connect_timeout" not in url:
+            engine["connect_args"] = {"connect_timeout": 10}
+        interval = heartbeat_interval()
         with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(
-                url, heartbeat_interval=30, grace_period=90,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                    max_retry=2))
+                url, engine_kwargs=engine, heartbeat_interval=interval,
+                grace_period=3 * interval, heartbeat_stale_trial_callback=StaleTrialHandler())
     except StorageError:
         raise
     except Exception as exc:  # sqlalchemy / OS errors: unreachable, bad driver, read-only
@@ -133,17 +153,28 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         raise StorageError(f"storage {mask_uri(url)}: {first[:300]}") from None
 
 
-def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
+def sampler_seed(seed: int | None, existing: int, worker: int) -> int | None:
+    """The spec's sampler seed for a fresh study's first worker (so a one-worker sweep is
+    reproducible); shifted for every other worker and every resume, which would otherwise draw
+    the same random parameters again."""
+    if seed is None:
+        return None
+    return (seed + 7919 * existing + 104729 * worker) % 2**32
+
+
+def make_sampler(spec: SweepSpec, existing: int = 0,
+                 worker: int = 0) -> optuna.samplers.BaseSampler:
     s = spec.sampler
+    seed = sampler_seed(s.seed, existing, worker)
     if s.name == "random":
-        return optuna.samplers.RandomSampler(seed=s.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
     if s.name == "grid":
-        return optuna.samplers.GridSampler(grid(spec.space), seed=s.seed)
+        return optuna.samplers.GridSampler(grid(spec.space), seed=seed)
     if s.name == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=s.seed, **s.options)
+        return optuna.samplers.CmaEsSampler(seed=seed, **s.options)
     if s.name == "qmc":
         return optuna.samplers.QMCSampler(seed=s.seed, **s.options)
-    return optuna.samplers.TPESampler(seed=s.seed, **s.options)
+    return optuna.samplers.TPESampler(seed=seed, **s.options)
 
 
 def make_pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
@@ -187,6 +218,7 @@ def _load_splits(spec: SweepSpec) -> datasets.Splits:
 
 def join_storage_study(study_name: str, storage_url: str | None = None) -> optuna.Study:
     """Load an existing study; StorageError naming the storage when there is none."""
+    check_study_name(study_name)
     storage_url = resolve_storage_url(storage_url)
     if (storage_url.startswith("journal:") or storage_url.endswith(".journal")) and \
             not Path(storage_url.removeprefix("journal:")).exists():
@@ -213,18 +245,23 @@ def study_spec(study: optuna.Study) -> SweepSpec:
 
 
 def join_study(study_name: str, storage_url: str | None = None, tracking_uri: str | None = None,
-               echo: Callable[[str], None] = print) -> Context:
-    """Everything a worker needs, read back from the study the sweep command created."""
+               echo: Callable[[str], None] = print, worker: int = 0,
+               splits: datasets.Splits | None = None) -> Context:
+    """Everything a worker needs, read back from the study the sweep command created.
+    ``worker`` tells the workers of one machine apart (it shifts the sampler's seed)."""
     study = join_storage_study(study_name, storage_url)
     attrs = study.user_attrs
     spec = study_spec(study)
-    study.sampler = make_sampler(spec)
+    study.sampler = make_sampler(spec, len(study.get_trials(deepcopy=False)), worker)
     study.pruner = make_pruner(spec)
     tracker = make_tracker(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
                            or attrs.get(ATTR + "tracking_uri"))
+    handler = getattr(study._storage, "get_heartbeat_stale_trial_callback", lambda: None)()
+    if isinstance(handler, StaleTrialHandler):  # close dead workers' runs as Optuna fails them
+        handler.attach(tracker.close_lost_trial)
     log = AsyncTrialLog(tracker.uri)
     log.warm_up()
-    splits = _load_splits(spec)
+    splits = splits or _load_splits(spec)
     if ATTR + "data" not in attrs:  # for the report's sampling-noise check
         study.set_user_attr(ATTR + "data", {"n_train": len(splits.train[1]),
                                             "n_val": len(splits.val[1]),
@@ -285,30 +322,39 @@ def objective(ctx: Context, trial: optuna.Trial) -> float:
     params.setdefault("preprocessing", ctx.splits.preprocessing)
     model = MLPClassifier(**params)
     logged = {**model.get_params(), **{k: v for k, v in chosen.items() if k not in params}}
-    log.start(ctx.experiment_id, ctx.parent_id, ctx.study.study_name, trial.number, logged,
-              ctx.tags)
+    tags = dict(ctx.tags)
+    retry_of = _retry_of(ctx.study, trial)
+    if retry_of is not None:
+        tags["hpsearch.retry_of"] = str(retry_of)
+        trial.set_user_attr("retry_of", retry_of)
+    log.start(ctx.experiment_id, ctx.parent_id, ctx.study.study_name, trial.number, logged, tags)
     logger = EpochLogger(log, trial.number)
     pruning = PruningCallback(ctx, trial)
     started = time.perf_counter()
 
-    def close(state: str, reason: str = "") -> None:
+    def close(state: str, reason: str = "", storage_ok: bool = True) -> None:
+        """Close the trial's run (queued first, so it happens even if the storage is gone),
+        then record the summary in the trial (skipped when the storage is known lost)."""
         logger.flush()
         history = getattr(model, "history_", [])
         summary: dict[str, float] = {"epochs_run": len(history),
                                      "train_time_s": time.perf_counter() - started}
         best = getattr(model, "best_epoch_", 0)
+        attrs: dict[str, Any] = {}
         if history and best:
             rec = history[best - 1]
             summary |= {"best_epoch": best, "best_val_accuracy": rec["val_accuracy"],
                         "best_val_loss": rec["val_loss"],
                         "test_accuracy_at_best": rec["test_accuracy"]}
+            attrs["test_accuracy_at_best"] = rec["test_accuracy"]
         tags = {"hpsearch.status": getattr(model, "status_", "not trained")}
         if reason:
             tags["optuna.trial.reason"] = reason
         diagnosis = None
         if history:
-            diagnosis = diagnose(history, best or None, spec.training.max_epochs,
-                                 _study_best_train_accuracy(ctx.study, trial.number),
+            reference = (_study_best_train_accuracy(ctx.study, trial.number) if storage_ok
+                         else None)
+            diagnosis = diagnose(history, best or None, spec.training.max_epochs, reference,
                                  spec.diagnostics, getattr(model, "status_", None))
             ev = diagnosis.evidence
             tags |= {"fit.verdict": diagnosis.verdict, "fit.advice": diagnosis.advice,
@@ -316,23 +362,20 @@ def objective(ctx: Context, trial: optuna.Trial) -> float:
             summary |= {f"fit.{k}": float(ev[k]) for k in
                         ("gap_at_best", "val_drop_from_peak", "gap_at_last", "val_loss_rise")
                         if k in ev}
-            trial.set_user_attr("fit.verdict", diagnosis.verdict)
-            trial.set_user_attr("fit.summary", diagnosis.summary)
-            for k in ("gap_at_best", "val_drop_from_peak", "train_accuracy_at_best",
-                      "val_accuracy_at_best"):
-                if k in ev:
-                    trial.set_user_attr(f"fit.{k}", float(ev[k]))
-            if history and best:
-                trial.set_user_attr("test_accuracy_at_best", history[best - 1]["test_accuracy"])
-        for k in ("epochs_run", "train_time_s", "best_epoch"):
-            if k in summary:
-                trial.set_user_attr(k, summary[k])
-        trial.set_user_attr("status", tags["hpsearch.status"])
+            attrs |= {"fit.verdict": diagnosis.verdict, "fit.summary": diagnosis.summary}
+            attrs |= {f"fit.{k}": float(ev[k]) for k in ("gap_at_best", "val_drop_from_peak",
+                      "train_accuracy_at_best", "val_accuracy_at_best") if k in ev}
+        attrs |= {k: summary[k] for k in ("epochs_run", "train_time_s", "best_epoch")
+                  if k in summary}
+        attrs["status"] = tags["hpsearch.status"]
         if reason:
-            trial.set_user_attr("reason", reason)
+            attrs["reason"] = reason
         title = f"{ctx.study.study_name} trial {trial.number} ({state.lower()})"
         log.finish(trial.number, state, summary, tags, list(history), best, title,
                    diagnosis.to_dict() if diagnosis else None)
+        if storage_ok:
+            for key, value in attrs.items():
+                trial.set_user_attr(key, value)
 
     try:
         model.fit(*ctx.splits.train, eval_sets={"val": ctx.splits.val, "test": ctx.splits.test},
@@ -341,6 +384,10 @@ def objective(ctx: Context, trial: optuna.Trial) -> float:
         close("INTERRUPTED", "interrupted (Ctrl-C)")
         raise
     except Exception as exc:  # one trial's bug or bad parameter must not stop the sweep
+        if is_outage(exc) or describe(exc):  # the storage went away: not the trial's fault
+            close("FAIL", f"storage lost during the trial: {describe(exc)}; retried when it "
+                          f"is back", storage_ok=False)
+            raise
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
         close("FAIL", reason)
         raise TrialFailed(reason) from exc
@@ -363,6 +410,15 @@ def objective(ctx: Context, trial: optuna.Trial) -> float:
     return value
 
 
+def _retry_of(study: optuna.Study, trial: optuna.Trial) -> int | None:
+    """The trial this one retries: set by `hpsearch recover` or the storage-outage path
+    (``retry_of``), or by Optuna's heartbeat retry (``failed_trial``)."""
+    if "retry_of" in trial.user_attrs:
+        return int(trial.user_attrs["retry_of"])
+    frozen = study._storage.get_trial(trial._trial_id)
+    return optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
+
+
 def _study_best_train_accuracy(study: optuna.Study, exclude: int) -> float | None:
     """The best training accuracy (at the kept epoch) of the study's other finished trials."""
     values = [t.user_attrs["fit.train_accuracy_at_best"] for t in study.get_trials(
@@ -371,28 +427,107 @@ def _study_best_train_accuracy(study: optuna.Study, exclude: int) -> float | Non
     return max(values) if values else None
 
 
+def storage_retries() -> int:
+    """Reconnection attempts after a storage outage ($HPSEARCH_STORAGE_RETRIES, default 6:
+    waits of 1, 2, 4, 8, 16 and 32 s, about a minute in all)."""
+    raw = os.environ.get("HPSEARCH_STORAGE_RETRIES", "6")
+    try:
+        return max(0, int(raw))
+    except ValueError:
+        raise StorageError(f"HPSEARCH_STORAGE_RETRIES={raw!r}: expected a whole number") from None
+
+
 def run_trials(ctx: Context, quota: int | None, deadline: float | None) -> int:
     """Run trials until ``quota`` are done here (None: until the study holds n_trials finished
-    trials) or the deadline passes. Returns how many ran here."""
+    trials) or the deadline passes. Returns how many ran here.
+
+    When the storage connection drops, wait with exponential backoff; if it comes back, the
+    trial that was running is failed and enqueued again and the sweep goes on; if not, stop
+    with a StorageError that says what to do."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     done = 0
+    previous_hook = threading.excepthook
+    threading.excepthook = _quiet_heartbeat_errors(previous_hook)
     try:
         while True:
-            if quota is not None and done >= quota:
-                break
-            if quota is None and sum(count_trials(ctx.study)) >= ctx.n_trials:
-                break
-            if deadline is not None and time.time() >= deadline:
-                break
-            ctx.study.optimize(lambda t: objective(ctx, t), n_trials=1, catch=(TrialFailed,))
-            prune_checkpoints(ctx.study, ctx.spec.keep_checkpoints)
-            done += 1
-            _report_trial(ctx)
+            try:
+                if quota is not None and done >= quota:
+                    break
+                if quota is None and sum(count_trials(ctx.study)) >= ctx.n_trials:
+                    break
+                if deadline is not None and time.time() >= deadline:
+                    break
+                ctx.study.optimize(lambda t: objective(ctx, t), n_trials=1,
+                                   catch=(TrialFailed,))
+                prune_checkpoints(ctx.study, ctx.spec.keep_checkpoints)
+                done += 1
+                _report_trial(ctx)
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
+                _wait_for_storage(ctx, exc)
+                done += _retry_lost_trial(ctx)
     finally:
+        threading.excepthook = previous_hook
         if ctx.log is not None:
             ctx.log.close()  # every finished trial's run is closed before this returns
     return done
+
+
+def _quiet_heartbeat_errors(hook: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Optuna's heartbeat thread dies with a traceback when the storage drops; the main loop
+    reports the outage in one line instead."""
+
+    def quiet(args: Any) -> None:
+        if args.exc_value is not None and is_outage(args.exc_value):
+            return
+        hook(args)
+
+    return quiet
+
+
+def _wait_for_storage(ctx: Context, exc: BaseException) -> None:
+    """Back off 1, 2, 4, ... s until the storage answers again; StorageError after the last
+    attempt."""
+    retries = storage_retries()
+    what = describe(exc) or str(exc).splitlines()[0]
+    ctx.echo(f"storage lost ({what}); retrying up to {retries} times")
+    waited = 0
+    for attempt in range(retries):
+        delay = 2 ** attempt
+        time.sleep(delay)
+        waited += delay
+        try:
+            count_trials(ctx.study)
+        except Exception as again:
+            if not is_outage(again):
+                raise
+            continue
+        ctx.echo(f"storage back after {waited} s; going on")
+        return
+    running = ctx.last_trial
+    raise StorageError(
+        f"storage unreachable for {waited} s after {retries} retries ({what}); stopped. "
+        f"Trial {running} may be left RUNNING: when the storage is back, `hpsearch recover "
+        f"{ctx.study.study_name}` fails and retries it, and the same command resumes")
+
+
+def _retry_lost_trial(ctx: Context) -> int:
+    """After an outage: this worker's last trial, if the storage still shows it RUNNING, is
+    failed and its parameters enqueued again; its MLflow run is already closed. Returns 1 when
+    a trial was failed here (it counts towards this worker's quota)."""
+    from .faults import fail_and_retry
+
+    if ctx.last_trial < 0:
+        return 0
+    trials = ctx.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    lost = next((t for t in trials if t.number == ctx.last_trial), None)
+    if lost is None or fail_and_retry(ctx.study, lost) is None:
+        return 0
+    ctx.echo(f"trial {lost.number}: FAIL (storage lost while it ran), parameters enqueued "
+             f"for a retry")
+    return 1
 
 
 def _report_trial(ctx: Context) -> None:
@@ -426,7 +561,7 @@ def _report_trial(ctx: Context) -> None:
 
 
 def _worker_process(study_name: str, storage_url: str, tracking_uri: str, quota: int,
-                    deadline: float | None, blas_threads: int) -> None:
+                    deadline: float | None, blas_threads: int, worker: int) -> None:
     """Entry point of a worker process (spawned): one BLAS thread pool of its own size."""
     import sys
 
@@ -434,12 +569,18 @@ def _worker_process(study_name: str, storage_url: str, tracking_uri: str, quota:
 
     threadpool_limits(blas_threads)
     try:
-        ctx = join_study(study_name, storage_url, tracking_uri)
+        ctx = join_study(study_name, storage_url, tracking_uri, worker=worker)
         run_trials(ctx, quota, deadline)
     except KeyboardInterrupt:
         sys.exit(130)
     except HpsearchError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as exc:
+        message = describe(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
 
 
@@ -504,7 +645,8 @@ def run_sweep(spec_path: str | Path, n_trials: int | None = None, timeout: float
     spec = load_spec(spec_path)
     storage_url = resolve_storage_url(storage_url)
     tracker = make_tracker(tracking_uri)
-    name = study_name or spec.name
+    name = check_study_name(study_name) if study_name else spec.name
+    splits = _load_splits(spec)  # bad data fails here, before anything is recorded
     study, exp_id, parent, total = prepare_study(spec, storage_url, tracker, name, n_trials)
     finished, running = count_trials(study)
     remaining = max(0, total - finished - running)
@@ -517,13 +659,19 @@ def run_sweep(spec_path: str | Path, n_trials: int | None = None, timeout: float
     interrupted = False
     try:
         if remaining and workers == 1:
-            ctx = join_study(name, storage_url, tracker.uri, echo)
+            ctx = join_study(name, storage_url, tracker.uri, echo, splits=splits)
             run_trials(ctx, remaining, deadline)
         elif remaining:
             interrupted = _run_processes(name, storage_url, tracker.uri, remaining,
                                          min(workers, remaining), deadline)
     except KeyboardInterrupt:
         interrupted = True
+    except Exception:
+        try:  # a sweep stopped by a fault: its run must not stay RUNNING (resuming reopens it)
+            tracker.set_status(parent, "FAILED")
+        except Exception:
+            pass
+        raise
     best = _finish(study, tracker, parent, spec, interrupted)
     return SweepResult(name, total, count_trials(study)[0] - finished, *best, parent, exp_id,
                        tracker.uri, interrupted)
@@ -535,7 +683,7 @@ def _run_processes(name: str, storage_url: str, tracking_uri: str, remaining: in
     blas = max(1, (os.cpu_count() or 1) // workers)
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_worker_process,
-                         args=(name, storage_url, tracking_uri, q, deadline, blas),
+                         args=(name, storage_url, tracking_uri, q, deadline, blas, i + 1),
                          name=f"hpsearch-worker-{i}") for i, q in enumerate(quotas)]
     for p in procs:
         p.start()

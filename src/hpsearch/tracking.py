@@ -116,6 +116,29 @@ def _sqlite_wal() -> None:
     _PRAGMAS_SET = True
 
 
+def _check_sqlite(db: Path) -> None:
+    """Open the embedded store once as MLflow will (WAL mode): a full or read-only disk fails
+    here in one line, instead of after MLflow's two minutes of connection retries."""
+    import sqlite3
+
+    from .faults import describe
+
+    if os.statvfs(db.parent).f_flag & os.ST_RDONLY:
+        raise StorageError(f"tracking store {db}: {db.parent} is on a read-only file system; "
+                           f"nothing recorded is lost: make it writable (or pass another "
+                           f"--tracking-uri), then the same command again")
+    try:
+        con = sqlite3.connect(db, timeout=30)
+        try:
+            con.execute("PRAGMA journal_mode=WAL").fetchall()
+            con.execute("BEGIN IMMEDIATE")  # takes the write lock: fails when read-only
+            con.rollback()
+        finally:
+            con.close()
+    except (sqlite3.Error, OSError) as exc:
+        raise StorageError(f"tracking store {db}: {describe(exc) or exc}") from None
+
+
 class Tracker:
     """Thin layer over MlflowClient with hpsearch's run layout."""
 
@@ -125,6 +148,8 @@ class Tracker:
             _sqlite_wal()
         for name in ("mlflow", "alembic"):  # schema-migration chatter on first use
             logging.getLogger(name).setLevel(logging.WARNING)
+        # MLflow logs a traceback for each database error before raising it; _call reports it.
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
         if self.uri.startswith("sqlite:///"):
             db = Path(self.uri[len("sqlite:///"):])
             try:
@@ -132,15 +157,18 @@ class Tracker:
             except OSError as exc:
                 raise StorageError(f"tracking store {self.uri}: cannot create {db.parent} "
                                    f"({exc.strerror})") from None
+            _check_sqlite(db)
         self.client = MlflowClient(tracking_uri=self.uri)
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except MlflowException as exc:
+            from .faults import describe
+
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise StorageError(f"tracking store {mask_uri(self.uri)}: {what} failed: "
-                               f"{first[:300]}") from None
+                               f"{describe(exc) or first[:300]}") from None
 
     # -- experiment and parent run -----------------------------------------------------------
     def experiment(self, name: str) -> str:
@@ -208,6 +236,16 @@ class Tracker:
                           f"tags.`optuna.trial.number` = '{number}' and "
                           f"tags.`hpsearch.role` = 'trial'", max_results=5)
         return runs[0].info.run_id if runs else None
+
+    def close_lost_trial(self, study: str, number: int, reason: str) -> str | None:
+        """Close the run of a trial whose worker died (or lost its storage) as KILLED, with the
+        reason; the run id, or None when the trial never got a run."""
+        run_id = self.trial_run_id(study, number)
+        if run_id:
+            self._call("closing a lost trial's run", self.client.log_batch, run_id, tags=[
+                RunTag("optuna.trial.state", "FAIL"), RunTag("optuna.trial.reason", reason)])
+            self.set_status(run_id, "KILLED")
+        return run_id
 
     def log_best(self, parent_id: str, trial_number: int, run_id: str, value: float,
                  metric: str, extra: dict[str, float]) -> None:
@@ -282,6 +320,9 @@ class NullTracker(Tracker):
         return self._new_id()
 
     def trial_run_id(self, study: str | None, number: int) -> str | None:
+        return None
+
+    def close_lost_trial(self, study: str, number: int, reason: str) -> str | None:
         return None
 
     def log_metrics(self, run_id: str, metrics: list[Metric]) -> None:
