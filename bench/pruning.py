@@ -1,0 +1,92 @@
+"""What pruning saves: the same sweep (same sampler seed, same trial budget) with no pruner, the
+median pruner and Hyperband; for each seed, the epochs each spent until it first reached the
+same validation score: the lowest of the three runs' best scores, so that every run reaches it.
+
+Default: the quickstart sweep (digits, 40 epochs at most, TPE) with 30 trials and seeds 0-2;
+``--spec sweeps/fashion-mnist.yaml --trials 20`` for Fashion-MNIST (slower).
+
+    python bench/pruning.py [--spec sweeps/quickstart.yaml] [--trials 30] [--seeds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PRUNERS = {
+    "none": "none",
+    "median": {"name": "median", "n_startup_trials": 4, "n_warmup_steps": 3},
+    "hyperband": {"name": "hyperband", "min_resource": 2, "reduction_factor": 3},
+}
+
+
+def one(spec: dict, pruner: object, seed: int, trials: int) -> list[tuple[int, str, float | None]]:
+    """(epochs run, state, value) of each trial, in trial order (one worker)."""
+    import optuna
+
+    from hpsearch.sweep import open_storage, run_sweep
+
+    spec = {**spec, "pruner": pruner, "sampler": {**spec["sampler"], "seed": seed},
+            "budget": {"n_trials": trials, "workers": 1}}
+    with tempfile.TemporaryDirectory() as tmp:
+        old = os.getcwd()
+        os.chdir(tmp)
+        try:
+            Path("s.yaml").write_text(yaml.safe_dump(spec))
+            run_sweep("s.yaml", tracking_uri="none", echo=lambda s: None)
+            study = optuna.load_study(study_name=spec["name"], storage=open_storage(
+                "journal:" + str(Path(tmp) / "mlruns" / "optuna.journal")))
+            return [(int(t.user_attrs.get("epochs_run", 0)), t.state.name, t.value)
+                    for t in study.get_trials()]
+        finally:
+            os.chdir(old)
+
+
+def epochs_to_reach(trials: list[tuple[int, str, float | None]], target: float) -> int:
+    spent = 0
+    for epochs, state, value in trials:
+        spent += epochs
+        if state == "COMPLETE" and value is not None and value >= target:
+            return spent
+    raise AssertionError("target not reached")
+
+
+def best(trials: list[tuple[int, str, float | None]]) -> float:
+    return max(v for _, s, v in trials if s == "COMPLETE" and v is not None)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--spec", type=Path, default=ROOT / "sweeps" / "quickstart.yaml")
+    ap.add_argument("--trials", type=int, default=30)
+    ap.add_argument("--seeds", type=int, default=3)
+    args = ap.parse_args()
+    spec = yaml.safe_load(args.spec.read_text())
+    ratios: dict[str, list[float]] = {"median": [], "hyperband": []}
+    totals: dict[str, int] = {p: 0 for p in PRUNERS}
+    for seed in range(args.seeds):
+        runs = {name: one(spec, pruner, seed, args.trials) for name, pruner in PRUNERS.items()}
+        target = min(best(r) for r in runs.values())
+        spent = {name: epochs_to_reach(r, target) for name, r in runs.items()}
+        for name, r in runs.items():
+            totals[name] += sum(e for e, _, _ in r)
+        line = ", ".join(f"{n} {spent[n]} (best {best(runs[n]):.4f}, "
+                         f"{sum(e for e, _, _ in runs[n])} in all)" for n in PRUNERS)
+        print(f"seed {seed}: epochs to reach val {target:.4f}: {line}", flush=True)
+        for name in ratios:
+            ratios[name].append(spent[name] / spent["none"])
+    for name, rs in ratios.items():
+        print(f"{name}: epochs to the same score / no pruning = "
+              f"{statistics.median(rs):.2f} (median of {len(rs)} seeds: "
+              f"{', '.join(f'{r:.2f}' for r in rs)}); all epochs of the {args.trials} trials: "
+              f"{totals[name] / totals['none']:.2f} (target <= 0.5)")
+
+
+if __name__ == "__main__":
+    main()
