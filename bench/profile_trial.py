@@ -5,7 +5,8 @@ the rest. The tracking thread's samples are counted apart (it runs beside traini
 
     python bench/profile_trial.py [--trials 3] [--epochs 4]      # needs `pip install py-spy`
 
-py-spy samples the process 250 times a second (``--native`` is off: frames are Python lines).
+py-spy samples the in-process worker 50 times a second with native frames (BLAS shows as
+*gemm*).
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ space:
 """
 # (category, substring of a frame "function (file:line)"), first match from the leaf upwards wins.
 RULES = [
-    ("matmul (forward/backward)", "matmul"),
-    ("matmul (forward/backward)", "@"),
+    ("matmul (BLAS sgemm)", "gemm"),
+    ("matmul (BLAS sgemm)", "blas_thread"),
     ("optimizer update", "optimizers.py"),
     ("minibatch gather", "_gather"),
     ("evaluation (train/val/test metrics)", "evaluate"),
@@ -70,9 +71,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "p.yaml").write_text(SPEC.format(trials=args.trials, epochs=args.epochs))
         env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-        subprocess.run([spy, "record", "--rate", "250", "--format", "raw", "--threads",
-                        "--output", str(raw), "--", sys.executable, "-m", "hpsearch.cli",
-                        "sweep", "p.yaml"], cwd=tmp, env=env, check=True,
+        subprocess.run([spy, "record", "--rate", "50", "--format", "raw", "--threads",
+                        "--native", "--output", str(raw), "--", sys.executable, "-m",
+                        "hpsearch.cli", "sweep", "p.yaml", "--workers", "1"], cwd=tmp, env=env,
+                       check=True,
                        stdout=subprocess.DEVNULL)
     main_thread: collections.Counter[str] = collections.Counter()
     other_threads: collections.Counter[str] = collections.Counter()
@@ -91,7 +93,8 @@ def main() -> None:
         if name.startswith("start-up"):
             continue
         print(f"  {name:<58} {n / trial_total:6.1%}")
-    print(f"start-up (once per sweep): {main_thread['start-up: imports, data loading, study creation'] / total:.1%} of the main thread")
+    startup = main_thread["start-up: imports, data loading, study creation"]
+    print(f"start-up (once per sweep): {startup / total:.1%} of the main thread")
     for name, n in other_threads.items():
         print(f"{name}: {n} samples ({n / total:.1%} of the main thread's count, in parallel)")
     print(f"raw stacks: {raw}")

@@ -27,6 +27,16 @@ def test_shipped_specs_load(path):
     assert spec.name and spec.space
 
 
+def test_workers_default_to_auto(tmp_path):
+    (tmp_path / "a.yaml").write_text(GOOD)
+    (tmp_path / "b.yaml").write_text(GOOD + "budget: {workers: auto}\n")
+    (tmp_path / "c.yaml").write_text(GOOD + "budget: {workers: 3}\n")
+    assert load_spec(tmp_path / "a.yaml").budget.workers is None  # one per core
+    assert load_spec(tmp_path / "b.yaml").budget.workers is None
+    assert load_spec(tmp_path / "c.yaml").budget.workers == 3
+    assert load_spec(ROOT / "sweeps" / "fashion-mnist.yaml").budget.workers is None
+
+
 def test_defaults_and_layers():
     spec = load_spec(ROOT / "sweeps" / "quickstart.yaml")
     assert spec.objective.direction == "maximize"
@@ -63,6 +73,9 @@ BAD = [
      "pruner has unknown key 'patience'"),
     ("name: t\ndata: {dataset: cifar10}\nspace: {l2: 0.0}\n", "data.dataset is unknown: 'cifar10'"),
     ("name: t\nbudget: {n_trials: 0}\nspace: {l2: 0.0}\n", "budget.n_trials must be >= 1"),
+    ("name: t\nbudget: {workers: many}\nspace: {l2: 0.0}\n",
+     "budget.workers must be a whole number, not 'many'"),
+    ("name: t\nbudget: {workers: 0}\nspace: {l2: 0.0}\n", "budget.workers must be >= 1"),
     ("name: t\nbudget: {n_trials: ten}\nspace: {l2: 0.0}\n",
      "budget.n_trials must be a whole number, not 'ten'"),
     ("name: t\ntraining: {max_epochs: 10, epochs: 5}\nspace: {l2: 0.0}\n",

@@ -87,7 +87,7 @@ class ObjectiveSpec:
 class BudgetSpec:
     n_trials: int = 20
     timeout: float | None = None
-    workers: int = 1
+    workers: int | None = None  # None ("auto"): one worker process per core, 1 BLAS thread each
 
 
 @dataclass(frozen=True)
@@ -280,9 +280,11 @@ def parse_spec(raw: Any, file: str = "<spec>", text: str = "") -> SweepSpec:
         t.number("seed", 0, 0, integer=True))
 
     b = _Checker(file, "budget", top.node.get("budget"), {"n_trials", "timeout", "workers"})
+    workers = None
+    if b.node.get("workers", "auto") != "auto":
+        workers = b.number("workers", None, 1, 64, integer=True, allow_none=True)
     budget = BudgetSpec(b.number("n_trials", 20, 1, integer=True),
-                        b.number("timeout", None, 0, allow_none=True, lo_open=True),
-                        b.number("workers", 1, 1, 64, integer=True))
+                        b.number("timeout", None, 0, allow_none=True, lo_open=True), workers)
 
     sampler = _sampler_or_pruner(file, "sampler", top.node.get("sampler"), SAMPLERS, "tpe")
     pruner = _sampler_or_pruner(file, "pruner", top.node.get("pruner"), PRUNERS, "median")

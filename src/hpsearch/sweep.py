@@ -650,7 +650,7 @@ def run_sweep(spec_path: str | Path, n_trials: int | None = None, timeout: float
     study, exp_id, parent, total = prepare_study(spec, storage_url, tracker, name, n_trials)
     finished, running = count_trials(study)
     remaining = max(0, total - finished - running)
-    workers = workers or spec.budget.workers
+    workers = workers or spec.budget.workers or os.cpu_count() or 1  # auto: one per core
     timeout = timeout if timeout is not None else spec.budget.timeout
     deadline = time.time() + timeout if timeout else None
     echo(f"sweep {name}: {finished} of {total} trials done, {remaining} to run on "
