@@ -12,7 +12,7 @@ WORKERS ?=
 NAME ?= $(shell sed -n 's/^name:[[:space:]]*//p' $(SWEEP) 2>/dev/null | head -n 1)
 SWEEP_ARGS = $(if $(TRIALS),--trials $(TRIALS)) $(if $(WORKERS),--workers $(WORKERS))
 
-.PHONY: help setup sweep status report export ui demo-distributed test test-fast lint bench clean
+.PHONY: help setup sweep status report export ui demo-distributed test test-fast lint bench bench-efficiency clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -58,6 +58,12 @@ bench: setup ## run the benchmarks (figures go in docs/benchmarks.md by hand, wi
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/optimizer_cost.py
 	$(BIN)/python bench/tracking_overhead.py
+	$(BIN)/python bench/trial_overhead.py
+	$(BIN)/python bench/parallel_throughput.py --trials 12
+	$(BIN)/python bench/pruning.py
+
+bench-efficiency: setup ## hpsearch vs Optuna + scikit-learn on Fashion-MNIST, 20 min each (~45 min)
+	$(BIN)/python bench/sweep_efficiency.py --budget 1200 --out bench-out
 
 clean: ## remove the virtual environment, caches and everything under mlruns/
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache src/*.egg-info

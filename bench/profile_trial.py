@@ -42,16 +42,28 @@ RULES = [
     ("evaluation (train/val/test metrics)", "evaluate"),
     ("forward/backward element-wise", "network.py"),
     ("forward/backward element-wise", "functional.py"),
-    ("callbacks: tracking + pruning/storage", "on_epoch_end"),
+    ("data: load, convert, scale", "datasets.py"),
+    ("data: load, convert, scale", "validate_data"),
+    ("data: load, convert, scale", "input_transform"),
+    ("data: load, convert, scale", "_transform"),
+    ("data: load, convert, scale", "prepared"),
+    ("plots (study plots at the end)", "matplotlib"),
+    ("plots (study plots at the end)", "plots.py"),
+    ("MLflow calls in the main thread", "mlflow"),
+    ("MLflow calls in the main thread", "tracking.py"),
+    ("Optuna (sampler, pruner, journal storage)", "optuna/"),
+    ("checkpoint save", "checkpoint.py"),
+    ("diagnosis", "diagnostics.py"),
+    ("callbacks (other)", "on_epoch_end"),
     ("training loop (other)", "training.py"),
-    ("trial setup/close: data, diagnosis, checkpoint, storage", "sweep.py"),
+    ("sweep bookkeeping (other)", "sweep.py"),
 ]
 
 
 def categorise(stack: str) -> str:
     frames = stack.split(";")
     if "training.py" not in stack and "sweep.py" not in stack:
-        return "start-up: imports, data loading, study creation"
+        return "start-up: imports"
     for frame in reversed(frames):
         for name, needle in RULES:
             if needle in frame:
@@ -87,13 +99,13 @@ def main() -> None:
             other_threads["tracking thread" if "tracking" in stack or "mlflow" in stack
                           else "other threads"] += int(count)
     total = sum(main_thread.values())
-    trial_total = total - main_thread["start-up: imports, data loading, study creation"]
+    trial_total = total - main_thread["start-up: imports"]
     print(f"main thread: {total} samples; of the trial path ({trial_total} samples):")
     for name, n in main_thread.most_common():
         if name.startswith("start-up"):
             continue
         print(f"  {name:<58} {n / trial_total:6.1%}")
-    startup = main_thread["start-up: imports, data loading, study creation"]
+    startup = main_thread["start-up: imports"]
     print(f"start-up (once per sweep): {startup / total:.1%} of the main thread")
     for name, n in other_threads.items():
         print(f"{name}: {n} samples ({n / total:.1%} of the main thread's count, in parallel)")

@@ -38,7 +38,7 @@ def one(spec: dict, pruner: object, seed: int, trials: int) -> list[tuple[int, s
         old = os.getcwd()
         os.chdir(tmp)
         try:
-            Path("s.yaml").write_text(yaml.safe_dump(spec))
+            Path("s.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
             run_sweep("s.yaml", tracking_uri="none", echo=lambda s: None)
             study = optuna.load_study(study_name=spec["name"], storage=open_storage(
                 "journal:" + str(Path(tmp) / "mlruns" / "optuna.journal")))

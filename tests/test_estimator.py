@@ -68,3 +68,27 @@ def test_bad_parameters_fail_in_fit(param, value, match):
 def test_single_class_is_refused():
     with pytest.raises(ValueError, match="at least 2 classes"):
         MLPClassifier().fit(np.zeros((5, 2)), np.ones(5))
+
+
+@pytest.mark.parametrize("preprocessing", ["standardize", "scale"])
+def test_fitting_on_pretransformed_inputs_equals_fitting_with_preprocessing(preprocessing):
+    """The sweep's path: transform the splits once, fit with preprocessing='none', then
+    set_input_transform. Same history and the same predictions on raw features, bit for bit."""
+    from hpsearch.estimator import apply_input_transform, input_transform
+
+    X, y = load_digits(return_X_y=True)
+    X = X.astype(np.float32)
+    Xtr, Xv, ytr, yv = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
+    params = dict(hidden_sizes=(32,), max_epochs=5, random_state=0, dropout=0.1)
+    direct = MLPClassifier(preprocessing=preprocessing, **params).fit(
+        Xtr, ytr, eval_sets={"val": (Xv, yv)})
+    offset, scale = input_transform(Xtr, preprocessing, np.dtype(np.float32))
+    pre = MLPClassifier(preprocessing="none", **params).fit(
+        apply_input_transform(Xtr, offset, scale), ytr,
+        eval_sets={"val": (apply_input_transform(Xv, offset, scale), yv)})
+    pre.set_input_transform(preprocessing, offset, scale)
+    assert pre.history_ == direct.history_
+    assert pre.get_params()["preprocessing"] == preprocessing
+    np.testing.assert_array_equal(pre.predict_proba(Xv), direct.predict_proba(Xv))
+    with pytest.raises(ValueError, match="preprocessing='none'"):
+        direct.set_input_transform(preprocessing, offset, scale)

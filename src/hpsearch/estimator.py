@@ -194,23 +194,27 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     # -- preprocessing --------------------------------------------------------------------
     def _fit_preprocessing(self, x: np.ndarray) -> None:
-        n_features = x.shape[1]
-        if self.preprocessing == "standardize":
-            offset = x.mean(axis=0, dtype=np.float64)
-            spread = x.std(axis=0, dtype=np.float64)
-        elif self.preprocessing == "scale":
-            offset = np.zeros(n_features)
-            spread = np.full(n_features, float(np.abs(x).max()) if x.size else 1.0)
-        else:
-            offset, spread = np.zeros(n_features), np.ones(n_features)
-        spread[~(spread > 0)] = 1.0  # constant features: leave them centred, not divided by 0
-        self.input_offset_ = offset.astype(self.dtype)
-        self.input_scale_ = (1.0 / spread).astype(self.dtype)
+        self.input_offset_, self.input_scale_ = input_transform(x, self.preprocessing,
+                                                                np.dtype(self.dtype))
 
     def _transform(self, x: np.ndarray) -> np.ndarray:
-        out = np.subtract(x, self.input_offset_, dtype=self.input_offset_.dtype)
-        out *= self.input_scale_
-        return out
+        if self.preprocessing == "none":  # offset 0, scale 1: no copy
+            return x
+        return apply_input_transform(x, self.input_offset_, self.input_scale_)
+
+    def set_input_transform(self, preprocessing: str, offset: np.ndarray,
+                            scale: np.ndarray) -> MLPClassifier:
+        """For a model fitted with ``preprocessing="none"`` on inputs that were already
+        transformed as ``(x - offset) * scale`` (see ``input_transform``): make it take raw
+        features again, exactly as if it had been fitted with ``preprocessing``. A sweep
+        transforms its splits once for all trials instead of once per trial."""
+        check_is_fitted(self, "net_")
+        if self.preprocessing != "none":
+            raise ValueError("set_input_transform needs a model fitted with preprocessing='none'")
+        self.input_offset_ = np.asarray(offset, dtype=self.dtype)
+        self.input_scale_ = np.asarray(scale, dtype=self.dtype)
+        self.preprocessing = preprocessing
+        return self
 
     def _labels_to_index(self, y: Any, name: str) -> np.ndarray:
         y = np.asarray(y)
@@ -334,6 +338,30 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_class = True
         return tags
+
+
+def input_transform(x: np.ndarray, preprocessing: str,
+                    dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """(offset, scale) of a preprocessing fitted on x: ``standardize`` (mean, 1/std per
+    feature), ``scale`` (0, 1/max |x|), ``none`` (0, 1). Constant features are left unscaled."""
+    n_features = x.shape[1]
+    if preprocessing == "standardize":
+        offset = x.mean(axis=0, dtype=np.float64)
+        spread = x.std(axis=0, dtype=np.float64)
+    elif preprocessing == "scale":
+        offset = np.zeros(n_features)
+        spread = np.full(n_features, float(np.abs(x).max()) if x.size else 1.0)
+    else:
+        offset, spread = np.zeros(n_features), np.ones(n_features)
+    spread[~(spread > 0)] = 1.0  # constant features: leave them centred, not divided by 0
+    return offset.astype(dtype), (1.0 / spread).astype(dtype)
+
+
+def apply_input_transform(x: np.ndarray, offset: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """``(x - offset) * scale`` as a new array of the offset's dtype."""
+    out = np.subtract(x, offset, dtype=offset.dtype)
+    out *= scale
+    return out
 
 
 def history_frame(history: list[dict[str, float]]):  # type: ignore[no-untyped-def]

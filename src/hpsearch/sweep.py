@@ -208,6 +208,32 @@ class Context:
     tags: dict[str, str] = field(default_factory=dict)
     log: AsyncTrialLog | None = None  # set in join_study
     last_trial: int = -1  # the trial this worker ran last
+    prepared: dict[tuple[str, str], Prepared] = field(default_factory=dict)
+
+
+@dataclass
+class Prepared:
+    """The splits transformed once per worker for one preprocessing (fitted on the training
+    split), shared by every trial: a trial no longer converts and copies the data set."""
+    offset: np.ndarray
+    scale: np.ndarray
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+def prepared(ctx: Context, preprocessing: str, dtype: str) -> Prepared:
+    from .estimator import apply_input_transform, input_transform
+
+    key = (preprocessing, dtype)
+    if key not in ctx.prepared:
+        sp = ctx.splits
+        offset, scale = input_transform(sp.train[0].astype(dtype, copy=False), preprocessing,
+                                        np.dtype(dtype))
+        ctx.prepared[key] = Prepared(offset, scale, *(
+            apply_input_transform(x, offset, scale) for x in (sp.train[0], sp.val[0],
+                                                              sp.test[0])))
+    return ctx.prepared[key]
 
 
 def _load_splits(spec: SweepSpec) -> datasets.Splits:
@@ -320,8 +346,10 @@ def objective(ctx: Context, trial: optuna.Trial) -> float:
     chosen = suggest(trial, spec.space)
     params = model_params(chosen, spec)
     params.setdefault("preprocessing", ctx.splits.preprocessing)
-    model = MLPClassifier(**params)
-    logged = {**model.get_params(), **{k: v for k, v in chosen.items() if k not in params}}
+    logged = {**MLPClassifier(**params).get_params(),
+              **{k: v for k, v in chosen.items() if k not in params}}
+    data = prepared(ctx, params["preprocessing"], params.get("dtype", "float32"))
+    model = MLPClassifier(**{**params, "preprocessing": "none"})  # data is transformed already
     tags = dict(ctx.tags)
     retry_of = _retry_of(ctx.study, trial)
     if retry_of is not None:
@@ -378,8 +406,11 @@ def objective(ctx: Context, trial: optuna.Trial) -> float:
                 trial.set_user_attr(key, value)
 
     try:
-        model.fit(*ctx.splits.train, eval_sets={"val": ctx.splits.val, "test": ctx.splits.test},
+        sp = ctx.splits
+        model.fit(data.train, sp.train[1], eval_sets={"val": (data.val, sp.val[1]),
+                                                      "test": (data.test, sp.test[1])},
                   callbacks=[pruning, logger])
+        model.set_input_transform(params["preprocessing"], data.offset, data.scale)
     except KeyboardInterrupt:
         close("INTERRUPTED", "interrupted (Ctrl-C)")
         raise
