@@ -22,7 +22,7 @@ GOOD = """\
 name: kept
 data: {data}
 training: {{max_epochs: 4, batch_size: 64}}
-budget: {{n_trials: 2}}
+budget: {{n_trials: 2, workers: 1}}
 sampler: {{name: random, seed: 0}}
 space:
   {space}

@@ -27,7 +27,7 @@ SPEC = """\
 name: {name}
 data: {{dataset: digits, seed: 0}}
 training: {{max_epochs: 300, batch_size: 16, early_stopping_patience: null}}
-budget: {{n_trials: 3}}
+budget: {{n_trials: 3, workers: 1}}
 pruner: none
 sampler: {{name: random, seed: 0}}
 space:

@@ -27,7 +27,7 @@ SPEC = """\
 name: ex
 data: {dataset: digits, seed: 0}
 training: {max_epochs: 10, batch_size: 64, early_stopping_patience: 4}
-budget: {n_trials: 5}
+budget: {n_trials: 5, workers: 1}
 sampler: {name: random, seed: 3}
 pruner: none
 checkpoints: {keep: 2}
@@ -153,7 +153,8 @@ def test_export_errors(inside):
 
 def test_no_completed_trial(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "f.yaml").write_text("name: f\ntraining: {max_epochs: 2}\nbudget: {n_trials: 1}\n"
+    (tmp_path / "f.yaml").write_text("name: f\ntraining: {max_epochs: 2}\n"
+                                     "budget: {n_trials: 1, workers: 1}\n"
                                      "space: {warmup_epochs: -1}\n")
     run_sweep("f.yaml", echo=lambda s: None)
     res = CliRunner().invoke(main, ["export", "f"])

@@ -21,7 +21,7 @@ SPEC = """\
 name: faults
 data: {dataset: digits, seed: 0}
 training: {max_epochs: 12, batch_size: 64, early_stopping_patience: null}
-budget: {n_trials: 8}
+budget: {n_trials: 8, workers: 1}
 sampler: {name: random, seed: 0}
 pruner: none
 space:

@@ -20,7 +20,7 @@ from hpsearch.tracking import resolve_tracking_uri
 SPEC = """\
 name: killed
 training: {max_epochs: 300, batch_size: 16, early_stopping_patience: null}
-budget: {n_trials: 3}
+budget: {n_trials: 3, workers: 1}
 pruner: none
 sampler: {name: random, seed: 0}
 space:

@@ -25,7 +25,7 @@ SMALL = """\
 name: small
 data: {dataset: digits, seed: 0}
 training: {max_epochs: 12, batch_size: 64, early_stopping_patience: 4}
-budget: {n_trials: 6}
+budget: {n_trials: 6, workers: 1}
 sampler: {name: random, seed: 1}
 pruner: {name: median, n_startup_trials: 2, n_warmup_steps: 2}
 space:
@@ -169,7 +169,7 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(workdir):
     (workdir / "fail.yaml").write_text("""\
 name: fail
 training: {max_epochs: 3}
-budget: {n_trials: 2}
+budget: {n_trials: 2, workers: 1}
 sampler: grid
 space:
   warmup_epochs: {type: categorical, choices: [0, -1]}
@@ -212,7 +212,7 @@ def test_ctrl_c_closes_the_running_trial_in_both_stores(workdir, workers):
     (workdir / "long.yaml").write_text("""\
 name: long
 training: {max_epochs: 400, batch_size: 16, early_stopping_patience: null}
-budget: {n_trials: 3}
+budget: {n_trials: 3, workers: 1}
 pruner: none
 space:
   hidden_size: {type: int, low: 256, high: 256}

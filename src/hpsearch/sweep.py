@@ -592,8 +592,10 @@ def _report_trial(ctx: Context) -> None:
 
 
 def _worker_process(study_name: str, storage_url: str, tracking_uri: str, quota: int,
-                    deadline: float | None, blas_threads: int, worker: int) -> None:
-    """Entry point of a worker process (spawned): one BLAS thread pool of its own size."""
+                    deadline: float | None, blas_threads: int, worker: int,
+                    errors: Any) -> None:
+    """Entry point of a worker process (spawned): one BLAS thread pool of its own size. A
+    user-facing error goes to ``errors`` for the sweep process to report, in one line."""
     import sys
 
     from threadpoolctl import threadpool_limits
@@ -604,14 +606,11 @@ def _worker_process(study_name: str, storage_url: str, tracking_uri: str, quota:
         run_trials(ctx, quota, deadline)
     except KeyboardInterrupt:
         sys.exit(130)
-    except HpsearchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
     except Exception as exc:
-        message = describe(exc)
+        message = str(exc) if isinstance(exc, HpsearchError) else describe(exc)
         if message is None:
             raise
-        print(f"error: {message}", file=sys.stderr)
+        errors.put(message)
         sys.exit(2)
 
 
@@ -713,8 +712,9 @@ def _run_processes(name: str, storage_url: str, tracking_uri: str, remaining: in
     quotas = [remaining // workers + (i < remaining % workers) for i in range(workers)]
     blas = max(1, (os.cpu_count() or 1) // workers)
     ctx = mp.get_context("spawn")
+    errors = ctx.SimpleQueue()
     procs = [ctx.Process(target=_worker_process,
-                         args=(name, storage_url, tracking_uri, q, deadline, blas, i + 1),
+                         args=(name, storage_url, tracking_uri, q, deadline, blas, i + 1, errors),
                          name=f"hpsearch-worker-{i}") for i, q in enumerate(quotas)]
     for p in procs:
         p.start()
@@ -732,7 +732,15 @@ def _run_processes(name: str, storage_url: str, tracking_uri: str, remaining: in
                     os.kill(p.pid, signal.SIGINT)
     failed = [p for p in procs if p.exitcode not in (0, 130)]
     if failed and not interrupted:
-        raise StorageError(f"{len(failed)} worker process(es) stopped with an error (see above)")
+        messages = []
+        while not errors.empty():
+            messages.append(errors.get())
+        if not messages:
+            raise StorageError(f"{len(failed)} worker process(es) stopped with an error "
+                               f"(see above)")
+        others = len(failed) - 1
+        raise StorageError(messages[0] + (f" (and {others} more worker(s) stopped)"
+                                          if others else ""))
     return interrupted or any(p.exitcode == 130 for p in procs)
 
 
