@@ -415,9 +415,10 @@ def objective(ctx: Context, trial: optuna.Trial) -> float:
         close("INTERRUPTED", "interrupted (Ctrl-C)")
         raise
     except Exception as exc:  # one trial's bug or bad parameter must not stop the sweep
-        if is_outage(exc) or describe(exc):  # the storage went away: not the trial's fault
-            close("FAIL", f"storage lost during the trial: {describe(exc)}; retried when it "
-                          f"is back", storage_ok=False)
+        lost = describe(exc)  # a storage outage or a disk failure: not the trial's fault
+        if lost:
+            close("FAIL", f"storage lost during the trial: {lost}; retried when it is back",
+                  storage_ok=False)
             raise
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
         close("FAIL", reason)
