@@ -116,18 +116,33 @@ def main() -> None:
                     help="hpsearch worker processes (default: the spec's budget.workers)")
     ap.add_argument("--spec", type=Path, default=ROOT / "sweeps" / "fashion-mnist.yaml")
     ap.add_argument("--out", type=Path, default=Path("bench-out"))
+    ap.add_argument("--first", choices=("baseline", "hpsearch"), default="baseline",
+                    help="which side runs first (the other runs right after)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     import peer_sweep
 
-    peer = peer_sweep.run(args.budget)
-    print(f"baseline (Optuna TPE + scikit-learn): {peer['n_trials']} trials in "
-          f"{peer['elapsed_s']:.0f} s, best val {peer['best_val_accuracy']:.4f}, its test "
-          f"accuracy {peer['best_test_accuracy']:.4f}", flush=True)
-    ours = run_hpsearch(args.budget, args.workers, args.spec.resolve())
-    print(f"hpsearch: {ours['n_trials']} trials in {ours['elapsed_s']:.0f} s {ours['states']}, "
-          f"best val {ours['best_val_accuracy']:.4f}, exported test accuracy "
-          f"{ours['exported_test_accuracy']:.4f} (export {ours['export_s']:.0f} s)")
+    def baseline() -> dict:
+        peer = peer_sweep.run(args.budget)
+        print(f"baseline (Optuna TPE + scikit-learn): {peer['n_trials']} trials in "
+              f"{peer['elapsed_s']:.0f} s, best val {peer['best_val_accuracy']:.4f}, its test "
+              f"accuracy {peer['best_test_accuracy']:.4f}", flush=True)
+        return peer
+
+    def hpsearch() -> dict:
+        ours = run_hpsearch(args.budget, args.workers, args.spec.resolve())
+        print(f"hpsearch: {ours['n_trials']} trials in {ours['elapsed_s']:.0f} s "
+              f"{ours['states']}, best val {ours['best_val_accuracy']:.4f}, exported test "
+              f"accuracy {ours['exported_test_accuracy']:.4f} (export {ours['export_s']:.0f} s)",
+              flush=True)
+        return ours
+
+    if args.first == "baseline":
+        peer = baseline()
+        ours = hpsearch()
+    else:
+        ours = hpsearch()
+        peer = baseline()
     ratio = ours["trials_per_hour"] / peer["trials_per_hour"]
     print(f"trials per hour: hpsearch {ours['trials_per_hour']:.0f}, baseline "
           f"{peer['trials_per_hour']:.0f}: {ratio:.2f}x (target >= 3x)")
