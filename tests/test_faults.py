@@ -161,3 +161,38 @@ def test_journal_append_on_a_full_disk_leaves_no_broken_line(tiny_fs):
     assert 5 < written < 1000
     assert len(list(backend.read_logs(0))) == written
     journal_is_whole(tiny_fs / "j.journal")
+
+
+def test_the_first_error_wins_when_tracking_fails_while_closing(tmp_path):
+    """A sweep stopping on one error (here the study's) whose tracking store then fails too:
+    the first error reaches the user, the second is reported beside it, not instead of it."""
+    from types import SimpleNamespace
+
+    from hpsearch.sweep import run_trials
+
+    class Study:
+        study_name = "s"
+
+        def optimize(self, *args, **kwargs):
+            raise RuntimeError("the study's own error")
+
+    class Log:
+        def close(self):
+            raise OSError(28, "No space left on device", str(tmp_path / "mlflow.db"))
+
+    said: list[str] = []
+    ctx = SimpleNamespace(study=Study(), log=Log(), echo=said.append)
+    with pytest.raises(RuntimeError, match="the study's own error"):
+        run_trials(ctx, quota=1, deadline=None)  # type: ignore[arg-type]
+    assert len(said) == 1 and said[0].startswith("tracking also failed: ")
+    assert "mlflow.db" in said[0]
+
+    class Quiet:
+        def optimize(self, *args, **kwargs):
+            return None
+
+    # With nothing else on its way out, the tracking error itself is raised.
+    ctx = SimpleNamespace(study=Quiet(), log=Log(), echo=said.append,
+                          spec=SimpleNamespace(keep_checkpoints=None))
+    with pytest.raises(OSError):
+        run_trials(ctx, quota=0, deadline=None)  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ import math
 import multiprocessing as mp
 import os
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -503,7 +504,16 @@ def run_trials(ctx: Context, quota: int | None, deadline: float | None) -> int:
     finally:
         threading.excepthook = previous_hook
         if ctx.log is not None:
-            ctx.log.close()  # every finished trial's run is closed before this returns
+            pending = sys.exc_info()[1]
+            try:
+                ctx.log.close()  # every finished trial's run is closed before this returns
+            except Exception as closing:
+                if pending is None:
+                    raise
+                # The error already on its way out (a lost storage, say) is the one the user
+                # must act on first; the tracking store failing as well is reported beside it.
+                ctx.echo("tracking also failed: "
+                         + (describe(closing) or str(closing).splitlines()[0]))
     return done
 
 
