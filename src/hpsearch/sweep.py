@@ -349,7 +349,7 @@ def objective(ctx: Context, trial: optuna.Trial) -> float:
     params.setdefault("preprocessing", ctx.splits.preprocessing)
     logged = {**MLPClassifier(**params).get_params(),
               **{k: v for k, v in chosen.items() if k not in params}}
-    data = prepared(ctx, params["preprocessing"], params.get("dtype", "float32"))
+    data = prepared(ctx, logged["preprocessing"], logged["dtype"])
     model = MLPClassifier(**{**params, "preprocessing": "none"})  # data is transformed already
     tags = dict(ctx.tags)
     retry_of = _retry_of(ctx.study, trial)
@@ -607,8 +607,6 @@ def _worker_process(study_name: str, storage_url: str, tracking_uri: str, quota:
                     errors: Any) -> None:
     """Entry point of a worker process (spawned): one BLAS thread pool of its own size. A
     user-facing error goes to ``errors`` for the sweep process to report, in one line."""
-    import sys
-
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(blas_threads)
