@@ -206,9 +206,10 @@ def test_unknown_study_is_one_line(workdir):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("workers", [1, 2])
-def test_ctrl_c_closes_the_running_trial_in_both_stores(workdir, workers):
-    """SIGINT to the sweep process alone (with 2 workers it must pass it on to them)."""
+@pytest.mark.parametrize("workers, terminal", [(1, False), (2, False), (2, True)])
+def test_ctrl_c_closes_the_running_trial_in_both_stores(workdir, workers, terminal):
+    """SIGINT to the sweep process alone (with 2 workers it must pass it on to them), or to its
+    whole process group as a terminal's Ctrl-C does (each worker then gets it twice)."""
     (workdir / "long.yaml").write_text("""\
 name: long
 training: {max_epochs: 400, batch_size: 16, early_stopping_patience: null}
@@ -220,13 +221,17 @@ space:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "hpsearch.cli", "sweep", "long.yaml",
                              "--workers", str(workers)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=terminal)
     deadline = time.time() + 120
     for line in proc.stdout:  # wait until the sweep is under way
         if line.startswith("sweep long:") or time.time() > deadline:
             break
     time.sleep(4 if workers == 1 else 15)  # inside the first trial(s)
-    proc.send_signal(signal.SIGINT)
+    if terminal:
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err

@@ -610,6 +610,7 @@ def _worker_process(study_name: str, storage_url: str, tracking_uri: str, quota:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(blas_threads)
+    signal.signal(signal.SIGINT, _interrupt_once)
     try:
         ctx = join_study(study_name, storage_url, tracking_uri, worker=worker)
         run_trials(ctx, quota, deadline)
@@ -621,6 +622,14 @@ def _worker_process(study_name: str, storage_url: str, tracking_uri: str, quota:
             raise
         errors.put(message)
         sys.exit(2)
+
+
+def _interrupt_once(signum: int, frame: Any) -> None:
+    """A worker's SIGINT handler. Ctrl-C in a terminal reaches a worker twice (from the terminal,
+    and passed on by the sweep process), and a second KeyboardInterrupt would cut short the
+    closing of the interrupted trial in one store or the other: only the first one counts."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 @dataclass
@@ -740,10 +749,13 @@ def _run_processes(name: str, storage_url: str, tracking_uri: str, remaining: in
                 if p.is_alive() and p.pid is not None:
                     os.kill(p.pid, signal.SIGINT)
     failed = [p for p in procs if p.exitcode not in (0, 130)]
+    messages = []
+    while not errors.empty():
+        messages.append(errors.get())
+    if interrupted:  # an error met while closing after Ctrl-C is still worth a line
+        for message in messages:
+            print(f"error: {message}", file=sys.stderr)
     if failed and not interrupted:
-        messages = []
-        while not errors.empty():
-            messages.append(errors.get())
         if not messages:
             raise StorageError(f"{len(failed)} worker process(es) stopped with an error "
                                f"(see above)")

@@ -15,6 +15,7 @@ import platform
 import queue
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -366,24 +367,32 @@ class AsyncTrialLog:
 
     Calls put a message on a queue and return at once; trials are named by their Optuna trial
     number. A store error is raised by the next call; ``close`` waits until everything queued has
-    been written (also after Ctrl-C, so an interrupted trial's run is closed as KILLED).
+    been written (also after Ctrl-C, so an interrupted trial's run is closed as KILLED), and then
+    closes as KILLED any run started here that never got its ``finish`` (a second Ctrl-C can land
+    between a trial's end and its ``finish``).
     """
+
+    #: How long ``close`` goes on waiting for queued writes after a Ctrl-C, in seconds.
+    grace_after_interrupt = 60.0
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
         self._queue: queue.Queue[Any] = queue.Queue()
         self._thread: threading.Thread | None = None
+        self._done = threading.Event()  # set when the thread has returned
         self._errors: list[str] = []
         self._run_ids: dict[int, str] = {}
+        self._unfinished: set[int] = set()  # started here, no finish written yet
         self._tracker: Tracker | None = None
 
     def _send(self, *message: Any) -> None:
         self._check()
         if self.uri == "none":
             return
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._loop, name="hpsearch-tracking",
-                                            daemon=True)
+        if not self._running():
+            self._done = threading.Event()
+            self._thread = threading.Thread(target=self._loop, args=(self._queue, self._done),
+                                            name="hpsearch-tracking", daemon=True)
             self._thread.start()
         self._queue.put(message)
 
@@ -417,23 +426,53 @@ class AsyncTrialLog:
                                         value=value, metric=metric, extra=extra))
 
     def close(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
+        """Wait until everything queued is written. A Ctrl-C during the wait does not abandon the
+        queue (it holds the closing records of trials that are over): the wait goes on for at
+        most ``grace_after_interrupt`` seconds more, and the interrupt is raised afterwards.
+
+        The wait polls an event instead of joining the thread: on Python 3.11 a KeyboardInterrupt
+        inside ``Thread.join`` marks a thread that is still running as stopped."""
+        interrupted, deadline = False, float("inf")
+        if self._running():
             self._queue.put(None)
-            self._thread.join()
+            while not self._done.is_set() and time.monotonic() < deadline:
+                try:
+                    self._done.wait(min(1.0, deadline - time.monotonic()))
+                except KeyboardInterrupt:
+                    interrupted = True
+                    deadline = min(deadline, time.monotonic() + self.grace_after_interrupt)
+            if not self._done.is_set():
+                self._queue = queue.Queue()  # the abandoned thread keeps the old one
+                grace = self.grace_after_interrupt
+                self._errors.append(f"tracking writes still pending {grace:g} s after Ctrl-C "
+                                    f"were abandoned; `hpsearch recover` closes the runs left "
+                                    f"RUNNING")
         self._thread = None
+        if interrupted:
+            for message in self._errors:
+                print(f"error: {message}", file=sys.stderr)
+            self._errors.clear()
+            raise KeyboardInterrupt
         self._check()
 
-    def _loop(self) -> None:
-        while True:
-            message = self._queue.get()
-            if message is None:
-                return
-            kind, number, payload = message
-            try:
-                self._handle(kind, number, payload)
-            except Exception as exc:  # reported to the worker, which stops with one line
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                self._errors.append(first[:500])
+    def _running(self) -> bool:
+        return self._thread is not None and not self._done.is_set()
+
+    def _loop(self, messages: queue.Queue[Any], done: threading.Event) -> None:
+        try:
+            while True:
+                message = messages.get()
+                if message is None:
+                    self._close_unfinished()
+                    return
+                kind, number, payload = message
+                try:
+                    self._handle(kind, number, payload)
+                except Exception as exc:  # reported to the worker, which stops with one line
+                    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                    self._errors.append(first[:500])
+        finally:
+            done.set()
 
     def _handle(self, kind: str, number: int, payload: Any) -> None:
         if self._tracker is None:
@@ -441,14 +480,27 @@ class AsyncTrialLog:
         tracker = self._tracker
         if kind == "start":
             self._run_ids[number] = tracker.start_trial(**payload)
+            self._unfinished.add(number)
         elif kind == "metrics":
             tracker.log_metrics(self._run_ids[number], [Metric(*m) for m in payload])
         elif kind == "finish":
             finish_trial_with_files(tracker, self._run_ids[number], **payload)
+            self._unfinished.discard(number)
         elif kind == "best":
             study = payload.pop("study")
             run_id = self._run_ids.get(number) or tracker.trial_run_id(study, number) or ""
             tracker.log_best(run_id=run_id, **payload)
+
+    def _close_unfinished(self) -> None:
+        for number in sorted(self._unfinished):
+            try:
+                assert self._tracker is not None
+                self._tracker.finish_trial(self._run_ids[number], "INTERRUPTED", {}, {
+                    "optuna.trial.reason": "the worker stopped before this trial's run was "
+                                           "closed (Ctrl-C)"})
+            except Exception as exc:
+                self._errors.append((str(exc).strip().splitlines() or [type(exc).__name__])[0])
+        self._unfinished.clear()
 
 
 def finish_trial_with_files(tracker: Tracker, run_id: str, state: str,

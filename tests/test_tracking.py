@@ -1,0 +1,106 @@
+"""The background trial log (``AsyncTrialLog``) on a real MLflow SQLite store: what Ctrl-C does
+to the writes it has queued, and to runs whose trial never reached ``finish``."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import pytest
+
+from hpsearch import tracking
+from hpsearch.tracking import AsyncTrialLog, Tracker
+
+
+@pytest.fixture
+def store(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri)
+    exp = tracker.experiment("log")
+    parent = tracker.create_parent(exp, "log", "log.yaml", "name: log", {}, "unknown")
+    return uri, tracker, exp, parent
+
+
+def run_of(tracker: Tracker, number: int):
+    return tracker.client.get_run(tracker.trial_run_id("log", number))
+
+
+def slow_finish(monkeypatch, release: threading.Event) -> None:
+    """The thread's `finish` waits for ``release`` (a slow store, a large learning curve)."""
+    real = tracking.finish_trial_with_files
+
+    def finish(*args, **kwargs):
+        release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tracking, "finish_trial_with_files", finish)
+
+
+def interrupt_main_thread(after: float) -> threading.Timer:
+    timer = threading.Timer(after, signal.pthread_kill,
+                            (threading.main_thread().ident, signal.SIGINT))
+    timer.start()
+    return timer
+
+
+def test_ctrl_c_while_closing_still_writes_the_finished_trial(store, monkeypatch):
+    """The trial is over and its `finish` is queued; Ctrl-C arrives while `close` waits for the
+    thread: the run must still be closed (it stayed RUNNING before)."""
+    uri, tracker, exp, parent = store
+    release = threading.Event()
+    slow_finish(monkeypatch, release)
+    log = AsyncTrialLog(uri)
+    log.start(exp, parent, "log", 0, {"hidden_size": 8}, {})
+    log.finish(0, "COMPLETE", {"best_val_accuracy": 0.5}, {}, [], 0, "trial 0")
+    interrupt_main_thread(0.5)
+    threading.Timer(1.5, release.set).start()  # the store answers after the interrupt
+    with pytest.raises(KeyboardInterrupt):
+        log.close()
+    run = run_of(tracker, 0)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["optuna.trial.state"] == "COMPLETE"
+    assert run.data.metrics["best_val_accuracy"] == 0.5
+
+
+def test_a_run_never_finished_is_closed_as_killed(store):
+    """A second Ctrl-C can land between a trial's end and its `finish`: `close` kills the run."""
+    uri, tracker, exp, parent = store
+    log = AsyncTrialLog(uri)
+    log.start(exp, parent, "log", 0, {}, {})
+    log.start(exp, parent, "log", 1, {}, {})
+    log.finish(1, "PRUNED", {}, {"optuna.trial.reason": "pruned at epoch 2"}, [], 0, "trial 1")
+    log.close()
+    left, pruned = run_of(tracker, 0), run_of(tracker, 1)
+    assert left.info.status == "KILLED"
+    assert left.data.tags["optuna.trial.state"] == "FAIL"
+    assert "stopped before this trial's run was closed" in left.data.tags["optuna.trial.reason"]
+    assert pruned.info.status == "FINISHED"
+    assert pruned.data.tags["optuna.trial.reason"] == "pruned at epoch 2"
+
+
+def test_a_hung_store_after_ctrl_c_is_given_up_with_one_line(store, monkeypatch, capsys):
+    uri, tracker, exp, parent = store
+    release = threading.Event()
+    slow_finish(monkeypatch, release)
+    log = AsyncTrialLog(uri)
+    log.grace_after_interrupt = 0.5
+    log.start(exp, parent, "log", 0, {}, {})
+    log.finish(0, "COMPLETE", {}, {}, [], 0, "trial 0")
+    thread = log._thread
+    interrupt_main_thread(0.3)
+    started = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            log.close()
+        assert time.monotonic() - started < 10
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1
+        assert err[0].startswith("error: tracking writes still pending 0.5 s after Ctrl-C")
+        assert "hpsearch recover" in err[0]
+        assert run_of(tracker, 0).info.status == "RUNNING"
+    finally:
+        release.set()
+        assert thread is not None
+        thread.join(30)
+    assert run_of(tracker, 0).info.status == "FINISHED"  # written once the store answered
