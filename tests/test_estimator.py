@@ -56,6 +56,7 @@ def test_string_labels_and_predict_proba():
     ("hidden_sizes", (0,), "hidden_sizes"),
     ("dropout", 1.0, "dropout=1.0"),
     ("learning_rate", -1.0, "learning_rate=-1.0"),
+    ("ema_decay", 1.0, "ema_decay=1.0"),
     ("monitor", "holdout_loss", "monitor='holdout_loss'"),
 ])
 def test_bad_parameters_fail_in_fit(param, value, match):

@@ -39,7 +39,7 @@ ESTIMATOR_PARAMS = {
     "hidden_sizes", "optimizer", "learning_rate", "schedule", "l2", "l1", "dropout",
     "input_dropout", "batch_size", "momentum", "nesterov", "beta1", "beta2", "eps", "rho",
     "weight_decay", "step_size", "gamma", "min_lr", "decay_rate", "plateau_patience",
-    "warmup_epochs", "preprocessing",
+    "warmup_epochs", "preprocessing", "ema_decay",
 }
 LAYER_HELPERS = re.compile(r"^(n_layers|hidden_size|hidden_size_[2-9])$")
 NAMED_CHOICES = {"optimizer": set(OPTIMIZERS), "schedule": set(SCHEDULES),

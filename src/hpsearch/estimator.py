@@ -58,6 +58,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         loss, else ``train_loss``. Early stopping, the plateau schedule and the best epoch use it.
     restore_best_weights : bool
         At the end of fit, restore the weights of the best epoch by ``monitor``.
+    ema_decay : float in [0, 1)
+        Weight averaging: keep an exponential moving average of the weights, updated after every
+        minibatch step with this decay (e.g. 0.999, an average over roughly the last 1,000
+        steps; warmed up as ``min(ema_decay, (1 + t) / (10 + t))``). Every epoch's metrics, the
+        best epoch and the fitted model use the averaged weights. 0 (default) switches it off.
     momentum, nesterov : momentum optimizer settings.
     beta1, beta2, eps, rho, weight_decay : Adam/AdamW/RMSProp settings (weight_decay: AdamW).
     step_size, gamma, min_lr, decay_rate, plateau_patience, warmup_epochs : schedule settings.
@@ -87,6 +92,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         early_stopping_patience: int | None = None,
         monitor: str | None = None,
         restore_best_weights: bool = True,
+        ema_decay: float = 0.0,
         momentum: float = 0.9,
         nesterov: bool = False,
         beta1: float = 0.9,
@@ -118,6 +124,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.early_stopping_patience = early_stopping_patience
         self.monitor = monitor
         self.restore_best_weights = restore_best_weights
+        self.ema_decay = ema_decay
         self.momentum = momentum
         self.nesterov = nesterov
         self.beta1 = beta1
@@ -162,7 +169,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         for name in ("dropout", "input_dropout"):
             if not 0 <= getattr(self, name) < 1:
                 raise bad(name, "must be in [0, 1)")
-        for name in ("momentum", "beta1", "beta2", "rho"):
+        for name in ("momentum", "beta1", "beta2", "rho", "ema_decay"):
             if not 0 <= getattr(self, name) < 1:
                 raise bad(name, "must be in [0, 1)")
         for name in ("batch_size", "max_epochs", "step_size", "plateau_patience"):
@@ -273,7 +280,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         config = TrainConfig(
             batch_size=self.batch_size, max_epochs=self.max_epochs, dropout=self.dropout,
             input_dropout=self.input_dropout, l1=self.l1, l2=self.l2, monitor=monitor,
-            patience=self.early_stopping_patience, restore_best=self.restore_best_weights)
+            patience=self.early_stopping_patience, restore_best=self.restore_best_weights,
+            ema_decay=float(self.ema_decay))
         result = train(net, opt, sched, x, y_idx, config, rng, sets, train_eval, callbacks)
 
         self.net_ = net

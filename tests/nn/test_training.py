@@ -97,3 +97,64 @@ def test_plateau_schedule_uses_the_monitor(digits):
     m.fit(xtr[:150], ytr[:150], eval_sets={"val": (xv, yv)})
     lrs = [r["learning_rate"] for r in m.history_]
     assert lrs[0] == 0.01 and min(lrs) < 0.01
+
+
+def _trajectory_run(digits, ema_decay: float, restore_best: bool):
+    """A small digits net trained with ``train`` directly, recording the weights after every
+    optimizer step (float64 copies): 1,200 samples in batches of 100, 12 steps an epoch."""
+    from hpsearch.nn import Network, TrainConfig, make_optimizer, make_schedule, train
+
+    xtr, ytr, xv, yv = digits
+    x, xe = (xtr / 16).astype(np.float32), (xv / 16).astype(np.float32)
+    net = Network([64, 16, 10])
+    net.init_he(np.random.default_rng(0))
+    start = net.params.astype(np.float64)
+    opt = make_optimizer("adam", net.n_params, net.dtype, net.n_weights)
+    steps = []
+    real_step = opt.step
+
+    def step(params, grad, lr):
+        real_step(params, grad, lr)
+        steps.append(params.astype(np.float64))
+
+    opt.step = step  # type: ignore[method-assign]
+    config = TrainConfig(batch_size=100, max_epochs=4, monitor="val_accuracy",
+                         ema_decay=ema_decay, restore_best=restore_best)
+    result = train(net, opt, make_schedule("constant", 3e-3), x, ytr, config,
+                   np.random.default_rng(1), eval_sets={"val": (xe, yv)})
+    return net, start, steps, result, (xe, yv)
+
+
+def _moving_average(start, steps, ema_decay):
+    average = start.copy()
+    for t, params in enumerate(steps):
+        decay = min(ema_decay, (1 + t) / (10 + t))
+        average += (1 - decay) * (params - average)
+    return average
+
+
+def test_weight_averaging_returns_the_warmed_up_moving_average(digits):
+    net, start, steps, _, _ = _trajectory_run(digits, 0.95, restore_best=False)
+    assert len(steps) == 4 * 12
+    np.testing.assert_allclose(net.params, _moving_average(start, steps, 0.95), atol=1e-5)
+    assert np.abs(net.params - steps[-1]).max() > 1e-3  # not the last trained weights
+
+
+def test_weight_averaging_does_not_change_the_training_path(digits):
+    """The average is measured and kept, but training goes on from the trained weights."""
+    _, _, plain, _, _ = _trajectory_run(digits, 0.0, restore_best=True)
+    _, _, averaged, _, _ = _trajectory_run(digits, 0.95, restore_best=True)
+    for a, b in zip(plain, averaged, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_best_epoch_keeps_its_average_and_its_measured_score(digits):
+    from hpsearch.nn.training import evaluate
+
+    net, start, steps, result, (xe, ye) = _trajectory_run(digits, 0.95, restore_best=True)
+    best = result.best_epoch
+    expected = _moving_average(start, steps[:best * 12], 0.95)
+    np.testing.assert_allclose(net.params, expected, atol=1e-5)
+    loss, accuracy = evaluate(net, xe, ye)
+    assert accuracy == result.history[best - 1]["val_accuracy"]
+    assert loss == pytest.approx(result.history[best - 1]["val_loss"], rel=1e-5)

@@ -4,7 +4,8 @@ pruning and saving live in callbacks (minGPT's split).
 Per epoch: one seeded permutation, then per minibatch a gather of its rows and
 forward/backward/step into preallocated buffers, then a no-dropout evaluation of the training
 subsample and of every evaluation set. The best epoch by the monitored metric is snapshotted
-and restored at the end.
+and restored at the end. With ``ema_decay`` the measured, snapshotted and returned weights are
+an exponential moving average of the trained ones (three more passes over the weights a step).
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ class TrainConfig:
     patience: int | None = None  # early stopping; None trains all max_epochs
     restore_best: bool = True
     divergence_factor: float = 10.0  # train loss above factor * ln(n_classes) counts as diverged
+    # Polyak averaging: an exponential moving average of the weights, updated after every step
+    # with decay min(ema_decay, (1 + t) / (10 + t)) at step t (so the start is not dragged by the
+    # random initial weights); evaluation, the best epoch and the result use the average.
+    ema_decay: float = 0.0
 
 
 @dataclass
@@ -114,6 +119,9 @@ def _train(net: Network, optimizer: Optimizer, schedule: Schedule, x: Array, y: 
     result = TrainResult(best_value=math.inf)
     started = time.perf_counter()
     use_dropout = config.dropout > 0 or config.input_dropout > 0
+    average = net.params.copy() if config.ema_decay > 0 else None
+    live = np.empty_like(net.params) if average is not None else None  # weights being trained
+    steps = 0
 
     for epoch in range(config.max_epochs):
         lr = schedule.rate(epoch)
@@ -136,7 +144,17 @@ def _train(net: Network, optimizer: Optimizer, schedule: Schedule, x: Array, y: 
             if config.l1:
                 grad[:nw] += net.dtype.type(config.l1) * np.sign(net.params[:nw])
             optimizer.step(net.params, grad, lr)
+            if average is not None:
+                # average += (1 - decay) * (params - average); grad is free until backward.
+                decay = min(config.ema_decay, (1 + steps) / (10 + steps))
+                steps += 1
+                np.subtract(net.params, average, out=grad)
+                grad *= net.dtype.type(1 - decay)
+                average += grad
 
+        if average is not None and live is not None:  # measure (and keep) the average
+            np.copyto(live, net.params)
+            np.copyto(net.params, average)
         record: Record = {"epoch": epoch + 1, "learning_rate": lr}
         if finite:
             record["train_loss"], record["train_accuracy"] = evaluate(net, *train_eval)
@@ -160,6 +178,8 @@ def _train(net: Network, optimizer: Optimizer, schedule: Schedule, x: Array, y: 
         if sign * value < sign * result.best_value or result.best_epoch == 0:
             result.best_value, result.best_epoch = value, epoch + 1
             np.copyto(best_params, net.params)
+        if live is not None:
+            np.copyto(net.params, live)  # training goes on from the live weights
         schedule.observe(sign * value)
         if _fire(callbacks, record):
             result.status, result.reason = STOPPED, f"stopped by a callback at epoch {epoch + 1}"
@@ -176,5 +196,7 @@ def _train(net: Network, optimizer: Optimizer, schedule: Schedule, x: Array, y: 
         np.copyto(net.params, best_params)
     else:
         result.best_epoch = len(result.history)
+        if average is not None:
+            np.copyto(net.params, average)
     result.train_time_s = time.perf_counter() - started
     return result
