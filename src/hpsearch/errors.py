@@ -21,3 +21,8 @@ class CheckpointError(HpsearchError):
 
 class StorageError(HpsearchError):
     """An Optuna storage or MLflow tracking store is unreachable or unusable."""
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (its type name when empty), cut at ``limit``."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]

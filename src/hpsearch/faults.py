@@ -20,6 +20,8 @@ from typing import Any
 import optuna
 from optuna.storages.journal import JournalFileBackend
 
+from .errors import first_line
+
 DISK_ERRNOS = {errno.ENOSPC: "no space left on the device",
                errno.EROFS: "the file system is read-only",
                errno.EACCES: "permission denied",
@@ -52,10 +54,6 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return seen
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-
-
 def describe(exc: BaseException) -> str | None:
     """One line for a disk failure under the stores (full, read-only, I/O error) or a lost
     storage connection; None when ``exc`` is something else."""
@@ -70,7 +68,7 @@ def describe(exc: BaseException) -> str | None:
             if words in text:
                 return f"{meaning} (SQLite: {words}); {AFTERWARDS}"
         if is_outage(e):
-            return f"storage connection lost: {mask_uri(_first_line(e))}"
+            return f"storage connection lost: {mask_uri(first_line(e))}"
     return None
 
 

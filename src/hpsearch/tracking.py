@@ -29,7 +29,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from . import __version__
-from .errors import StorageError
+from .errors import StorageError, first_line
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss",
@@ -469,8 +469,7 @@ class AsyncTrialLog:
                 try:
                     self._handle(kind, number, payload)
                 except Exception as exc:  # reported to the worker, which stops with one line
-                    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                    self._errors.append(first[:500])
+                    self._errors.append(first_line(exc, 500))
         finally:
             done.set()
 
@@ -497,9 +496,9 @@ class AsyncTrialLog:
                 assert self._tracker is not None
                 self._tracker.finish_trial(self._run_ids[number], "INTERRUPTED", {}, {
                     "optuna.trial.reason": "the worker stopped before this trial's run was "
-                                           "closed (Ctrl-C)"})
+                                           "closed"})
             except Exception as exc:
-                self._errors.append((str(exc).strip().splitlines() or [type(exc).__name__])[0])
+                self._errors.append(first_line(exc, 500))
         self._unfinished.clear()
 
 
