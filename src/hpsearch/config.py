@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from .errors import SpecError
+from .errors import SpecError, first_line
 from .estimator import PREPROCESSING
 from .nn import OPTIMIZERS, SCHEDULES
 
@@ -215,7 +215,7 @@ def load_spec(path: str | Path) -> SweepSpec:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        problem = getattr(exc, "problem", None) or first_line(exc)
         raise SpecError(f"{file}: invalid YAML{where}: {problem}") from None
     return parse_spec(raw, file, text)
 

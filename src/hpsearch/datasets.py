@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DataError
+from .errors import DataError, first_line
 
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -269,7 +269,7 @@ def read_csv(path: str | Path) -> Any:
     try:
         return pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not a readable CSV file ({str(exc).splitlines()[0]})") from None
+        raise DataError(f"{path}: not a readable CSV file ({first_line(exc)})") from None
 
 
 def check_numeric(frame: Any, path: Path) -> None:

@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 from . import __version__, datasets
 from .checkpoint import load_model
 from .config import SweepSpec
-from .errors import CheckpointError, DataError, StorageError
+from .errors import CheckpointError, DataError, StorageError, first_line
 from .estimator import prediction_frame
 from .nn.functional import cross_entropy
 from .sweep import ATTR, checkpoint_dir, join_storage_study, study_spec
@@ -192,8 +192,7 @@ def _register(name: str, path: Path, trial: Any, study: Any, tracking_uri: str |
             f"registered as {name} version {mv.version}; champion stays version "
             f"{current.version if current else '?'} (validation {best:.4f} is not beaten)")
     except MlflowException as exc:
-        first = (str(exc).strip().splitlines() or ["?"])[0]
-        raise StorageError(f"model registry {tracker.uri}: {first[:300]}") from None
+        raise StorageError(f"model registry {tracker.uri}: {first_line(exc)}") from None
 
 
 def model_card(name: str, spec: SweepSpec, trial: Any, model: Any, splits: datasets.Splits,

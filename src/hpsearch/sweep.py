@@ -29,7 +29,7 @@ from optuna.trial import TrialState
 from . import datasets
 from .config import SweepSpec, check_study_name, load_spec, parse_spec
 from .diagnostics import diagnose
-from .errors import HpsearchError, SpecError, StorageError
+from .errors import HpsearchError, SpecError, StorageError, first_line
 from .estimator import MLPClassifier
 from .faults import SafeJournalBackend, StaleTrialHandler, describe, is_outage
 from .space import grid, model_params, suggest
@@ -150,8 +150,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     except StorageError:
         raise
     except Exception as exc:  # sqlalchemy / OS errors: unreachable, bad driver, read-only
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise StorageError(f"storage {mask_uri(url)}: {first[:300]}") from None
+        raise StorageError(f"storage {mask_uri(url)}: {first_line(exc)}") from None
 
 
 def sampler_seed(seed: int | None, existing: int, worker: int) -> int | None:
@@ -513,7 +512,7 @@ def run_trials(ctx: Context, quota: int | None, deadline: float | None) -> int:
                 # The error already on its way out (a lost storage, say) is the one the user
                 # must act on first; the tracking store failing as well is reported beside it.
                 ctx.echo("tracking also failed: "
-                         + (describe(closing) or str(closing).splitlines()[0]))
+                         + (describe(closing) or first_line(closing)))
     return done
 
 
@@ -533,7 +532,7 @@ def _wait_for_storage(ctx: Context, exc: BaseException) -> None:
     """Back off 1, 2, 4, ... s until the storage answers again; StorageError after the last
     attempt."""
     retries = storage_retries()
-    what = describe(exc) or str(exc).splitlines()[0]
+    what = describe(exc) or first_line(exc)
     ctx.echo(f"storage lost ({what}); retrying up to {retries} times")
     waited = 0
     for attempt in range(retries):

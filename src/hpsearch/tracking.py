@@ -167,9 +167,8 @@ class Tracker:
         except MlflowException as exc:
             from .faults import describe
 
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise StorageError(f"tracking store {mask_uri(self.uri)}: {what} failed: "
-                               f"{describe(exc) or first[:300]}") from None
+                               f"{describe(exc) or first_line(exc)}") from None
 
     # -- experiment and parent run -----------------------------------------------------------
     def experiment(self, name: str) -> str:
