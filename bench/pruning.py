@@ -7,6 +7,9 @@ Default: the quickstart sweep (digits, 40 epochs at most, TPE) with 30 trials an
 
     python bench/pruning.py [--spec sweeps/quickstart.yaml] [--trials 30] [--seeds 3] [--jobs 2]
 
+Median and Hyperband use the settings below, except that the spec's own pruner (if it is one
+of them) is measured with the spec's settings.
+
 ``--jobs N`` runs the (seed, pruner) sweeps in N processes with one BLAS thread each: the epoch
 counts do not depend on timing (one worker per sweep, seeded), only the wall time does.
 """
@@ -81,8 +84,13 @@ def main() -> None:
                     help="sweeps run at once, one BLAS thread each (default: one at a time)")
     args = ap.parse_args()
     spec = yaml.safe_load(args.spec.read_text())
-    keys = [(seed, name) for seed in range(args.seeds) for name in PRUNERS]
-    jobs = [(spec, PRUNERS[name], seed, args.trials) for seed, name in keys]
+    pruners = dict(PRUNERS)
+    shipped = spec.get("pruner")
+    if isinstance(shipped, dict) and shipped.get("name") in pruners:
+        pruners[shipped["name"]] = shipped  # measure the spec's own settings of its pruner
+    print("pruners: " + "; ".join(f"{k}: {v}" for k, v in pruners.items()), flush=True)
+    keys = [(seed, name) for seed in range(args.seeds) for name in pruners]
+    jobs = [(spec, pruners[name], seed, args.trials) for seed, name in keys]
     if args.jobs > 1:
         with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
             done = dict(zip(keys, pool.map(_one_job, jobs, chunksize=1), strict=True))
