@@ -62,6 +62,11 @@ def _one_job(job: tuple[dict, object, int, int]) -> list[tuple[int, str, float |
         return one(*job)
 
 
+def _keyed_job(item: tuple[tuple[int, str], tuple[dict, object, int, int]]
+               ) -> tuple[tuple[int, str], list[tuple[int, str, float | None]]]:
+    return item[0], _one_job(item[1])
+
+
 def epochs_to_reach(trials: list[tuple[int, str, float | None]], target: float) -> int:
     spent = 0
     for epochs, state, value in trials:
@@ -91,14 +96,19 @@ def main() -> None:
     print("pruners: " + "; ".join(f"{k}: {v}" for k, v in pruners.items()), flush=True)
     keys = [(seed, name) for seed in range(args.seeds) for name in pruners]
     jobs = [(spec, pruners[name], seed, args.trials) for seed, name in keys]
-    if args.jobs > 1:
-        with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
-            done = dict(zip(keys, pool.map(_one_job, jobs, chunksize=1), strict=True))
-    else:
-        done = {key: one(*job) for key, job in zip(keys, jobs, strict=True)}
+    done: dict[tuple[int, str], list[tuple[int, str, float | None]]] = {}
     ratios: dict[str, list[float]] = {"median": [], "hyperband": []}
     totals: dict[str, int] = {p: 0 for p in PRUNERS}
-    for seed in range(args.seeds):
+
+    def finished(key: tuple[int, str], trials: list[tuple[int, str, float | None]]) -> None:
+        """Record one sweep; print its seed's line as soon as the seed's three sweeps are in
+        (a long run that is stopped keeps the seeds it finished)."""
+        done[key] = trials
+        print(f"  seed {key[0]} {key[1]}: {len(trials)} trials, "
+              f"{sum(e for e, _, _ in trials)} epochs, best {best(trials):.4f}", flush=True)
+        seed = key[0]
+        if not all((seed, name) in done for name in PRUNERS):
+            return
         runs = {name: done[seed, name] for name in PRUNERS}
         target = min(best(r) for r in runs.values())
         spent = {name: epochs_to_reach(r, target) for name, r in runs.items()}
@@ -109,6 +119,14 @@ def main() -> None:
         print(f"seed {seed}: epochs to reach val {target:.4f}: {line}", flush=True)
         for name in ratios:
             ratios[name].append(spent[name] / spent["none"])
+
+    if args.jobs > 1:
+        with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
+            for key, trials in pool.imap_unordered(_keyed_job, zip(keys, jobs, strict=True)):
+                finished(key, trials)
+    else:
+        for key, job in zip(keys, jobs, strict=True):
+            finished(key, one(*job))
     for name, rs in ratios.items():
         print(f"{name}: epochs to the same score / no pruning = "
               f"{statistics.median(rs):.2f} (median of {len(rs)} seeds: "
