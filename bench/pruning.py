@@ -56,9 +56,12 @@ def one(spec: dict, pruner: object, seed: int, trials: int) -> list[tuple[int, s
 
 
 def _one_job(job: tuple[dict, object, int, int]) -> list[tuple[int, str, float | None]]:
-    from threadpoolctl import threadpool_limits
+    import numpy  # noqa: F401  (load the BLAS first: a limit set before it loads is lost)
+    from threadpoolctl import threadpool_info, threadpool_limits
 
     with threadpool_limits(1):
+        threads = {info["num_threads"] for info in threadpool_info()}
+        assert threads == {1}, f"BLAS threads not limited: {threadpool_info()}"
         return one(*job)
 
 
