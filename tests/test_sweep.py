@@ -233,7 +233,7 @@ space:
     else:
         proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    assert proc.returncode == 130, f"stdout:\n{out}\nstderr:\n{err}"
     assert "interrupted" in err and "Traceback" not in err
     trials = trials_of("long")
     assert trials and all(t.state.is_finished() for t in trials)
