@@ -8,7 +8,7 @@ import math
 import pytest
 
 from hpsearch import MLPClassifier, datasets
-from hpsearch.diagnostics import THRESHOLDS, VERDICTS, diagnose
+from hpsearch.diagnostics import THRESHOLDS, VERDICTS, diagnose, revisit
 
 
 def hist(train_acc, val_acc, train_loss=None, val_loss=None):
@@ -65,6 +65,23 @@ def test_underfitting_relative_to_the_study():
     d = diagnose(h, max_epochs=20, study_best_train_accuracy=0.99)
     assert d.verdict == "underfitting"
     assert d.evidence["train_accuracy_vs_study_best"] == pytest.approx(-0.13)
+
+
+def test_revisit_applies_the_underfitting_rule_with_the_final_reference():
+    h = hist(ramp(0.6, 0.86, 10) + [0.86] * 10, ramp(0.6, 0.85, 10) + [0.85] * 10)
+    d = diagnose(h, max_epochs=20)  # the study's first trial: nothing to compare with
+    ev = d.evidence
+    args = (ev["train_accuracy_at_best"], ev["gap_at_best"])
+    new = revisit(d.verdict, *args, 0.99)
+    assert new is not None and new[0] == "underfitting"
+    # the same verdict and summary as diagnosing with that reference from the start
+    later = diagnose(h, max_epochs=20, study_best_train_accuracy=0.99)
+    assert new == (later.verdict, later.summary)
+    assert revisit(d.verdict, *args, 0.90) is None  # within underfit_margin (0.05)
+    assert revisit(d.verdict, *args, None) is None
+    assert revisit(d.verdict, *args, 0.90, {"underfit_margin": 0.03})[0] == "underfitting"
+    assert revisit("overfitting", *args, 0.99) is None  # rules 1-4 stand
+    assert revisit("good_fit", 0.86, 0.05, 0.99) is None  # validation does not track training
 
 
 def test_thresholds_are_settable():

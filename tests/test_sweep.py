@@ -198,6 +198,57 @@ def test_worker_joins_an_existing_study_and_status_shows_it(workdir):
                status.output.splitlines()[2:-1]) == 6
 
 
+REJUDGE = """\
+name: rejudge
+data: {dataset: digits, seed: 0}
+training: {max_epochs: 15, batch_size: 64, early_stopping_patience: 4}
+budget: {n_trials: 3, workers: 1}
+sampler: {name: random, seed: 6}      # draws 3, 3, then 128 hidden units
+pruner: none
+diagnostics: {low_train_accuracy: 0.3}  # so that only the comparison with the study can tell
+space:
+  learning_rate: 0.01
+  optimizer: adam
+  schedule: cosine
+  hidden_size: {type: categorical, choices: [3, 128]}
+"""
+
+
+def test_the_first_trials_are_judged_again_against_the_final_study(workdir):
+    """Trials 0 and 1 (3 hidden units, training accuracy ~0.58) end before the 128-unit trial
+    2 (~1.0) exists: diagnosed then, they look like a good fit. Status, report, export and the
+    MLflow tags must show them underfitting against the study as it ended."""
+    (workdir / "rejudge.yaml").write_text(REJUDGE)
+    run_sweep("rejudge.yaml", echo=lambda s: None)
+    trials = trials_of("rejudge")
+    assert [t.params["hidden_size"] for t in trials] == [3, 3, 128]
+    small = [t.user_attrs["fit.train_accuracy_at_best"] for t in trials[:2]]
+    assert max(small) < 0.9 and trials[2].user_attrs["fit.train_accuracy_at_best"] > 0.95
+    # what each trial was told when it ended (Optuna keeps a finished trial's attributes)
+    assert [t.user_attrs["fit.verdict"] for t in trials] == ["good_fit"] * 3
+
+    status = CliRunner().invoke(main, ["status", "rejudge"])
+    rows = {line.split()[0]: line.split() for line in status.output.splitlines()[2:-1]}
+    assert [rows[n][-2] for n in "012"] == ["underfitting", "underfitting", "good_fit"]
+
+    client, _, children = runs_of("rejudge")
+    tags = {r.data.tags["optuna.trial.number"]: r.data.tags for r in children}
+    for n in "01":
+        assert tags[n]["fit.verdict"] == "underfitting"
+        assert "below the study's best" in tags[n]["fit.summary"]
+        assert tags[n]["fit.advice"].startswith("Underfits")
+        assert tags[n]["fit.revisited"].startswith("good_fit when the trial ended")
+    assert tags["2"]["fit.verdict"] == "good_fit" and "fit.revisited" not in tags["2"]
+
+    build_report("rejudge")
+    md = (workdir / "reports" / "rejudge" / "report.md").read_text()
+    assert "| underfitting | 2 |" in md and "| good_fit | 1 |" in md
+    export = CliRunner().invoke(main, ["export", "rejudge", "--trial", "0", "--no-register"])
+    assert export.exit_code == 0, export.output + export.stderr
+    card = (workdir / "exports" / "rejudge" / "MODEL_CARD.md").read_text()
+    assert "verdict: **underfitting**: training accuracy only" in card
+
+
 def test_unknown_study_is_one_line(workdir):
     for cmd in (["status", "nosuch"], ["worker", "nosuch"], ["report", "nosuch"]):
         result = CliRunner().invoke(main, cmd)

@@ -111,7 +111,8 @@ def worker_cmd(name: str, storage: str | None, tracking_uri: str | None) -> None
     """Join study NAME (created by `hpsearch sweep`) and run trials until it is complete."""
     import os
 
-    from .sweep import join_study, run_trials
+    from .sweep import join_study, refresh_verdicts, run_trials
+    from .tracking import make_tracker
 
     ctx = join_study(name, storage, tracking_uri, echo=click.echo, worker=os.getpid())
     try:
@@ -119,6 +120,8 @@ def worker_cmd(name: str, storage: str | None, tracking_uri: str | None) -> None
     except KeyboardInterrupt:
         click.echo("interrupted: the running trial was closed.", err=True)
         sys.exit(130)
+    assert ctx.log is not None
+    refresh_verdicts(ctx.study, ctx.spec, make_tracker(ctx.log.uri))
     click.echo(f"worker done: ran {ran} trial(s) of study {name}.")
 
 

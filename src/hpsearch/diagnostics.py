@@ -18,6 +18,9 @@ them into one verdict, checked in this order:
 6. ``good_fit`` otherwise.
 
 Thresholds are settable in a sweep spec under ``diagnostics:``; the defaults are below.
+
+A trial is diagnosed when it ends, against the trials finished before it; ``revisit`` applies
+rule 5 again with the study's final best (``sweep.verdicts``).
 """
 
 from __future__ import annotations
@@ -167,17 +170,38 @@ def diagnose(history: list[dict[str, float]], best_epoch: int | None = None,
                          f"of {n}", ev)
 
     # 5. underfitting: validation tracks training, and training itself is poor
-    low = train_acc[b] < t["low_train_accuracy"]
-    behind = (study_best_train_accuracy is not None and
-              train_acc[b] < study_best_train_accuracy - t["underfit_margin"])
-    if abs(gap_best) < t["gap"] / 2 and (low or behind):
-        ref = ""
-        if behind and study_best_train_accuracy is not None:
-            ref = f", {study_best_train_accuracy - train_acc[b]:.3f} below the study's best"
-        return Diagnosis("underfitting", ADVICE["underfitting"],
-                         f"training accuracy only {train_acc[b]:.3f}{ref}, validation tracks it "
-                         f"(gap {gap_best:+.3f})", ev)
+    why = _underfit(train_acc[b], gap_best, study_best_train_accuracy, t)
+    if why:
+        return Diagnosis("underfitting", ADVICE["underfitting"], why, ev)
 
     return Diagnosis("good_fit", ADVICE["good_fit"],
                      f"train-val gap {gap_best:.3f} at best epoch {best_epoch}, validation "
                      f"steady after its peak (drop {drop:.3f})", ev)
+
+
+def _underfit(train_acc: float, gap: float, study_best: float | None,
+              t: dict[str, float]) -> str | None:
+    """Rule 5's summary when it applies (``None`` otherwise)."""
+    low = train_acc < t["low_train_accuracy"]
+    behind = study_best is not None and train_acc < study_best - t["underfit_margin"]
+    if not (abs(gap) < t["gap"] / 2 and (low or behind)):
+        return None
+    ref = f", {study_best - train_acc:.3f} below the study's best" if (
+        behind and study_best is not None) else ""
+    return f"training accuracy only {train_acc:.3f}{ref}, validation tracks it (gap {gap:+.3f})"
+
+
+def revisit(verdict: str, train_accuracy_at_best: float, gap_at_best: float,
+            study_best_train_accuracy: float | None,
+            thresholds: dict[str, float] | None = None) -> tuple[str, str] | None:
+    """Rule 5 again, for a trial judged ``good_fit`` before the study had its final best: the
+    new (verdict, summary) when the trial is more than ``underfit_margin`` below the best
+    training accuracy of the study's other trials now, else ``None``.
+
+    Only ``good_fit`` can change: rules 1-4 do not depend on other trials, and the study's best
+    only rises, so an earlier ``underfitting`` stands."""
+    if verdict != "good_fit":
+        return None
+    why = _underfit(train_accuracy_at_best, gap_at_best, study_best_train_accuracy,
+                    {**THRESHOLDS, **(thresholds or {})})
+    return ("underfitting", why) if why else None

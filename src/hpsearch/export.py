@@ -29,7 +29,7 @@ from .config import SweepSpec
 from .errors import CheckpointError, DataError, StorageError, first_line
 from .estimator import prediction_frame
 from .nn.functional import cross_entropy
-from .sweep import ATTR, checkpoint_dir, join_storage_study, study_spec
+from .sweep import ATTR, checkpoint_dir, join_storage_study, study_spec, verdicts
 from .tracking import make_tracker
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -114,7 +114,8 @@ def export_trial(name: str, number: int | None = None, out: str | Path | None = 
         learning_curves(model.history_, model.best_epoch_, f"{name} trial {trial.number}",
                         model_dir / "learning_curve.png")
         (model_dir / "MODEL_CARD.md").write_text(
-            model_card(name, spec, trial, model, splits, ds, metrics))
+            model_card(name, spec, trial, model, splits, ds, metrics,
+                       verdicts(study.get_trials(deepcopy=False), spec).get(trial.number)))
         if final.exists():
             shutil.rmtree(final)
         model_dir.rename(final)  # the export appears whole or not at all
@@ -196,10 +197,12 @@ def _register(name: str, path: Path, trial: Any, study: Any, tracking_uri: str |
 
 
 def model_card(name: str, spec: SweepSpec, trial: Any, model: Any, splits: datasets.Splits,
-               ds: datasets.Dataset, metrics: dict[str, Any]) -> str:
+               ds: datasets.Dataset, metrics: dict[str, Any],
+               fit: tuple[str, str] | None = None) -> str:
+    """The export's MODEL_CARD.md; ``fit``: the trial's (verdict, summary) from `verdicts`."""
     params = {k: v for k, v in sorted(model.get_params().items())}
     best = model.history_[model.best_epoch_ - 1] if model.best_epoch_ else {}
-    verdict = trial.user_attrs.get("fit.verdict", "-")
+    verdict, fit_summary = fit or ("-", "")
     lines = [
         f"# Model card: {name}, trial {trial.number}", "",
         f"An MLP classifier ({' - '.join(map(str, model.net_.sizes))} units) trained by "
@@ -223,7 +226,7 @@ def model_card(name: str, spec: SweepSpec, trial: Any, model: Any, splits: datas
         "- test accuracy per class: " + ", ".join(
             f"{c} {a:.3f}" for c, a in metrics["test_accuracy_per_class"].items()), "",
         "## Diagnosis", "",
-        f"- verdict: **{verdict}**: {trial.user_attrs.get('fit.summary', '')}",
+        f"- verdict: **{verdict}**: {fit_summary}",
         f"- advice: {_advice(verdict)}", "",
         "## Learning curves", "", "![learning curves](learning_curve.png)", "",
         "## Hyperparameters", "",

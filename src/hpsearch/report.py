@@ -25,7 +25,7 @@ from .config import SweepSpec
 from .diagnostics import VERDICTS
 from .errors import StorageError
 from .plots import draw_curves, study_plots
-from .sweep import ATTR, join_storage_study, study_spec
+from .sweep import ATTR, join_storage_study, refresh_verdicts, study_spec, verdicts
 from .tracking import Tracker, make_tracker
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -46,10 +46,6 @@ class Section:
     title: str
     text: list[str] = field(default_factory=list)  # markdown paragraphs, lists or tables
     figures: list[tuple[str, str]] = field(default_factory=list)  # (file name, caption)
-
-
-def _verdict(t: FrozenTrial) -> str:
-    return str(t.user_attrs.get("fit.verdict", ""))
 
 
 def _units(t: FrozenTrial) -> int | None:
@@ -90,6 +86,10 @@ class Report:
         self.ranked = sorted(self.complete, key=lambda t: sign * float(t.value or 0.0))
         self.metric = self.spec.objective.metric
         self._histories: dict[int, list[dict[str, float]]] = {}
+        self.fits = verdicts(self.trials, self.spec)  # (verdict, summary) against the final study
+
+    def _verdict(self, t: FrozenTrial) -> str:
+        return self.fits.get(t.number, ("", ""))[0]
 
     # -- data ---------------------------------------------------------------------------------
     def history(self, t: FrozenTrial) -> list[dict[str, float]]:
@@ -123,7 +123,7 @@ class Report:
         for (t, h), pair in zip(shown, axes, strict=True):
             draw_curves(pair, h, int(t.user_attrs.get("best_epoch", 0)))
             value = f"{t.value:.4f}" if t.value is not None else t.state.name.lower()
-            pair[0].set_title(f"trial {t.number}: {label.format(v=_verdict(t) or '-')}, "
+            pair[0].set_title(f"trial {t.number}: {label.format(v=self._verdict(t) or '-')}, "
                               f"{self.metric} {value}", fontsize=9, loc="left")
         fig.tight_layout()
         return self._save(fig, name)
@@ -143,7 +143,7 @@ class Report:
         for ax, (label, get, log) in zip(axes, panels, strict=True):
             for verdict in ["", *VERDICTS]:
                 pts = [(get(t), t.user_attrs["fit.gap_at_best"]) for t in done
-                       if _verdict(t) == verdict and get(t) is not None]
+                       if self._verdict(t) == verdict and get(t) is not None]
                 if pts:
                     ax.scatter([x for x, _ in pts], [y for _, y in pts], s=22,
                                color=COLORS[verdict], label=verdict or "?", alpha=0.85)
@@ -173,7 +173,7 @@ class Report:
         floor = min(values) if values else 0.0
         for verdict in ["", *VERDICTS]:
             pts = [(t.params["learning_rate"], t.value if t.value is not None else floor)
-                   for t in with_lr if _verdict(t) == verdict]
+                   for t in with_lr if self._verdict(t) == verdict]
             if pts:
                 ax.scatter([x for x, _ in pts], [y for _, y in pts], s=24,
                            color=COLORS[verdict], label=verdict or "no curve",
@@ -191,7 +191,7 @@ class Report:
     def summary(self) -> Section:
         s = Section("Summary")
         states = Counter(t.state.name for t in self.trials)
-        verdicts = Counter(_verdict(t) for t in self.trials if _verdict(t))
+        verdicts = Counter(self._verdict(t) for t in self.trials if self._verdict(t))
         d = self.data
         s.text.append(
             f"Study **{self.name}**: {len(self.trials)} trials "
@@ -205,7 +205,8 @@ class Report:
             s.text.append(
                 f"Best: trial {b.number}, {self.metric} {b.value:.4f}" +
                 (f", test accuracy at its best epoch {test:.4f}" if test is not None else "") +
-                f", verdict **{_verdict(b) or '-'}** ({b.user_attrs.get('fit.summary', '')}).")
+                f", verdict **{self._verdict(b) or '-'}** "
+                f"({self.fits.get(b.number, ('', ''))[1]}).")
         s.text.append(_table(["verdict", "trials"], [[v, n] for v, n in verdicts.most_common()]))
         return s
 
@@ -217,7 +218,7 @@ class Report:
         rows = []
         for t in self.ranked[:10]:
             rows.append([t.number, t.value, t.user_attrs.get("test_accuracy_at_best", ""),
-                         _verdict(t), t.user_attrs.get("epochs_run", ""),
+                         self._verdict(t), t.user_attrs.get("epochs_run", ""),
                          *[t.params.get(k, "") for k in keys]])
         s.text.append("The ten best complete trials. `test` is the test accuracy at the trial's "
                       "best epoch: shown, never used to choose.")
@@ -233,7 +234,7 @@ class Report:
                                     "validation / test, best epoch dotted"))
         examples = []
         for verdict in VERDICTS:
-            pool = [t for t in self.trials if _verdict(t) == verdict and t not in top]
+            pool = [t for t in self.trials if self._verdict(t) == verdict and t not in top]
             pool.sort(key=lambda t: (t.state != TrialState.COMPLETE, t.number))
             if pool:
                 examples.append(pool[0])
@@ -283,7 +284,7 @@ class Report:
                                  f"({', '.join(sorted({t.state.name.lower() for t in tried}))})"
                                  f": drop it or fix what fails.")
         n = max(1, len(self.trials))
-        verdicts = Counter(_verdict(t) for t in self.trials)
+        verdicts = Counter(self._verdict(t) for t in self.trials)
         states = Counter(t.state for t in self.trials)
         if verdicts["diverged"] / n > 0.3:
             warns.append(f"{verdicts['diverged']} of {n} trials diverged: lower the upper bound "
@@ -305,7 +306,7 @@ class Report:
     def next_steps(self, warns: list[str]) -> Section:
         s = Section("What to try next")
         top = self.ranked[:TOP]
-        counts = Counter(_verdict(t) for t in top)
+        counts = Counter(self._verdict(t) for t in top)
         tips: list[str] = []
         dropout_hi = next((p.high for p in self.spec.space if p.name == "dropout" and p.high),
                           None)
@@ -444,6 +445,8 @@ def build_report(name: str, storage_url: str | None = None, tracking_uri: str | 
     report = Report(name, storage_url, tracking_uri, out)
     if not report.trials:
         raise StorageError(f"study {name!r} has no trials yet: nothing to report")
+    if report.tracker.uri != "none":
+        refresh_verdicts(report.study, report.spec, report.tracker)
     sections = report.build()
     title = f"hpsearch report: {name}"
     write_markdown(sections, title, out / "report.md")

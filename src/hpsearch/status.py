@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .errors import StorageError
-from .sweep import join_storage_study
+from .sweep import join_storage_study, study_spec, verdicts
 
 KEY_PARAMS = ("optimizer", "learning_rate", "schedule", "n_layers", "hidden_size", "dropout", "l2")
 
@@ -13,14 +13,16 @@ def status_table(name: str, storage_url: str | None = None) -> str:
 
     study = join_storage_study(name, storage_url)
     rows = []
-    for t in study.get_trials(deepcopy=False):
+    trials = study.get_trials(deepcopy=False)
+    fits = verdicts(trials, study_spec(study))
+    for t in trials:
         row: dict[str, object] = {"trial": t.number, "state": t.state.name,
                                   "value": t.value if t.value is not None else float("nan")}
         for k in KEY_PARAMS:
             v = t.params.get(k, "")
             row[k] = f"{v:.3g}" if isinstance(v, float) else v
         row["epochs"] = t.user_attrs.get("epochs_run", "")
-        row["verdict"] = t.user_attrs.get("fit.verdict", "")
+        row["verdict"] = fits.get(t.number, ("", ""))[0]
         dur = t.duration.total_seconds() if t.duration else None
         row["seconds"] = f"{dur:.1f}" if dur is not None else ""
         rows.append(row)

@@ -24,11 +24,11 @@ from typing import Any
 
 import numpy as np
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from . import datasets
 from .config import SweepSpec, check_study_name, load_spec, parse_spec
-from .diagnostics import diagnose
+from .diagnostics import ADVICE, diagnose, revisit
 from .errors import HpsearchError, SpecError, StorageError, first_line
 from .estimator import MLPClassifier
 from .faults import SafeJournalBackend, StaleTrialHandler, describe, is_outage
@@ -453,10 +453,59 @@ def _retry_of(study: optuna.Study, trial: optuna.Trial) -> int | None:
 
 def _study_best_train_accuracy(study: optuna.Study, exclude: int) -> float | None:
     """The best training accuracy (at the kept epoch) of the study's other finished trials."""
-    values = [t.user_attrs["fit.train_accuracy_at_best"] for t in study.get_trials(
-        deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-        if t.number != exclude and "fit.train_accuracy_at_best" in t.user_attrs]
+    return _best_train_accuracy(study.get_trials(deepcopy=False), exclude)
+
+
+def _best_train_accuracy(trials: list[FrozenTrial], exclude: int) -> float | None:
+    values = [t.user_attrs["fit.train_accuracy_at_best"] for t in trials
+              if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.number != exclude
+              and "fit.train_accuracy_at_best" in t.user_attrs]
     return max(values) if values else None
+
+
+def verdicts(trials: list[FrozenTrial], spec: SweepSpec) -> dict[int, tuple[str, str]]:
+    """Each diagnosed trial's (verdict, summary), with the underfitting rule judged against the
+    study as it is now. A trial is diagnosed when it ends, against the trials finished before
+    it; the first trials of a study had nothing to compare with, so a trial far below the
+    study's final best training accuracy could keep ``good_fit``."""
+    out: dict[int, tuple[str, str]] = {}
+    for t in trials:
+        a = t.user_attrs
+        if "fit.verdict" not in a:
+            continue
+        out[t.number] = (str(a["fit.verdict"]), str(a.get("fit.summary", "")))
+        if "fit.train_accuracy_at_best" in a and "fit.gap_at_best" in a:
+            new = revisit(out[t.number][0], float(a["fit.train_accuracy_at_best"]),
+                          float(a["fit.gap_at_best"]), _best_train_accuracy(trials, t.number),
+                          spec.diagnostics)
+            if new:
+                out[t.number] = new
+    return out
+
+
+def refresh_verdicts(study: optuna.Study, spec: SweepSpec, tracker: Tracker) -> list[int]:
+    """Tag the runs of the trials whose verdict the study's final best changed (`verdicts`) with
+    the new verdict, summary and advice. Optuna keeps a finished trial's attributes as they
+    were, so `status`, `report` and `export` call `verdicts` themselves; the study remembers
+    which runs were tagged. Returns the trial numbers tagged now."""
+    trials = study.get_trials(deepcopy=False)
+    stored = {t.number: str(t.user_attrs.get("fit.verdict")) for t in trials}
+    done = dict(study.user_attrs.get(ATTR + "revisited", {}))
+    tagged = []
+    for number, (verdict, summary) in verdicts(trials, spec).items():
+        if verdict == stored[number] or done.get(str(number)) == verdict:
+            continue
+        run_id = tracker.trial_run_id(study.study_name, number)
+        if run_id:
+            tracker.set_tags(run_id, {
+                "fit.verdict": verdict, "fit.summary": summary, "fit.advice": ADVICE[verdict],
+                "fit.revisited": f"{stored[number]} when the trial ended; {verdict} against the "
+                                 f"study's later trials"})
+        done[str(number)] = verdict
+        tagged.append(number)
+    if tagged:
+        study.set_user_attr(ATTR + "revisited", done)
+    return tagged
 
 
 def storage_retries() -> int:
@@ -772,6 +821,7 @@ def _finish(study: optuna.Study, tracker: Tracker, parent: str, spec: SweepSpec,
         result = best.number, best.value, tracker.trial_run_id(study.study_name, best.number)
     except ValueError:
         pass
+    refresh_verdicts(study, spec, tracker)
     if not interrupted:
         _log_study_plots(study, tracker, parent)
     tracker.set_status(parent, "KILLED" if interrupted else "FINISHED")

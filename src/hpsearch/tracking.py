@@ -225,6 +225,10 @@ class Tracker:
         else:
             self._call("closing the run", self.client.set_terminated, run_id, status)
 
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        self._call("tagging a run", self.client.log_batch, run_id,
+                   tags=[RunTag(k, v[:5000]) for k, v in tags.items()])
+
     def trial_run_id(self, study: str | None, number: int) -> str | None:
         """The run of trial ``number`` of ``study`` (any worker's), found by its tags."""
         if study is None:
@@ -326,6 +330,9 @@ class NullTracker(Tracker):
         return None
 
     def log_metrics(self, run_id: str, metrics: list[Metric]) -> None:
+        pass
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         pass
 
     def finish_trial(self, *args: Any, **kwargs: Any) -> None:
