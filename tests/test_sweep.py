@@ -15,9 +15,10 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
 from hpsearch.cli import main
+from hpsearch.config import load_spec
 from hpsearch.diagnostics import VERDICTS
 from hpsearch.report import build_report
-from hpsearch.sweep import run_sweep
+from hpsearch.sweep import run_sweep, verdicts
 from hpsearch.tracking import EPOCH_METRICS, resolve_tracking_uri
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,6 +79,7 @@ def test_quickstart_end_to_end(workdir):
     assert sorted(r.info.run_name for r in children) == sorted(f"trial-{i}" for i in range(20))
     trials = {t.number: t for t in trials_of("quickstart")}
     assert len(trials) == 20
+    fits = verdicts(list(trials.values()), load_spec(ROOT / "sweeps" / "quickstart.yaml"))
     pruned = 0
     for run in children:
         tags, metrics = run.data.tags, run.data.metrics
@@ -102,7 +104,10 @@ def test_quickstart_end_to_end(workdir):
             assert metrics["best_val_accuracy"] == pytest.approx(trials[number].value)
         # The diagnosis: tags to filter on in the UI, metrics, and the evidence as JSON.
         assert tags["fit.verdict"] in VERDICTS and tags["fit.advice"]
-        assert tags["fit.verdict"] == trials[number].user_attrs["fit.verdict"]
+        # the verdict against the final study; re-tagged (and said so) if it changed since
+        assert tags["fit.verdict"] == fits[number][0]
+        told = trials[number].user_attrs["fit.verdict"]
+        assert ("fit.revisited" in tags) == (told != fits[number][0])
         assert {"fit.gap_at_best", "fit.val_drop_from_peak"} <= set(metrics)
         assert "diagnosis.json" in files
     assert pruned >= 1  # the median pruner does prune on this space
