@@ -453,13 +453,9 @@ def _retry_of(study: optuna.Study, trial: optuna.Trial) -> int | None:
 
 def _study_best_train_accuracy(study: optuna.Study, exclude: int) -> float | None:
     """The best training accuracy (at the kept epoch) of the study's other finished trials."""
-    return _best_train_accuracy(study.get_trials(deepcopy=False), exclude)
-
-
-def _best_train_accuracy(trials: list[FrozenTrial], exclude: int) -> float | None:
-    values = [t.user_attrs["fit.train_accuracy_at_best"] for t in trials
-              if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.number != exclude
-              and "fit.train_accuracy_at_best" in t.user_attrs]
+    values = [t.user_attrs["fit.train_accuracy_at_best"] for t in study.get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        if t.number != exclude and "fit.train_accuracy_at_best" in t.user_attrs]
     return max(values) if values else None
 
 
@@ -469,14 +465,19 @@ def verdicts(trials: list[FrozenTrial], spec: SweepSpec) -> dict[int, tuple[str,
     it; the first trials of a study had nothing to compare with, so a trial far below the
     study's final best training accuracy could keep ``good_fit``."""
     out: dict[int, tuple[str, str]] = {}
+    # the two best training accuracies: every trial's reference is the best of the others
+    top = sorted(((float(t.user_attrs["fit.train_accuracy_at_best"]), t.number) for t in trials
+                  if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+                  and "fit.train_accuracy_at_best" in t.user_attrs), reverse=True)[:2]
     for t in trials:
         a = t.user_attrs
         if "fit.verdict" not in a:
             continue
         out[t.number] = (str(a["fit.verdict"]), str(a.get("fit.summary", "")))
+        others = [acc for acc, number in top if number != t.number]
         if "fit.train_accuracy_at_best" in a and "fit.gap_at_best" in a:
             new = revisit(out[t.number][0], float(a["fit.train_accuracy_at_best"]),
-                          float(a["fit.gap_at_best"]), _best_train_accuracy(trials, t.number),
+                          float(a["fit.gap_at_best"]), others[0] if others else None,
                           spec.diagnostics)
             if new:
                 out[t.number] = new
