@@ -9,6 +9,7 @@ Default: the quickstart sweep (digits, 40 epochs at most, TPE) with 30 trials an
 
     python bench/pruning.py [--spec sweeps/quickstart.yaml] [--trials 30] [--seeds 3] [--jobs 2]
                             [--pruners none,median,hyperband] [--out results.json]
+                            [--extra-trials 24] [--reuse earlier.json] [--run-seeds 0,1]
 
 Pruner settings are in PRUNERS below, except that the spec's own pruner (if it is one of
 them) is measured with the spec's settings. ``--out`` writes every trial's (epochs, state,
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing
 import os
 import statistics
@@ -101,6 +103,16 @@ def main() -> None:
                     help="sweeps run at once, one BLAS thread each (default: one at a time)")
     ap.add_argument("--pruners", default=DEFAULT_PRUNERS,
                     help=f"comma-separated, 'none' first; of: {', '.join(PRUNERS)}")
+    ap.add_argument("--extra-trials", type=int, default=0,
+                    help="pruned sweeps run this many trials more, to measure the epochs they "
+                         "need to reach no pruning's best score (the first --trials are the "
+                         "same trials as a sweep of --trials)")
+    ap.add_argument("--reuse", type=Path, action="append", default=[],
+                    help="take the sweeps that a previous --out file holds (same spec, seed "
+                         "and pruner settings, enough trials) instead of running them again "
+                         "(repeatable)")
+    ap.add_argument("--run-seeds", help="run only these seeds (comma-separated; the others "
+                                        "must come from --reuse)")
     ap.add_argument("--out", type=Path, help="write every sweep's trials here (JSON)")
     args = ap.parse_args()
     spec = yaml.safe_load(args.spec.read_text())
@@ -112,9 +124,30 @@ def main() -> None:
     if isinstance(shipped, dict) and shipped.get("name") in pruners:
         pruners[shipped["name"]] = shipped  # measure the spec's own settings of its pruner
     print("pruners: " + "; ".join(f"{k}: {v}" for k, v in pruners.items()), flush=True)
-    keys = [(seed, name) for seed in range(args.seeds) for name in pruners]
-    jobs = [(spec, pruners[name], seed, args.trials) for seed, name in keys]
+    wanted = {(seed, name): args.trials + (args.extra_trials if name != "none" else 0)
+              for seed in range(args.seeds) for name in pruners}
     done: dict[tuple[int, str], list[tuple[int, str, float | None]]] = {}
+    for path in args.reuse:
+        old = json.loads(path.read_text())
+        for run in old["runs"] if old["spec"] == str(args.spec) else []:
+            key = (run["seed"], run["pruner"])
+            if (key in wanted and key not in done and len(run["trials"]) >= wanted[key]
+                    and old["pruners"].get(run["pruner"]) == pruners[run["pruner"]]):
+                done[key] = [tuple(t) for t in run["trials"][:wanted[key]]]  # type: ignore
+    if args.reuse:
+        print(f"reused: {', '.join(f'seed {k[0]} {k[1]}' for k in done) or 'nothing'}",
+              flush=True)
+    run_seeds = ({int(x) for x in args.run_seeds.split(",")} if args.run_seeds
+                 else set(range(args.seeds)))
+    keys = [key for key in wanted if key not in done and key[0] in run_seeds]
+    jobs = [(spec, pruners[name], seed, wanted[seed, name]) for seed, name in keys]
+
+    def save() -> None:
+        if args.out:
+            args.out.write_text(json.dumps(
+                {"spec": str(args.spec), "trials": args.trials, "pruners": pruners,
+                 "runs": [{"seed": s, "pruner": n, "trials": t} for (s, n), t in done.items()]},
+                indent=1))
 
     def finished(key: tuple[int, str], trials: list[tuple[int, str, float | None]]) -> None:
         """Record one sweep; print its seed's lines as soon as the seed's sweeps are all in
@@ -123,14 +156,12 @@ def main() -> None:
         print(f"  seed {key[0]} {key[1]}: {len(trials)} trials, "
               f"{sum(e for e, _, _ in trials)} epochs, best {best(trials):.4f}", flush=True)
         if all((key[0], name) in done for name in pruners):
-            for line in seed_lines(key[0], {name: done[key[0], name] for name in pruners}):
+            runs = {name: done[key[0], name] for name in pruners}
+            for line in seed_lines(key[0], runs, args.trials):
                 print(line, flush=True)
-        if args.out:
-            args.out.write_text(json.dumps(
-                {"spec": str(args.spec), "trials": args.trials, "pruners": pruners,
-                 "runs": [{"seed": s, "pruner": n, "trials": t} for (s, n), t in done.items()]},
-                indent=1))
+        save()
 
+    save()
     if args.jobs > 1:
         with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
             for key, trials in pool.imap_unordered(_keyed_job, zip(keys, jobs, strict=True)):
@@ -138,15 +169,35 @@ def main() -> None:
     else:
         for key, job in zip(keys, jobs, strict=True):
             finished(key, one(*job))
-    seeds = range(args.seeds)
+    seeds = [seed for seed in range(args.seeds) if all((seed, p) in done for p in pruners)]
+    if not seeds:
+        return
+    n = args.trials
     for name in names[1:]:
-        rs = [pair_ratio(done[seed, "none"], done[seed, name]) for seed in seeds]
-        total = sum(e for seed in seeds for e, _, _ in done[seed, name])
+        rs = [pair_ratio(done[seed, "none"], done[seed, name][:n]) for seed in seeds]
+        total = sum(e for seed in seeds for e, _, _ in done[seed, name][:n])
         none = sum(e for seed in seeds for e, _, _ in done[seed, "none"])
         print(f"{name}: epochs to the same score / no pruning = "
               f"{statistics.median(rs):.2f} (median of {len(rs)} seeds: "
-              f"{', '.join(f'{r:.2f}' for r in rs)}); all epochs of the {args.trials} trials: "
+              f"{', '.join(f'{r:.2f}' for r in rs)}); all epochs of the {n} trials: "
               f"{total / none:.2f} (target <= 0.5)")
+        if args.extra_trials:
+            full = [to_none_best(done[seed, "none"], done[seed, name]) for seed in seeds]
+            print(f"{name}: epochs to no pruning's best (up to {n + args.extra_trials} "
+                  f"trials) / no pruning's = {statistics.median(full):.2f} (median of "
+                  f"{len(full)} seeds: {', '.join(f'{r:.2f}' for r in full)}; inf: not "
+                  f"reached)")
+
+
+def to_none_best(none: list[tuple[int, str, float | None]],
+                 pruned: list[tuple[int, str, float | None]]) -> float:
+    """Epochs the pruned run (with its extra trials) spent until it reached the best score of
+    the run without pruning, relative to that run's epochs to it; inf if it never did."""
+    target = best(none)
+    try:
+        return epochs_to_reach(pruned, target) / epochs_to_reach(none, target)
+    except AssertionError:
+        return math.inf
 
 
 def pair_ratio(none: list[tuple[int, str, float | None]],
@@ -157,20 +208,30 @@ def pair_ratio(none: list[tuple[int, str, float | None]],
     return epochs_to_reach(pruned, target) / epochs_to_reach(none, target)
 
 
-def seed_lines(seed: int, runs: dict[str, list[tuple[int, str, float | None]]]) -> list[str]:
-    common = min(best(r) for r in runs.values())
+def seed_lines(seed: int, runs: dict[str, list[tuple[int, str, float | None]]],
+               n: int) -> list[str]:
+    """Each pruner against no pruning, on the first ``n`` trials (and to no pruning's best with
+    the extra trials, if any)."""
+    head = {name: r[:n] for name, r in runs.items()}
+    common = min(best(r) for r in head.values())
+    none = head["none"]
     lines = []
-    for name, r in runs.items():
+    for name, r in head.items():
         if name == "none":
             continue
-        target = min(best(runs["none"]), best(r))
-        lines.append(
-            f"seed {seed} {name}: to val {target:.4f}: {epochs_to_reach(r, target)} epochs vs "
-            f"{epochs_to_reach(runs['none'], target)} (ratio {pair_ratio(runs['none'], r):.2f}); "
-            f"best {best(r):.4f} vs {best(runs['none']):.4f}; "
-            f"{sum(e for e, _, _ in r)} vs {sum(e for e, _, _ in runs['none'])} epochs in all; "
-            f"common target {common:.4f}: {epochs_to_reach(r, common)} vs "
-            f"{epochs_to_reach(runs['none'], common)}")
+        target = min(best(none), best(r))
+        line = (f"seed {seed} {name}: to val {target:.4f}: {epochs_to_reach(r, target)} epochs "
+                f"vs {epochs_to_reach(none, target)} (ratio {pair_ratio(none, r):.2f}); "
+                f"best {best(r):.4f} vs {best(none):.4f}; "
+                f"{sum(e for e, _, _ in r)} vs {sum(e for e, _, _ in none)} epochs in all; "
+                f"common target {common:.4f}: {epochs_to_reach(r, common)} vs "
+                f"{epochs_to_reach(none, common)}")
+        if len(runs[name]) > n:
+            full = runs[name]
+            line += (f"; with {len(full)} trials: to no pruning's best {best(none):.4f}: "
+                     f"ratio {to_none_best(none, full):.2f}, best {best(full):.4f}, "
+                     f"{sum(e for e, _, _ in full)} epochs in all")
+        lines.append(line)
     return lines
 
 
