@@ -285,7 +285,13 @@ space:
         seen.append(line)
         if line.startswith("sweep long:") or time.time() > deadline:
             break
-    time.sleep(4 if workers == 1 else 15)  # inside the first trial(s)
+    # inside the first trial(s): wait for them in the storage (a loaded machine can take more
+    # than 15 s to start two worker processes), then give them two seconds of training
+    journal = workdir / "mlruns" / "optuna.journal"
+    while time.time() < deadline and not (journal.is_file() and sum(
+            t.state == optuna.trial.TrialState.RUNNING for t in trials_of("long")) >= workers):
+        time.sleep(0.5)
+    time.sleep(2)
     sent = time.time()
     if terminal:
         os.killpg(proc.pid, signal.SIGINT)
