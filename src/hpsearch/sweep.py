@@ -822,10 +822,10 @@ def _finish(study: optuna.Study, tracker: Tracker, parent: str, spec: SweepSpec,
         result = best.number, best.value, tracker.trial_run_id(study.study_name, best.number)
     except ValueError:
         pass
-    refresh_verdicts(study, spec, tracker)
     if not interrupted:
         _log_study_plots(study, tracker, parent)
     tracker.set_status(parent, "KILLED" if interrupted else "FINISHED")
+    refresh_verdicts(study, spec, tracker)  # after closing the run: a failure here loses nothing
     return result
 
 
