@@ -120,7 +120,6 @@ def worker_cmd(name: str, storage: str | None, tracking_uri: str | None) -> None
     except KeyboardInterrupt:
         click.echo("interrupted: the running trial was closed.", err=True)
         sys.exit(130)
-    assert ctx.log is not None
     refresh_verdicts(ctx.study, ctx.spec, make_tracker(ctx.log.uri))
     click.echo(f"worker done: ran {ran} trial(s) of study {name}.")
 

@@ -204,9 +204,9 @@ class Context:
     parent_id: str
     splits: datasets.Splits
     n_trials: int
+    log: AsyncTrialLog  # writes this worker's trial runs (its .uri: the tracking URI)
     echo: Callable[[str], None] = print
     tags: dict[str, str] = field(default_factory=dict)
-    log: AsyncTrialLog | None = None  # set in join_study
     last_trial: int = -1  # the trial this worker ran last
     prepared: dict[tuple[str, str], Prepared] = field(default_factory=dict)
 
@@ -298,8 +298,8 @@ def join_study(study_name: str, storage_url: str | None = None, tracking_uri: st
             "hpsearch.version": __import__("hpsearch").__version__,
             "mlflow.source.git.commit": attrs.get(ATTR + "git_commit", "unknown")}
     return Context(spec, study, attrs[ATTR + "experiment_id"],
-                   attrs[ATTR + "parent_run_id"], splits, int(attrs[ATTR + "n_trials"]), echo,
-                   tags, log)
+                   attrs[ATTR + "parent_run_id"], splits, int(attrs[ATTR + "n_trials"]), log,
+                   echo, tags)
 
 
 class PruningCallback:
@@ -341,7 +341,6 @@ def objective(ctx: Context, trial: optuna.Trial) -> float:
     from .tracking import EpochLogger
 
     spec, log = ctx.spec, ctx.log
-    assert log is not None
     ctx.last_trial = trial.number
     chosen = suggest(trial, spec.space)
     params = model_params(chosen, spec)
@@ -497,11 +496,12 @@ def refresh_verdicts(study: optuna.Study, spec: SweepSpec, tracker: Tracker) -> 
         if verdict == stored[number] or done.get(str(number)) == verdict:
             continue
         run_id = tracker.trial_run_id(study.study_name, number)
-        if run_id:
-            tracker.set_tags(run_id, {
-                "fit.verdict": verdict, "fit.summary": summary, "fit.advice": ADVICE[verdict],
-                "fit.revisited": f"{stored[number]} when the trial ended; {verdict} against the "
-                                 f"study's later trials"})
+        if run_id is None:  # no run (tracking off, or it failed): a later call may find one
+            continue
+        tracker.set_tags(run_id, {
+            "fit.verdict": verdict, "fit.summary": summary, "fit.advice": ADVICE[verdict],
+            "fit.revisited": f"{stored[number]} when the trial ended; {verdict} against the "
+                             f"study's later trials"})
         done[str(number)] = verdict
         tagged.append(number)
     if tagged:
@@ -552,17 +552,15 @@ def run_trials(ctx: Context, quota: int | None, deadline: float | None) -> int:
                 done += _retry_lost_trial(ctx)
     finally:
         threading.excepthook = previous_hook
-        if ctx.log is not None:
-            pending = sys.exc_info()[1]
-            try:
-                ctx.log.close()  # every finished trial's run is closed before this returns
-            except Exception as closing:
-                if pending is None:
-                    raise
-                # The error already on its way out (a lost storage, say) is the one the user
-                # must act on first; the tracking store failing as well is reported beside it.
-                ctx.echo("tracking also failed: "
-                         + (describe(closing) or first_line(closing)))
+        pending = sys.exc_info()[1]
+        try:
+            ctx.log.close()  # every finished trial's run is closed before this returns
+        except Exception as closing:
+            if pending is None:
+                raise
+            # The error already on its way out (a lost storage, say) is the one the user must
+            # act on first; the tracking store failing as well is reported beside it.
+            ctx.echo("tracking also failed: " + (describe(closing) or first_line(closing)))
     return done
 
 
@@ -637,7 +635,7 @@ def _report_trial(ctx: Context) -> None:
     try:
         best = study.best_trial
         best_txt = f"{best.value:.4f} (trial {best.number})"
-        if best.number == mine.number and ctx.log is not None:
+        if best.number == mine.number:
             ctx.log.best(study.study_name, ctx.parent_id, best.number, float(best.value or 0.0),
                          ctx.spec.objective.metric,
                          {k: float(v) for k, v in best.params.items()

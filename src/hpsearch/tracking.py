@@ -226,8 +226,7 @@ class Tracker:
             self._call("closing the run", self.client.set_terminated, run_id, status)
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
-        self._call("tagging a run", self.client.log_batch, run_id,
-                   tags=[RunTag(k, v[:5000]) for k, v in tags.items()])
+        self._call("tagging a run", self.client.log_batch, run_id, tags=_tags(tags))
 
     def trial_run_id(self, study: str | None, number: int) -> str | None:
         """The run of trial ``number`` of ``study`` (any worker's), found by its tags."""
@@ -285,12 +284,16 @@ class Tracker:
         ts = _now_ms()
         metrics = [Metric(k, float(v), ts, 0) for k, v in summary.items()]
         tag_list = [RunTag("optuna.trial.state", "FAIL" if state == "INTERRUPTED" else state)]
-        tag_list += [RunTag(k, v[:5000]) for k, v in tags.items()]
+        tag_list += _tags(tags)
         self._call("logging the trial summary", self.client.log_batch, run_id, metrics=metrics,
                    tags=tag_list)
         for f in files:
             self._call(f"logging {f.name}", self.client.log_artifact, run_id, str(f))
         self._call("closing the trial run", self.client.set_terminated, run_id, RUN_STATUS[state])
+
+
+def _tags(tags: dict[str, str]) -> list[RunTag]:
+    return [RunTag(k, v[:5000]) for k, v in tags.items()]  # MLflow's limit on a tag's value
 
 
 class NullTracker(Tracker):
