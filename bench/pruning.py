@@ -37,14 +37,15 @@ PRUNERS = {
     "none": "none",
     "median": {"name": "median", "n_startup_trials": 4, "n_warmup_steps": 3},
     "median-eager": {"name": "median", "n_startup_trials": 2, "n_warmup_steps": 1},
-    "hyperband": {"name": "hyperband", "min_resource": 2, "reduction_factor": 3},
+    "hyperband": {"name": "hyperband", "min_resource": 1, "reduction_factor": 3},
     "successive_halving": {"name": "successive_halving", "min_resource": 1,
                            "reduction_factor": 3},
 }
 DEFAULT_PRUNERS = "none,median,hyperband"
+Run = list[tuple[int, str, float | None]]  # (epochs run, state, value) of each trial, in order
 
 
-def one(spec: dict, pruner: object, seed: int, trials: int) -> list[tuple[int, str, float | None]]:
+def one(spec: dict, pruner: object, seed: int, trials: int) -> Run:
     """(epochs run, state, value) of each trial, in trial order (one worker)."""
     import optuna
 
@@ -66,7 +67,7 @@ def one(spec: dict, pruner: object, seed: int, trials: int) -> list[tuple[int, s
             os.chdir(old)
 
 
-def _one_job(job: tuple[dict, object, int, int]) -> list[tuple[int, str, float | None]]:
+def _one_job(job: tuple[dict, object, int, int]) -> Run:
     import numpy  # noqa: F401  (load the BLAS first: a limit set before it loads is lost)
     from threadpoolctl import threadpool_info, threadpool_limits
 
@@ -77,20 +78,32 @@ def _one_job(job: tuple[dict, object, int, int]) -> list[tuple[int, str, float |
 
 
 def _keyed_job(item: tuple[tuple[int, str], tuple[dict, object, int, int]]
-               ) -> tuple[tuple[int, str], list[tuple[int, str, float | None]]]:
+               ) -> tuple[tuple[int, str], Run]:
     return item[0], _one_job(item[1])
 
 
-def epochs_to_reach(trials: list[tuple[int, str, float | None]], target: float) -> int:
+def epochs_to_reach(trials: Run, target: float) -> int | None:
+    """Epochs spent until a complete trial first scored ``target`` or more; None: never."""
     spent = 0
     for epochs, state, value in trials:
         spent += epochs
         if state == "COMPLETE" and value is not None and value >= target:
             return spent
-    raise AssertionError("target not reached")
+    return None
 
 
-def best(trials: list[tuple[int, str, float | None]]) -> float:
+def reached(trials: Run, target: float) -> int:
+    """`epochs_to_reach` of a target that the run is known to reach (its best or lower)."""
+    spent = epochs_to_reach(trials, target)
+    assert spent is not None, f"target {target} not reached"
+    return spent
+
+
+def epochs(trials: Run) -> int:
+    return sum(e for e, _, _ in trials)
+
+
+def best(trials: Run) -> float:
     return max(v for _, s, v in trials if s == "COMPLETE" and v is not None)
 
 
@@ -126,7 +139,7 @@ def main() -> None:
     print("pruners: " + "; ".join(f"{k}: {v}" for k, v in pruners.items()), flush=True)
     wanted = {(seed, name): args.trials + (args.extra_trials if name != "none" else 0)
               for seed in range(args.seeds) for name in pruners}
-    done: dict[tuple[int, str], list[tuple[int, str, float | None]]] = {}
+    done: dict[tuple[int, str], Run] = {}
     for path in args.reuse:
         old = json.loads(path.read_text())
         for run in old["runs"] if old["spec"] == str(args.spec) else []:
@@ -149,12 +162,12 @@ def main() -> None:
                  "runs": [{"seed": s, "pruner": n, "trials": t} for (s, n), t in done.items()]},
                 indent=1))
 
-    def finished(key: tuple[int, str], trials: list[tuple[int, str, float | None]]) -> None:
+    def finished(key: tuple[int, str], trials: Run) -> None:
         """Record one sweep; print its seed's lines as soon as the seed's sweeps are all in
         (a long run that is stopped keeps the seeds it finished)."""
         done[key] = trials
-        print(f"  seed {key[0]} {key[1]}: {len(trials)} trials, "
-              f"{sum(e for e, _, _ in trials)} epochs, best {best(trials):.4f}", flush=True)
+        print(f"  seed {key[0]} {key[1]}: {len(trials)} trials, {epochs(trials)} epochs, "
+              f"best {best(trials):.4f}", flush=True)
         if all((key[0], name) in done for name in pruners):
             runs = {name: done[key[0], name] for name in pruners}
             for line in seed_lines(key[0], runs, args.trials):
@@ -175,8 +188,8 @@ def main() -> None:
     n = args.trials
     for name in names[1:]:
         rs = [pair_ratio(done[seed, "none"], done[seed, name][:n]) for seed in seeds]
-        total = sum(e for seed in seeds for e, _, _ in done[seed, name][:n])
-        none = sum(e for seed in seeds for e, _, _ in done[seed, "none"])
+        total = sum(epochs(done[seed, name][:n]) for seed in seeds)
+        none = sum(epochs(done[seed, "none"]) for seed in seeds)
         print(f"{name}: epochs to the same score / no pruning = "
               f"{statistics.median(rs):.2f} (median of {len(rs)} seeds: "
               f"{', '.join(f'{r:.2f}' for r in rs)}); all epochs of the {n} trials: "
@@ -189,27 +202,22 @@ def main() -> None:
                   f"reached)")
 
 
-def to_none_best(none: list[tuple[int, str, float | None]],
-                 pruned: list[tuple[int, str, float | None]]) -> float:
+def to_none_best(none: Run, pruned: Run) -> float:
     """Epochs the pruned run (with its extra trials) spent until it reached the best score of
     the run without pruning, relative to that run's epochs to it; inf if it never did."""
     target = best(none)
-    try:
-        return epochs_to_reach(pruned, target) / epochs_to_reach(none, target)
-    except AssertionError:
-        return math.inf
+    spent = epochs_to_reach(pruned, target)
+    return math.inf if spent is None else spent / reached(none, target)
 
 
-def pair_ratio(none: list[tuple[int, str, float | None]],
-               pruned: list[tuple[int, str, float | None]]) -> float:
+def pair_ratio(none: Run, pruned: Run) -> float:
     """Epochs the pruned run spent to reach the lower of the two runs' best scores, relative to
     the run without pruning."""
     target = min(best(none), best(pruned))
-    return epochs_to_reach(pruned, target) / epochs_to_reach(none, target)
+    return reached(pruned, target) / reached(none, target)
 
 
-def seed_lines(seed: int, runs: dict[str, list[tuple[int, str, float | None]]],
-               n: int) -> list[str]:
+def seed_lines(seed: int, runs: dict[str, Run], n: int) -> list[str]:
     """Each pruner against no pruning, on the first ``n`` trials (and to no pruning's best with
     the extra trials, if any)."""
     head = {name: r[:n] for name, r in runs.items()}
@@ -220,17 +228,16 @@ def seed_lines(seed: int, runs: dict[str, list[tuple[int, str, float | None]]],
         if name == "none":
             continue
         target = min(best(none), best(r))
-        line = (f"seed {seed} {name}: to val {target:.4f}: {epochs_to_reach(r, target)} epochs "
-                f"vs {epochs_to_reach(none, target)} (ratio {pair_ratio(none, r):.2f}); "
+        line = (f"seed {seed} {name}: to val {target:.4f}: {reached(r, target)} epochs "
+                f"vs {reached(none, target)} (ratio {pair_ratio(none, r):.2f}); "
                 f"best {best(r):.4f} vs {best(none):.4f}; "
-                f"{sum(e for e, _, _ in r)} vs {sum(e for e, _, _ in none)} epochs in all; "
-                f"common target {common:.4f}: {epochs_to_reach(r, common)} vs "
-                f"{epochs_to_reach(none, common)}")
+                f"{epochs(r)} vs {epochs(none)} epochs in all; "
+                f"common target {common:.4f}: {reached(r, common)} vs {reached(none, common)}")
         if len(runs[name]) > n:
             full = runs[name]
             line += (f"; with {len(full)} trials: to no pruning's best {best(none):.4f}: "
                      f"ratio {to_none_best(none, full):.2f}, best {best(full):.4f}, "
-                     f"{sum(e for e, _, _ in full)} epochs in all")
+                     f"{epochs(full)} epochs in all")
         lines.append(line)
     return lines
 
