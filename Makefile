@@ -12,7 +12,7 @@ WORKERS ?=
 NAME ?= $(shell sed -n 's/^name:[[:space:]]*//p' $(SWEEP) 2>/dev/null | head -n 1)
 SWEEP_ARGS = $(if $(TRIALS),--trials $(TRIALS)) $(if $(WORKERS),--workers $(WORKERS))
 
-.PHONY: help setup sweep status report export ui demo-distributed test test-fast lint bench bench-efficiency clean
+.PHONY: help setup sysdeps sweep status report export ui demo-distributed test test-fast lint bench bench-efficiency clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -44,10 +44,13 @@ ui: setup ## MLflow UI on http://127.0.0.1:5000 over the embedded store
 demo-distributed: setup ## 3 workers on a local PostgreSQL + MLflow server (root; see docs/scaling.md)
 	bash scripts/demo-distributed.sh
 
-test: setup ## run every test, slow ones included (what CI runs)
+sysdeps: ## install/start what the tests need from the machine (root: apt-get; see README)
+	PYTHON=$(PYTHON) bash scripts/sysdeps.sh
+
+test: sysdeps setup ## run every test, slow ones included (what CI runs)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: setup ## run the tests not marked slow
+test-fast: sysdeps setup ## run the tests not marked slow
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: setup ## ruff and mypy

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 BIN=.venv/bin
 PORT=${PORT:-5050}
 PG=postgresql://hpsearch:hpsearch@127.0.0.1:5432
-bash .ci/postgres.sh
+bash scripts/postgres.sh
 for db in hpsearch_demo hpsearch_demo_mlflow; do
   su postgres -c "psql -tAc \"SELECT 1 FROM pg_database WHERE datname='$db'\"" | grep -q 1 ||
     su postgres -c "createdb -O hpsearch $db"

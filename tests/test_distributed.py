@@ -6,12 +6,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
 
-from conftest import free_port
+from conftest import free_port, wait_for_http
 from hpsearch.sweep import run_sweep
 
 SPEC = """\
@@ -40,17 +38,11 @@ def mlflow_server(databases, tmp_path_factory):
                              "--workers", "1"], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                if r.read().strip() == b"OK":
-                    break
-        except OSError:
-            time.sleep(1)
-    else:
+    try:
+        assert wait_for_http(url + "/health", proc).strip() == b"OK"
+    except BaseException:
         proc.kill()
-        pytest.fail("mlflow server did not start within 120 s")
+        raise
     yield url
     proc.terminate()
     proc.wait(timeout=30)

@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -20,9 +19,10 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import free_port
+from conftest import HANG, Lines, free_port, trials_running_with_epochs, wait_until
 
-# Trials of a few seconds each (300 epochs of small batches), so that a fault lands mid-trial.
+# Trial 0 trains without an epoch limit (HPSEARCH_TEST_ENDLESS_TRIALS=0, below), so that the fault
+# lands inside it on a machine of any speed; the others (its retry included) take 300 epochs.
 SPEC = """\
 name: {name}
 data: {{dataset: digits, seed: 0}}
@@ -90,21 +90,35 @@ def via(url: str, port: int) -> str:
 def start_sweep(cwd: Path, name: str, storage: str, **env: str) -> subprocess.Popen[str]:
     (cwd / f"{name}.yaml").write_text(SPEC.format(name=name))
     full = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    full |= {"PYTHONUNBUFFERED": "1", "HPSEARCH_HEARTBEAT": "1", **env}
+    full |= {"PYTHONUNBUFFERED": "1", "HPSEARCH_HEARTBEAT": "1",
+             "HPSEARCH_TEST_ENDLESS_TRIALS": "0", **env}
     return subprocess.Popen([sys.executable, "-m", "hpsearch.cli", "sweep", f"{name}.yaml",
                              "--storage", storage], cwd=cwd, env=full, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def wait_for_first_epochs(proc: subprocess.Popen[str], name: str) -> list[str]:
-    out = []
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        out.append(line)
-        if line.startswith(f"sweep {name}:"):
-            break
-    time.sleep(4)  # data loaded, well inside trial 0
-    return out
+def wait_inside_trial_0(proc: subprocess.Popen[str], name: str, url: str) -> Lines:
+    """Once trial 0 runs and has reported an epoch (read through ``url``, not the proxy)."""
+    output = Lines(proc.stdout)
+    trials_running_with_epochs(
+        lambda: optuna.load_study(study_name=name, storage=url).get_trials(), [0], proc, output)
+    return output
+
+
+def wait_heartbeat_stale(url: str, number: int, grace: float = 3.0) -> None:
+    """Until trial ``number``'s last heartbeat is older than the grace period (3 heartbeats of
+    HPSEARCH_HEARTBEAT=1 s), as Optuna's stale-trial check measures it: by the server's clock."""
+    import psycopg
+
+    def check():
+        with psycopg.connect(url) as conn:
+            row = conn.execute(
+                "SELECT EXTRACT(EPOCH FROM (now()::timestamp - h.heartbeat)) FROM "
+                "trial_heartbeats h JOIN trials t ON t.trial_id = h.trial_id "
+                "WHERE t.number = %s AND t.state = 'RUNNING'", (number,)).fetchone()
+        age = None if row is None else float(row[0])
+        return age is not None and age > grace, f"heartbeat age {age} s"
+    wait_until(check, f"trial {number}'s heartbeat to go stale")
 
 
 def sweep_through_proxy(url: str, cwd: Path, name: str, retries: int):
@@ -113,14 +127,14 @@ def sweep_through_proxy(url: str, cwd: Path, name: str, retries: int):
     proxy.start()
     storage = via(url, proxy.port)
     proc = start_sweep(cwd, name, storage, HPSEARCH_STORAGE_RETRIES=str(retries))
-    return proxy, storage, proc, wait_for_first_epochs(proc, name)
+    return proxy, storage, proc, wait_inside_trial_0(proc, name, url)
 
 
 def hpsearch(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["HPSEARCH_HEARTBEAT"] = "1"
     return subprocess.run([sys.executable, "-m", "hpsearch.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=HANG)
 
 
 def trial_runs(cwd: Path, name: str):
@@ -149,14 +163,14 @@ def check_finished_with_one_retry(cwd: Path, name: str, storage: str) -> None:
 def test_kill_9_on_postgresql_heartbeat_fails_and_retries(databases, tmp_path):
     storage = databases[0]
     proc = start_sweep(tmp_path, "pgkill", storage)
-    wait_for_first_epochs(proc, "pgkill")
+    wait_inside_trial_0(proc, "pgkill", storage)
     os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    proc.wait(timeout=HANG)
     study = optuna.load_study(study_name="pgkill", storage=storage)
     assert [t.state.name for t in study.get_trials()] == ["RUNNING"]
     assert trial_runs(tmp_path, "pgkill")[0][0].info.status == "RUNNING"
 
-    time.sleep(4)  # more than the grace period (3 heartbeats of 1 s)
+    wait_heartbeat_stale(storage, 0)
     again = hpsearch(tmp_path, "sweep", "pgkill.yaml", "--storage", storage)
     assert again.returncode == 0, again.stderr
     check_finished_with_one_retry(tmp_path, "pgkill", storage)
@@ -166,13 +180,13 @@ def test_kill_9_on_postgresql_heartbeat_fails_and_retries(databases, tmp_path):
 
 @pytest.mark.slow
 def test_storage_drop_then_back_the_sweep_goes_on(databases, tmp_path):
-    proxy, storage, proc, head = sweep_through_proxy(databases[0], tmp_path, "pgdrop", 5)
+    proxy, storage, proc, output = sweep_through_proxy(databases[0], tmp_path, "pgdrop", 5)
     proxy.stop()
-    time.sleep(3)
+    output.wait_for("storage lost", proc)  # the worker saw the outage: now bring it back
     proxy.start()
-    out, err = proc.communicate(timeout=600)
+    out = output.rest(proc)
+    err = proc.stderr.read()
     proxy.stop()
-    out = "".join(head) + out
     assert proc.returncode == 0, (out, err)
     assert "Traceback" not in err, err
     assert "storage lost" in out and "storage back after" in out, out
@@ -184,21 +198,22 @@ def test_storage_drop_then_back_the_sweep_goes_on(databases, tmp_path):
 
 @pytest.mark.slow
 def test_storage_gone_for_good_stops_cleanly_then_recovers(databases, tmp_path):
-    proxy, storage, proc, _ = sweep_through_proxy(databases[0], tmp_path, "pggone", 2)
+    proxy, storage, proc, output = sweep_through_proxy(databases[0], tmp_path, "pggone", 2)
     proxy.stop()
-    started = time.time()
-    out, err = proc.communicate(timeout=300)
-    assert time.time() - started < 60
+    out = output.rest(proc)
+    err = proc.stderr.read()
     assert proc.returncode == 2, (out, err)
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: storage unreachable"), err
+    # two retries, 1 + 2 s of backoff: no minutes of waiting against a storage that is gone
+    assert "unreachable for 3 s after 2 retries" in lines[0], lines[0]
     assert "hpsearch recover pggone" in lines[0] and ":hpsearch@" not in lines[0], lines[0]
     by_number, runs = trial_runs(tmp_path, "pggone")
     assert by_number[0].info.status == "FAILED"  # closed by the worker, storage or not
     assert all(r.info.status != "RUNNING" for r in runs)
 
     proxy.start()  # back: recover fails and retries the trial, the same command finishes
-    time.sleep(4)
+    wait_heartbeat_stale(databases[0], 0)
     recovered = hpsearch(tmp_path, "recover", "pggone", "--storage", storage)
     assert recovered.returncode == 0 and "trial 0: FAIL" in recovered.stdout, recovered
     again = hpsearch(tmp_path, "sweep", "pggone.yaml", "--storage", storage)

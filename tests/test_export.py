@@ -7,8 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 
 import mlflow
 import numpy as np
@@ -17,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 import hpsearch
+from conftest import wait_for_http
 from hpsearch import datasets
 from hpsearch.cli import main
 from hpsearch.export import export_trial
@@ -182,16 +181,7 @@ def test_mlflow_models_serve_answers_with_the_same_predictions(inside):
     try:
         body = json.dumps({"dataframe_split": {
             "columns": [f"pixel_{i}" for i in range(x.shape[1])], "data": x.tolist()}}).encode()
-        deadline, answer = time.time() + 120, None
-        while time.time() < deadline and answer is None:
-            try:
-                req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
-                                             headers={"Content-Type": "application/json"})
-                with urllib.request.urlopen(req, timeout=5) as r:
-                    answer = json.loads(r.read())
-            except OSError:
-                time.sleep(1)
-        assert answer is not None, "the server did not answer"
+        answer = json.loads(wait_for_http(f"http://127.0.0.1:{port}/invocations", proc, body))
         labels = [row["label"] for row in answer["predictions"]]
         assert labels == expected.tolist()
     finally:

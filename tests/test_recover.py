@@ -6,13 +6,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import optuna
 import pytest
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
+from conftest import HANG, Lines, trials_running_with_epochs
 from hpsearch.cli import main
 from hpsearch.sweep import open_storage, resolve_storage_url
 from hpsearch.tracking import resolve_tracking_uri
@@ -33,16 +33,17 @@ def test_kill_9_then_recover_then_resume(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     (tmp_path / "killed.yaml").write_text(SPEC)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # trial 0 trains without an epoch limit: the kill lands inside it on a machine of any speed
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HPSEARCH_TEST_ENDLESS_TRIALS": "0"}
     proc = subprocess.Popen([sys.executable, "-m", "hpsearch.cli", "sweep", "killed.yaml"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-    deadline = time.time() + 120
-    for line in proc.stdout:
-        if line.startswith("sweep killed:") or time.time() > deadline:
-            break
-    time.sleep(5)  # well inside trial 0 (300 epochs)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    output = Lines(proc.stdout)
+    journal = tmp_path / "mlruns" / "optuna.journal"
+    trials_running_with_epochs(lambda: optuna.load_study(
+        study_name="killed", storage=open_storage(resolve_storage_url(str(journal)))
+    ).get_trials(), [0], proc, output)
     os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    proc.wait(timeout=HANG)
 
     study = optuna.load_study(study_name="killed",
                               storage=open_storage(resolve_storage_url(None)))

@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
+from conftest import Lines, StatusServer, trials_running_with_epochs, wait_for_http
 from hpsearch.cli import main
 from hpsearch.config import load_spec
 from hpsearch.diagnostics import VERDICTS
@@ -274,33 +275,23 @@ pruner: none
 space:
   hidden_size: {type: int, low: 256, high: 256}
 """)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # the first trials train without an epoch limit: the signal lands inside them
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HPSEARCH_TEST_ENDLESS_TRIALS": "0,1"}
     proc = subprocess.Popen([sys.executable, "-m", "hpsearch.cli", "sweep", "long.yaml",
                              "--workers", str(workers)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             start_new_session=terminal)
-    deadline = time.time() + 120
-    seen = []
-    for line in proc.stdout:  # wait until the sweep is under way
-        seen.append(line)
-        if line.startswith("sweep long:") or time.time() > deadline:
-            break
-    # inside the first trial(s): wait for them in the storage (a loaded machine can take more
-    # than 15 s to start two worker processes), then give them two seconds of training
-    journal = workdir / "mlruns" / "optuna.journal"
-    while time.time() < deadline and not (journal.is_file() and sum(
-            t.state == optuna.trial.TrialState.RUNNING for t in trials_of("long")) >= workers):
-        time.sleep(0.5)
-    time.sleep(2)
-    sent = time.time()
+    output = Lines(proc.stdout)
+    trials_running_with_epochs(lambda: trials_of("long"), list(range(workers)), proc, output)
+    sent = time.monotonic()
     if terminal:
         os.killpg(proc.pid, signal.SIGINT)
     else:
         proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    out, err = output.rest(proc), proc.stderr.read()
     # (a 1-worker run once exited 0 with an empty stderr in CI: show everything if it recurs)
-    assert proc.returncode == 130, (f"exit {proc.returncode} {time.time() - sent:.1f} s after "
-                                    f"SIGINT; stdout:\n{''.join(seen)}{out}\nstderr:\n{err}")
+    assert proc.returncode == 130, (f"exit {proc.returncode} {time.monotonic() - sent:.1f} s "
+                                    f"after SIGINT; stdout:\n{out}\nstderr:\n{err}")
     assert "interrupted" in err and "Traceback" not in err
     trials = trials_of("long")
     assert trials and all(t.state.is_finished() for t in trials)
@@ -322,14 +313,7 @@ def test_ui_serves_the_store_on_loopback(workdir):
     proc = subprocess.Popen([sys.executable, "-m", "hpsearch.cli", "ui", "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline, body = time.time() + 90, ""
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    body = r.read().decode()
-                    break
-            except OSError:
-                time.sleep(1)
+        body = wait_for_http(f"http://127.0.0.1:{port}/health", proc).decode()
         assert body.strip() == "OK"
         req = urllib.request.Request(
             f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name"
@@ -346,11 +330,25 @@ def test_ui_serves_the_store_on_loopback(workdir):
     ("http://127.0.0.1:1", "tracking store http://127.0.0.1:1: reading the experiment failed"),
 ])
 def test_bad_tracking_uri_is_one_line_and_creates_no_study(workdir, uri, message):
-    started = time.time()
     result = CliRunner().invoke(main, ["sweep", "small.yaml", "--tracking-uri", uri])
     assert result.exit_code == 2 and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-    assert time.time() - started < 60  # no minutes of retries against a dead server
+    assert not (workdir / "mlruns" / "optuna.journal").exists()
+
+
+def test_a_failing_tracking_server_is_retried_a_bounded_number_of_times(workdir):
+    """No minutes of retries against a dead server: a few requests, then one line."""
+    server = StatusServer(503)
+    try:
+        result = CliRunner().invoke(main, ["sweep", "small.yaml", "--tracking-uri",
+                                           f"http://127.0.0.1:{server.port}"])
+    finally:
+        server.close()
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: tracking store http://127.0.0.1:"), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    # MLFLOW_HTTP_REQUEST_MAX_RETRIES=2: the first request and two retries, then it stops
+    assert 1 <= len(server.requests) <= 3, server.requests
     assert not (workdir / "mlruns" / "optuna.journal").exists()
 
 

@@ -40,8 +40,17 @@ OUTAGE_WORDS = ("connection refused", "could not connect", "server closed the co
                 "consuming input failed", "ssl syscall error", "connection reset",
                 "the database system is shutting down", "the database system is starting up",
                 "no connection to the server", "connection failed")
+ENDLESS_ENV = "HPSEARCH_TEST_ENDLESS_TRIALS"
 AFTERWARDS = ("nothing recorded is lost: free space (or make it writable), run `hpsearch recover "
               "<study>` if a trial was running, then the same command again")
+
+
+def endless_trials() -> frozenset[int]:
+    """Trial numbers that train without an epoch limit ($HPSEARCH_TEST_ENDLESS_TRIALS, e.g.
+    ``0,1``): the fault tests' way of making the trial a fault must hit one that cannot finish
+    before it, on a machine of any speed. Unset in normal use."""
+    raw = os.environ.get(ENDLESS_ENV, "")
+    return frozenset(int(n) for n in raw.split(",") if n.strip().isdigit())
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
