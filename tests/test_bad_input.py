@@ -144,3 +144,35 @@ def test_study_name_with_path_characters_is_refused_everywhere(command):
     assert result.stderr.strip() == ("error: study name '../../etc': must be letters, digits, "
                                      "'.', '_' or '-' (no spaces or path characters), at most "
                                      "100 characters")
+
+
+@pytest.mark.parametrize("args, message, hint", [
+    (["sweep", "sweeps"], "error: Invalid value for 'SPEC': File 'sweeps' is a directory.",
+     "see 'hpsearch sweep --help'"),
+    (["sweep", "x.yaml", "--trials", "-3"],
+     "error: Invalid value for '--trials': -3 is not in the range x>=1.",
+     "see 'hpsearch sweep --help'"),
+    (["sweep", "x.yaml", "--workers", "0"],
+     "error: Invalid value for '--workers': 0 is not in the range 1<=x<=64.",
+     "see 'hpsearch sweep --help'"),
+    (["sweep"], "error: Missing argument 'SPEC'.", "see 'hpsearch sweep --help'"),
+    (["export", "x", "--trial", "two"], "error: Invalid value for '--trial': 'two' is not a "
+     "valid integer.", "see 'hpsearch export --help'"),
+    (["nosuch"], "error: No such command 'nosuch'.", "see 'hpsearch --help'"),
+    (["status", "x", "--bogus"], "error: No such option '--bogus'.",
+     "see 'hpsearch status --help'"),
+])
+def test_usage_errors_are_one_line_and_a_hint(recorded, args, message, hint):
+    """click's usage errors in the format of every other error: `error: ...` naming the option
+    and value, at most one hint line, exit status 2 (a real process, as a user sees it)."""
+    import subprocess
+    import sys
+
+    (recorded / "sweeps").mkdir(exist_ok=True)
+    before = snapshot(recorded)
+    done = subprocess.run([sys.executable, "-m", "hpsearch.cli", *args], cwd=recorded,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert done.stderr.splitlines() == [message, hint], done.stderr
+    assert done.stdout == ""
+    assert snapshot(recorded) == before

@@ -148,13 +148,15 @@ def trial_runs(cwd: Path, name: str):
 def check_finished_with_one_retry(cwd: Path, name: str, storage: str) -> None:
     study = optuna.load_study(study_name=name, storage=storage)
     trials = study.get_trials()
-    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE"]
+    # the lost trial does not count towards n_trials (3): three complete trials beside it
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE", "COMPLETE"]
     assert trials[1].params == trials[0].params and trials[1].user_attrs["retry_of"] == 0
     by_number, runs = trial_runs(cwd, name)
-    assert sorted(by_number) == [0, 1, 2]
+    assert sorted(by_number) == [0, 1, 2, 3]
     assert by_number[0].info.status in ("FAILED", "KILLED")
     assert by_number[0].data.tags["optuna.trial.state"] == "FAIL"
     assert by_number[1].data.tags["hpsearch.retry_of"] == "0"
+    assert by_number[0].data.tags["hpsearch.retried_as"] == "1"
     assert len(by_number[1].data.metrics) > 0
     assert all(r.info.status != "RUNNING" for r in runs)
 

@@ -60,13 +60,17 @@ def test_kill_9_then_recover_then_resume(tmp_path, monkeypatch):
     assert run.info.status == "KILLED" and run.data.tags["optuna.trial.state"] == "FAIL"
     assert "worker died" in run.data.tags["optuna.trial.reason"]
 
-    # Resume: the study finishes with 3 trials, the first retry re-runs trial 0's parameters.
+    # Resume: the lost trial does not count: the study finishes with 3 complete trials beside
+    # it, the first of them a retry of trial 0's parameters.
     (tmp_path / "killed.yaml").write_text(SPEC.replace("max_epochs: 300", "max_epochs: 3"))
     result = CliRunner().invoke(main, ["sweep", "killed.yaml"])
     assert result.exit_code == 0, result.output
     trials = study.get_trials()
-    assert len(trials) == 3 and all(t.state.is_finished() for t in trials)
-    assert trials[0].state.name == "FAIL"
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE", "COMPLETE"]
     assert trials[1].user_attrs["retry_of"] == 0 and trials[1].params == trials[0].params
     runs = client.search_runs([exp.experiment_id], "tags.`hpsearch.role` = 'trial'")
-    assert len(runs) == 3 and all(r.info.status != "RUNNING" for r in runs)
+    assert len(runs) == 4 and all(r.info.status != "RUNNING" for r in runs)
+    lost = [r for r in runs if r.data.tags["optuna.trial.number"] == "0"][0]
+    assert lost.data.tags["hpsearch.retried_as"] == "1"
+    status = CliRunner().invoke(main, ["status", "killed"])
+    assert "lost to faults: 1 trial(s) (0 -> 1)" in status.output, status.output

@@ -262,43 +262,112 @@ def test_unknown_study_is_one_line(workdir):
         assert result.stderr.startswith("error: no study named 'nosuch'")
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("workers, terminal", [(1, False), (2, False), (2, True)])
-def test_ctrl_c_closes_the_running_trial_in_both_stores(workdir, workers, terminal):
-    """SIGINT to the sweep process alone (with 2 workers it must pass it on to them), or to its
-    whole process group as a terminal's Ctrl-C does (each worker then gets it twice)."""
-    (workdir / "long.yaml").write_text("""\
+def default_stop_signals() -> None:
+    """In the child: the stopping signals at their defaults, whatever the test runner inherited
+    (a shell's background job starts with SIGINT ignored, `nohup` with SIGHUP ignored, and a
+    signal ignored at start stays ignored, by design)."""
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, signal.SIG_DFL)
+
+
+LONG = """\
 name: long
 training: {max_epochs: 400, batch_size: 16, early_stopping_patience: null}
 budget: {n_trials: 3, workers: 1}
 pruner: none
 space:
   hidden_size: {type: int, low: 256, high: 256}
-""")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum, workers, terminal", [
+    (signal.SIGINT, 1, False), (signal.SIGINT, 2, False), (signal.SIGINT, 2, True),
+    (signal.SIGTERM, 1, False), (signal.SIGTERM, 2, False), (signal.SIGTERM, 2, True),
+    (signal.SIGHUP, 1, False), (signal.SIGHUP, 2, False)])
+def test_a_stopping_signal_closes_the_running_trials_and_the_budget_is_kept(
+        workdir, signum, workers, terminal):
+    """SIGINT, SIGTERM or SIGHUP to the sweep process alone (with 2 workers it must pass the
+    signal on to them), or to its whole process group as a terminal's Ctrl-C (or systemd's
+    control-group stop) does: each worker then gets it twice. The interrupted trials are FAIL
+    with the signal's name, their runs KILLED, their parameters enqueued again; the same command
+    then finishes with exactly n_trials complete trials."""
+    (workdir / "long.yaml").write_text(LONG)
     # the first trials train without an epoch limit: the signal lands inside them
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HPSEARCH_TEST_ENDLESS_TRIALS": "0,1"}
     proc = subprocess.Popen([sys.executable, "-m", "hpsearch.cli", "sweep", "long.yaml",
                              "--workers", str(workers)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=terminal)
+                            start_new_session=terminal, preexec_fn=default_stop_signals)
     output = Lines(proc.stdout)
     trials_running_with_epochs(lambda: trials_of("long"), list(range(workers)), proc, output)
     sent = time.monotonic()
     if terminal:
-        os.killpg(proc.pid, signal.SIGINT)
+        os.killpg(proc.pid, signum)
     else:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
     out, err = output.rest(proc), proc.stderr.read()
-    # (a 1-worker run once exited 0 with an empty stderr in CI: show everything if it recurs)
-    assert proc.returncode == 130, (f"exit {proc.returncode} {time.monotonic() - sent:.1f} s "
-                                    f"after SIGINT; stdout:\n{out}\nstderr:\n{err}")
-    assert "interrupted" in err and "Traceback" not in err
+    name = signal.Signals(signum).name
+    assert proc.returncode == 128 + signum, (
+        f"exit {proc.returncode} {time.monotonic() - sent:.1f} s after {name}; "
+        f"stdout:\n{out}\nstderr:\n{err}")
+    assert f"interrupted by {name}" in err and "Traceback" not in err, err
     trials = trials_of("long")
-    assert trials and all(t.state.is_finished() for t in trials)
+    failed = [t for t in trials if t.state.name == "FAIL"]
+    assert sorted(t.number for t in failed) == list(range(workers)), trials
+    assert all(name in t.user_attrs["reason"] for t in failed), [t.user_attrs for t in failed]
+    waiting = [t for t in trials if t.state.name == "WAITING"]
+    assert sorted(t.user_attrs["retry_of"] for t in waiting) == list(range(workers))
+    assert not [t for t in trials if t.state.name == "RUNNING"]
     _, parents, children = runs_of("long")
     assert all(r.info.status != "RUNNING" for r in children)
-    assert any(r.info.status == "KILLED" for r in children)
+    killed = [r for r in children if r.info.status == "KILLED"]
+    assert len(killed) == workers and all(
+        name in r.data.tags["optuna.trial.reason"] for r in killed)
     assert parents[0].info.status == "KILLED"
+
+    # The same command resumes (short trials now): exactly n_trials complete trials, the
+    # interrupted ones FAIL and linked to their retries, nothing RUNNING in either store.
+    (workdir / "long.yaml").write_text(LONG.replace("max_epochs: 400", "max_epochs: 3"))
+    result = CliRunner().invoke(main, ["sweep", "long.yaml", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    trials = trials_of("long")
+    assert sum(t.state.name == "COMPLETE" for t in trials) == 3, trials
+    assert sum(t.state.name == "FAIL" for t in trials) == workers
+    retries = {t.user_attrs["retry_of"]: t for t in trials if "retry_of" in t.user_attrs}
+    assert sorted(retries) == list(range(workers))
+    assert all(retries[n].params == trials[n].params for n in retries)
+    _, parents, children = runs_of("long")
+    assert all(r.info.status != "RUNNING" for r in children + parents)
+    by_number = {int(r.data.tags["optuna.trial.number"]): r for r in children}
+    for n, retry in retries.items():
+        assert by_number[n].data.tags["hpsearch.retried_as"] == str(retry.number)
+    status = CliRunner().invoke(main, ["status", "long"])
+    assert f"lost to faults: {workers} trial(s)" in status.output, status.output
+
+
+@pytest.mark.slow
+def test_a_signal_ignored_at_start_stays_ignored(workdir):
+    """`nohup hpsearch sweep ...`: SIGHUP was ignored when the sweep started, so a hangup does
+    not stop it; the SIGTERM sent right after it does (exit 143, not 129)."""
+    (workdir / "long.yaml").write_text(LONG)
+
+    def nohup() -> None:
+        default_stop_signals()
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HPSEARCH_TEST_ENDLESS_TRIALS": "0"}
+    proc = subprocess.Popen([sys.executable, "-m", "hpsearch.cli", "sweep", "long.yaml"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=nohup)
+    output = Lines(proc.stdout)
+    trials_running_with_epochs(lambda: trials_of("long"), [0], proc, output)
+    proc.send_signal(signal.SIGHUP)
+    proc.send_signal(signal.SIGTERM)
+    output.rest(proc)
+    err = proc.stderr.read()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "interrupted by SIGTERM" in err and "SIGHUP" not in err, err
 
 
 @pytest.mark.slow

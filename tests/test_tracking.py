@@ -96,7 +96,7 @@ def test_a_hung_store_after_ctrl_c_is_given_up_with_one_line(store, monkeypatch,
         assert time.monotonic() - started < 10
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1
-        assert err[0].startswith("error: tracking writes still pending 0.5 s after Ctrl-C")
+        assert err[0].startswith("error: tracking writes still pending 0.5 s after the interrupt")
         assert "hpsearch recover" in err[0]
         assert run_of(tracker, 0).info.status == "RUNNING"
     finally:

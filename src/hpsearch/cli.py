@@ -8,12 +8,33 @@ from typing import Any
 import click
 
 from . import __version__
-from .errors import HpsearchError
+from .errors import HpsearchError, install_masking, mask_uri
 
 
 class _Group(click.Group):
-    """Turns an HpsearchError into one line ``error: ...`` and exit status 2 (a traceback only
-    with --debug)."""
+    """Turns an HpsearchError, a disk or storage failure and click's usage errors into one line
+    ``error: ...`` (plus, for usage errors, one hint line) and exit status 2, a traceback only
+    with --debug; and masks credentials in everything the process prints or logs."""
+
+    def main(self, args: Any = None, prog_name: str | None = None,  # type: ignore[override]
+             complete_var: str | None = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:
+        install_masking()
+        try:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx else (prog_name or "hpsearch")
+            click.echo(f"error: {exc.format_message()}", err=True)
+            click.echo(f"see '{where} --help'", err=True)
+            sys.exit(2)
+        except click.ClickException as exc:  # a file click could not open, say
+            click.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(2)
+        except click.Abort as exc:  # a signal at a prompt or before a command started
+            from .faults import exit_status
+
+            click.echo("error: interrupted", err=True)
+            sys.exit(exit_status(exc.__context__) if exc.__context__ else 130)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -86,10 +107,17 @@ TRACKING_HELP = ("MLflow tracking URI (default sqlite:///mlruns/mlflow.db, artif
 def sweep_cmd(spec: str, trials: int | None, timeout: float | None, workers: int | None,
               storage: str | None, tracking_uri: str | None, study_name: str | None) -> None:
     """Run (or resume) the sweep defined in SPEC until its study holds the requested trials."""
+    from .faults import exit_status, signal_name, signal_of, stop_signals
     from .sweep import run_sweep
 
-    result = run_sweep(spec, trials, timeout, workers, storage, tracking_uri, study_name,
-                       echo=click.echo)
+    try:
+        with stop_signals():  # a signal while the study is prepared or closed: one line too
+            result = run_sweep(spec, trials, timeout, workers, storage, tracking_uri,
+                               study_name, echo=click.echo)
+    except KeyboardInterrupt as exc:
+        click.echo(f"interrupted by {signal_name(signal_of(exc))}; run the same command to "
+                   f"resume (`hpsearch recover` first if a trial stayed RUNNING).", err=True)
+        sys.exit(exit_status(exc))
     if result.best_number is None:
         click.echo("no trial completed yet.")
     else:
@@ -97,10 +125,10 @@ def sweep_cmd(spec: str, trials: int | None, timeout: float | None, workers: int
                    f"MLflow run {result.best_run_id} (experiment {result.study_name}).")
     click.echo(f"look: make ui (MLflow UI on http://127.0.0.1:5000), "
                f"hpsearch status {result.study_name}")
-    if result.interrupted:
-        click.echo("interrupted: running trials were closed; run the same command to resume.",
-                   err=True)
-        sys.exit(130)
+    if result.signal is not None:
+        click.echo(f"interrupted by {signal_name(result.signal)}: running trials were closed "
+                   f"and will be retried; run the same command to resume.", err=True)
+        sys.exit(128 + result.signal)
 
 
 @main.command("worker")
@@ -111,15 +139,18 @@ def worker_cmd(name: str, storage: str | None, tracking_uri: str | None) -> None
     """Join study NAME (created by `hpsearch sweep`) and run trials until it is complete."""
     import os
 
+    from .faults import exit_status, signal_name, signal_of, stop_signals
     from .sweep import join_study, refresh_verdicts, run_trials
     from .tracking import make_tracker
 
-    ctx = join_study(name, storage, tracking_uri, echo=click.echo, worker=os.getpid())
     try:
-        ran = run_trials(ctx, None, None)
-    except KeyboardInterrupt:
-        click.echo("interrupted: the running trial was closed.", err=True)
-        sys.exit(130)
+        with stop_signals("cooperative"):
+            ctx = join_study(name, storage, tracking_uri, echo=click.echo, worker=os.getpid())
+            ran = run_trials(ctx, None, None)
+    except KeyboardInterrupt as exc:
+        click.echo(f"interrupted by {signal_name(signal_of(exc))}: the running trial was "
+                   f"closed and will be retried.", err=True)
+        sys.exit(exit_status(exc))
     refresh_verdicts(ctx.study, ctx.spec, make_tracker(ctx.log.uri))
     click.echo(f"worker done: ran {ran} trial(s) of study {name}.")
 
@@ -216,7 +247,7 @@ def ui_cmd(tracking_uri: str | None, host: str, port: int) -> None:
     from .tracking import resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
-    click.echo(f"MLflow UI on http://{host}:{port} (store {uri}); Ctrl-C stops it.")
+    click.echo(f"MLflow UI on http://{host}:{port} (store {mask_uri(uri)}); Ctrl-C stops it.")
     os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
                                "--host", host, "--port", str(port)])
 
@@ -242,4 +273,4 @@ def dashboard_cmd(storage: str | None, host: str, port: int) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(prog_name="hpsearch")

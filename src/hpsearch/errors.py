@@ -1,6 +1,18 @@
-"""Errors a user can cause. The CLI prints them as one line ``error: ...`` and exits with 2."""
+"""Errors a user can cause (the CLI prints them as one line ``error: ...`` and exits with 2),
+and the one boundary that keeps credentials out of every message: ``mask`` for a text,
+``install_masking`` for everything a process writes to its terminal or its logs.
+
+A leaf module: everyone may import it."""
 
 from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import threading
+from typing import Any, TextIO
+from urllib.parse import quote
 
 
 class HpsearchError(Exception):
@@ -24,5 +36,92 @@ class StorageError(HpsearchError):
 
 
 def first_line(exc: BaseException, limit: int = 300) -> str:
-    """The first line of an exception's message (its type name when empty), cut at ``limit``."""
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]
+    """The first line of an exception's message (its type name when empty), masked, cut at
+    ``limit``."""
+    return mask((str(exc).strip().splitlines() or [type(exc).__name__])[0])[:limit]
+
+
+# -- credentials --------------------------------------------------------------------------------
+# user:password@ in any URL (postgresql://, http://, mysql+pymysql://, ...).
+_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*):(?P<pw>[^@\s/]*)@")
+# password=... in a libpq DSN ("host=h password=x"), a query string (?password=x&...) or a
+# JSON-ish text ("password": "x").
+_KEYVALUE = re.compile(r"(?P<key>\b(?:password|passwd|pwd|token|secret)\b[\"']?\s*[=:]\s*[\"']?)"
+                       r"(?P<value>[^\s&;,'\"}]+)", re.IGNORECASE)
+# Environment variables whose values are secrets wherever they show up.
+SECRET_ENV = ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "PGPASSWORD",
+              "DATABRICKS_TOKEN", "AWS_SECRET_ACCESS_KEY")
+_secrets: set[str] = set()
+
+
+def register_secret(value: str | None) -> None:
+    """Mask ``value`` (and its URL-quoted form) wherever it appears from now on. For secrets
+    that no pattern finds, those of SECRET_ENV; a password in a URL is found by its place
+    (``user:***@``), and masking it as a bare word too would hide words like a program's name
+    where a password is one (the test role's is "hpsearch")."""
+    if value and len(value) >= 3:
+        _secrets.update({value, quote(value, safe="")})
+
+
+def mask(text: str) -> str:
+    """``text`` with every credential replaced by ***: passwords in URLs, ``password=`` pairs,
+    and the secrets registered (SECRET_ENV's values)."""
+    for name in SECRET_ENV:
+        register_secret(os.environ.get(name))
+    text = _USERINFO.sub(lambda m: f"{m.group('head')}:***@" if m.group("pw") != "***"
+                         else m.group(0), text)
+    text = _KEYVALUE.sub(lambda m: m.group("key") + "***", text)
+    for secret in sorted(_secrets, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
+
+
+def mask_uri(uri: str) -> str:
+    """The URI with any password replaced by ***, for messages and logs."""
+    return mask(uri)
+
+
+class MaskingStream:
+    """A text stream that masks credentials in what is written through it (stdout, stderr)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(mask(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+_install_lock = threading.Lock()
+_record_factory = logging.getLogRecordFactory()
+
+
+def _masked_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    record = _record_factory(*args, **kwargs)
+    try:
+        message = record.getMessage()
+    except Exception:  # a bad format string: leave it to the handler to report
+        return record
+    record.msg, record.args = mask(message), None
+    if record.exc_info and not record.exc_text:
+        record.exc_text = mask(logging.Formatter().formatException(record.exc_info))
+    if record.stack_info:
+        record.stack_info = mask(record.stack_info)
+    return record
+
+
+def install_masking() -> None:
+    """The boundary: from now on this process's stdout and stderr, and every log record of
+    every library (MLflow, SQLAlchemy, psycopg, urllib3, requests, Optuna), are masked.
+    Idempotent; called by the CLI and by each worker process."""
+    with _install_lock:
+        for name in ("stdout", "stderr"):
+            stream = getattr(sys, name)
+            if stream is not None and not isinstance(stream, MaskingStream):
+                setattr(sys, name, MaskingStream(stream))
+        if logging.getLogRecordFactory() is not _masked_record:
+            logging.setLogRecordFactory(_masked_record)

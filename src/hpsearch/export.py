@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 from . import __version__, datasets
 from .checkpoint import load_model
 from .config import SweepSpec
-from .errors import CheckpointError, DataError, StorageError, first_line
+from .errors import CheckpointError, DataError, StorageError
 from .estimator import prediction_frame
 from .nn.functional import cross_entropy
 from .sweep import ATTR, checkpoint_dir, join_storage_study, study_spec, verdicts
@@ -155,45 +155,9 @@ def _save_mlflow_model(path: Path, ckpt: Path, ds: datasets.Dataset, x_test: np.
 
 def _register(name: str, path: Path, trial: Any, study: Any, tracking_uri: str | None,
               test_accuracy: float) -> tuple[str | None, str | None, str]:
-    from mlflow.exceptions import MlflowException
-
     tracker = make_tracker(tracking_uri or study.user_attrs.get(ATTR + "tracking_uri"))
-    if tracker.uri == "none":
-        return None, None, "not registered (tracking is off)"
-    client = tracker.client
-    maximize = study.direction.name == "MAXIMIZE"
-    try:
-        try:
-            client.get_registered_model(name)
-        except MlflowException:
-            client.create_registered_model(name, description=f"hpsearch sweep {name}")
-        run_id = tracker.trial_run_id(name, trial.number)
-        # The registered version points at a copy in the trial run's artifacts, not at DIR: a
-        # later export to the same DIR must not change what an existing version serves.
-        source = str(path.resolve())
-        if run_id:
-            client.log_artifacts(run_id, str(path), "model")
-            source = client.get_run(run_id).info.artifact_uri.rstrip("/") + "/model"
-        mv = client.create_model_version(
-            name, source=source, run_id=run_id,
-            tags={"optuna.trial.number": str(trial.number), "objective_value": str(trial.value),
-                  "test_accuracy": f"{test_accuracy:.6f}"})
-        try:
-            current = client.get_model_version_by_alias(name, "champion")
-            best = float(current.tags.get("objective_value", "nan"))
-        except MlflowException:
-            current, best = None, float("nan")
-        better = (current is None or best != best or
-                  (trial.value > best if maximize else trial.value < best))
-        if better:
-            client.set_registered_model_alias(name, "champion", mv.version)
-            return mv.version, mv.version, (f"registered as {name} version {mv.version}, alias "
-                                            f"champion")
-        return mv.version, current.version if current else None, (
-            f"registered as {name} version {mv.version}; champion stays version "
-            f"{current.version if current else '?'} (validation {best:.4f} is not beaten)")
-    except MlflowException as exc:
-        raise StorageError(f"model registry {tracker.uri}: {first_line(exc)}") from None
+    return tracker.register_model(name, path, trial.number, float(trial.value),
+                                  study.direction.name == "MAXIMIZE", test_accuracy)
 
 
 def model_card(name: str, spec: SweepSpec, trial: Any, model: Any, splits: datasets.Splits,

@@ -7,6 +7,8 @@ recorded is damaged.
 - ``describe``: the one-line message for a disk or storage failure (``None`` for anything else).
 - ``is_outage``: a lost connection to an RDB storage (retry with backoff, see ``sweep``).
 - ``StaleTrialHandler``: Optuna's heartbeat retry, plus closing the dead trial's MLflow run.
+- ``Interrupted`` and ``stop_signals``: SIGINT, SIGTERM and SIGHUP take one path (the interrupt).
+- ``lost_trials``: the budget rule: a trial lost to a fault and retried does not count.
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ from __future__ import annotations
 import errno
 import json
 import os
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import optuna
 from optuna.storages.journal import JournalFileBackend
 
-from .errors import first_line
+from .errors import first_line, mask_uri
 
 DISK_ERRNOS = {errno.ENOSPC: "no space left on the device",
                errno.EROFS: "the file system is read-only",
@@ -66,8 +71,6 @@ def _chain(exc: BaseException) -> list[BaseException]:
 def describe(exc: BaseException) -> str | None:
     """One line for a disk failure under the stores (full, read-only, I/O error) or a lost
     storage connection; None when ``exc`` is something else."""
-    from .tracking import mask_uri
-
     for e in _chain(exc):
         if isinstance(e, OSError) and e.errno in DISK_ERRNOS:
             where = e.filename or "a file under the stores"
@@ -76,25 +79,28 @@ def describe(exc: BaseException) -> str | None:
         for words, meaning in SQLITE_DISK.items():
             if words in text:
                 return f"{meaning} (SQLite: {words}); {AFTERWARDS}"
-        if is_outage(e):
-            return f"storage connection lost: {mask_uri(first_line(e))}"
+        lost = _outage(e)
+        if lost is not None:  # its own words, not those of what Optuna raised around it
+            return f"storage connection lost: {mask_uri(first_line(lost))}"
+    return None
+
+
+def _outage(exc: BaseException) -> BaseException | None:
+    """The database error in ``exc``'s chain that says the connection is lost or refused."""
+    try:
+        from sqlalchemy.exc import DBAPIError
+    except ImportError:  # pragma: no cover - SQLAlchemy comes with Optuna
+        return None
+    for e in _chain(exc):
+        if isinstance(e, DBAPIError):
+            if e.connection_invalidated or any(w in str(e).lower() for w in OUTAGE_WORDS):
+                return e
     return None
 
 
 def is_outage(exc: BaseException) -> bool:
     """A lost or refused connection to a database server (not a disk problem, not a bug)."""
-    try:
-        from sqlalchemy.exc import DBAPIError
-    except ImportError:  # pragma: no cover - SQLAlchemy comes with Optuna
-        return False
-    for e in _chain(exc):
-        if isinstance(e, DBAPIError):
-            if e.connection_invalidated:
-                return True
-            text = str(e).lower()
-            if any(w in text for w in OUTAGE_WORDS):
-                return True
-    return False
+    return _outage(exc) is not None
 
 
 class SafeJournalBackend(JournalFileBackend):
@@ -163,3 +169,129 @@ def fail_and_retry(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool
     study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number},
                         skip_if_exists=False)
     return True
+
+
+# -- stopping signals --------------------------------------------------------------------------
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stopping signal, raised where Ctrl-C's KeyboardInterrupt would be: timeout(1), systemd,
+    Slurm and Kubernetes stop a job with SIGTERM, a closed terminal sends SIGHUP. Every path that
+    closes an interrupted trial catches KeyboardInterrupt, so all three take it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal_name(signum))
+        self.signum = signum
+
+
+def signal_name(signum: int) -> str:
+    name = signal.Signals(signum).name
+    return f"{name} (Ctrl-C)" if signum == signal.SIGINT else name
+
+
+def signal_of(exc: BaseException) -> int:
+    """The signal behind an interrupt (a plain KeyboardInterrupt is SIGINT's)."""
+    return int(getattr(exc, "signum", signal.SIGINT))
+
+
+def exit_status(exc: BaseException) -> int:
+    """128 + the signal number, as a shell reports a process stopped by that signal."""
+    return 128 + signal_of(exc)
+
+
+class _StopRequest:
+    """The stopping signal received in ``cooperative`` mode and not acted on yet."""
+
+    signum: int | None = None
+
+
+STOP = _StopRequest()
+
+
+def check_stop() -> None:
+    """Raise ``Interrupted`` if a stopping signal arrived (cooperative mode): called at safe
+    points, after each minibatch and before each trial."""
+    if STOP.signum is not None:
+        raise Interrupted(STOP.signum)
+
+
+class StopCallback:
+    """Training callback: honours a stopping signal after the current minibatch."""
+
+    def on_batch_end(self) -> None:
+        check_stop()
+
+    def on_epoch_end(self, record: dict[str, float]) -> None:
+        check_stop()
+
+
+@contextmanager
+def stop_signals(mode: str = "immediate") -> Iterator[None]:
+    """Within the block, SIGINT, SIGTERM and SIGHUP stop the process through ``Interrupted``;
+    the previous handlers come back afterwards, and a signal ignored on entry stays ignored.
+
+    - ``immediate``: the handler raises at once (a coordinator that only waits).
+    - ``cooperative``: the handler only records the signal; ``check_stop()`` raises it at the
+      next safe point (after a minibatch, before a trial, at the end of the block), so that no
+      storage write is cut in the middle. A second signal raises at once (Ctrl-C twice).
+    - ``worker``: cooperative, and later signals are ignored: a worker process gets Ctrl-C
+      twice, from the terminal and from the sweep process, and a second interrupt would cut
+      short the closing of the first.
+
+    Outside the main thread (where Python allows no handlers) it changes nothing."""
+
+    def handler(signum: int, frame: Any) -> None:
+        if mode == "immediate" or (mode == "cooperative" and STOP.signum is not None):
+            raise Interrupted(signum)
+        if STOP.signum is None:
+            STOP.signum = signum
+
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for s in STOP_SIGNALS:
+            # A signal ignored when the process started stays ignored: `nohup` ignores SIGHUP,
+            # a shell's background job SIGINT, and both mean "do not stop on this one".
+            if signal.getsignal(s) is not signal.SIG_IGN:
+                previous[s] = signal.signal(s, handler)
+    try:
+        yield
+        if mode != "immediate":
+            check_stop()  # a signal that came after the last safe point
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+        if mode != "immediate":
+            STOP.signum = None
+
+
+# -- the budget rule -----------------------------------------------------------------------------
+def retried_as(trials: Iterable[optuna.trial.FrozenTrial]) -> dict[int, int]:
+    """Each trial lost to a fault and retried -> the number of its (first) retry. A retry is
+    marked ``retry_of`` (by `recover`, the outage path and the interrupt path) or, by Optuna's
+    heartbeat retry, with the system attribute ``failed_trial``."""
+    out: dict[int, int] = {}
+    for t in trials:
+        of = t.user_attrs.get("retry_of", t.system_attrs.get("failed_trial"))
+        if of is not None:
+            out.setdefault(int(of), t.number)
+    return out
+
+
+def budget_counts(trials: list[optuna.trial.FrozenTrial]) -> tuple[int, int, int]:
+    """(counted, running, lost): trials that count towards n_trials (complete, pruned, and
+    failed on their own: an exception in training, bad parameters), trials running now, and
+    failed trials that were lost to a fault (a dead worker, a lost storage, a stopping signal)
+    and retried with the same parameters; those do not count."""
+    from optuna.trial import TrialState
+
+    retried = retried_as(trials)
+    counted = running = lost = 0
+    for t in trials:
+        if t.state == TrialState.RUNNING:
+            running += 1
+        elif t.state == TrialState.FAIL and t.number in retried:
+            lost += 1
+        elif t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL):
+            counted += 1
+    return counted, running, lost

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from .faults import fail_and_retry
 from .sweep import ATTR, join_storage_study
-from .tracking import RUN_STATUS, Tracker, make_tracker
+from .tracking import Tracker, make_tracker
 
 REASON = "worker died while running this trial; recovered by `hpsearch recover`"
 
@@ -64,22 +64,6 @@ def _has_heartbeat(study: optuna.Study) -> bool:
 def _close_orphan_runs(study: optuna.Study, tracker: Tracker) -> list[Recovered]:
     """Runs left RUNNING for trials that Optuna has finished (the worker stopped between the
     two stores, e.g. on a full disk): closed with the state Optuna recorded."""
-    exp = tracker.client.get_experiment_by_name(study.study_name)
-    if exp is None:
-        return []
-    states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
-    runs = tracker.client.search_runs([exp.experiment_id], "tags.`hpsearch.role` = 'trial' and "
-                                      "attributes.status = 'RUNNING'", max_results=1000)
-    closed = []
-    for run in runs:
-        number = int(run.data.tags.get("optuna.trial.number", -1))
-        state = states.get(number)
-        if state is None or state in (TrialState.RUNNING, TrialState.WAITING):
-            continue
-        tracker.client.set_tag(run.info.run_id, "optuna.trial.state", state.name)
-        tracker.client.set_tag(run.info.run_id, "hpsearch.recovered",
-                               "run left open by a worker that stopped; closed by "
-                               "`hpsearch recover` with Optuna's state")
-        tracker.set_status(run.info.run_id, RUN_STATUS.get(state.name, "KILLED"))
-        closed.append(Recovered(number, run.info.run_id, False, False, state.name))
-    return closed
+    states = {t.number: t.state.name for t in study.get_trials(deepcopy=False)}
+    return [Recovered(number, run_id, False, False, state)
+            for number, run_id, state in tracker.close_orphan_runs(study.study_name, states)]

@@ -11,7 +11,6 @@ import base64
 import html
 import math
 import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 from .config import SweepSpec
 from .diagnostics import VERDICTS
 from .errors import StorageError
+from .faults import retried_as
 from .plots import draw_curves, study_plots
 from .sweep import ATTR, join_storage_study, refresh_verdicts, study_spec, verdicts
 from .tracking import Tracker, make_tracker
@@ -95,17 +95,7 @@ class Report:
     def history(self, t: FrozenTrial) -> list[dict[str, float]]:
         if t.number not in self._histories:
             run_id = self.tracker.trial_run_id(self.name, t.number)
-            rows: list[dict[str, float]] = []
-            if run_id:
-                with tempfile.TemporaryDirectory() as tmp:
-                    try:
-                        path = self.tracker.client.download_artifacts(run_id, "history.csv", tmp)
-                    except Exception:  # noqa: BLE001 - a trial without curves is shown without
-                        path = None
-                    if path:
-                        import pandas as pd
-
-                        rows = pd.read_csv(path).to_dict("records")
+            rows = self.tracker.trial_history(run_id) if run_id else []
             self._histories[t.number] = rows
         return self._histories[t.number]
 
@@ -199,6 +189,13 @@ class Report:
             f"`{self.metric}` ({self.study.direction.name.lower()}), dataset "
             f"`{self.spec.data.dataset}`" + (f" ({d['n_train']} train / {d['n_val']} validation"
                                              f" / {d['n_test']} test)" if d else "") + ".")
+        lost = {n: r for n, r in retried_as(self.trials).items()
+                if self.trials[n].state == TrialState.FAIL}
+        if lost:
+            s.text.append(
+                f"Lost to faults: {len(lost)} trial(s) (a signal, a dead worker or a lost "
+                f"storage; " + ", ".join(f"{n} retried as {r}" for n, r in sorted(lost.items()))
+                + "): retried with the same parameters, they do not count towards n_trials.")
         if self.ranked:
             b = self.ranked[0]
             test = b.user_attrs.get("test_accuracy_at_best")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .errors import StorageError
+from .faults import retried_as
 from .sweep import join_storage_study, study_spec, verdicts
 
 KEY_PARAMS = ("optimizer", "learning_rate", "schedule", "n_layers", "hidden_size", "dropout", "l2")
@@ -15,6 +16,8 @@ def status_table(name: str, storage_url: str | None = None) -> str:
     rows = []
     trials = study.get_trials(deepcopy=False)
     fits = verdicts(trials, study_spec(study))
+    retries = retried_as(trials)
+    lost = {n: r for n, r in retries.items() if trials[n].state.name == "FAIL"}
     for t in trials:
         row: dict[str, object] = {"trial": t.number, "state": t.state.name,
                                   "value": t.value if t.value is not None else float("nan")}
@@ -25,11 +28,18 @@ def status_table(name: str, storage_url: str | None = None) -> str:
         row["verdict"] = fits.get(t.number, ("", ""))[0]
         dur = t.duration.total_seconds() if t.duration else None
         row["seconds"] = f"{dur:.1f}" if dur is not None else ""
+        row["retried as"] = lost.get(t.number, "")
         rows.append(row)
     if not rows:
         raise StorageError(f"study {name!r} has no trials yet")
     frame = pd.DataFrame(rows).set_index("trial")
+    if not lost:
+        frame = frame.drop(columns="retried as")
     lines = [frame.to_string(float_format=lambda v: f"{v:.4f}")]
+    if lost:
+        pairs = ", ".join(f"{n} -> {r}" for n, r in sorted(lost.items()))
+        lines.append(f"lost to faults: {len(lost)} trial(s) ({pairs}), retried with the same "
+                     f"parameters; they do not count towards n_trials")
     try:
         best = study.best_trial
         lines.append(f"best: trial {best.number}, value {best.value:.4f} "

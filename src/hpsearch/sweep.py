@@ -29,16 +29,31 @@ from optuna.trial import FrozenTrial, TrialState
 from . import datasets
 from .config import SweepSpec, check_study_name, load_spec, parse_spec
 from .diagnostics import ADVICE, diagnose, revisit
-from .errors import HpsearchError, SpecError, StorageError, first_line
-from .estimator import MLPClassifier
-from .faults import SafeJournalBackend, StaleTrialHandler, describe, endless_trials, is_outage
-from .space import grid, model_params, suggest
-from .tracking import (
-    AsyncTrialLog,
-    Tracker,
-    make_tracker,
+from .errors import (
+    HpsearchError,
+    SpecError,
+    StorageError,
+    first_line,
+    install_masking,
     mask_uri,
 )
+from .estimator import MLPClassifier
+from .faults import (
+    SafeJournalBackend,
+    StaleTrialHandler,
+    StopCallback,
+    budget_counts,
+    check_stop,
+    describe,
+    endless_trials,
+    exit_status,
+    is_outage,
+    signal_name,
+    signal_of,
+    stop_signals,
+)
+from .space import grid, model_params, suggest
+from .tracking import AsyncTrialLog, Tracker, make_tracker
 
 DEFAULT_STORAGE = "mlruns/optuna.journal"
 DEFAULT_CHECKPOINTS = "mlruns/checkpoints"
@@ -188,11 +203,26 @@ def make_pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
+def fail_stale_trials(study: optuna.Study, tracker: Tracker) -> None:
+    """On an RDB storage with heartbeats, fail the trials of dead workers now (their retries
+    are enqueued and their runs closed), so that they are not counted as running."""
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    storage = study._storage
+    if not is_heartbeat_enabled(storage):
+        return
+    handler = storage.get_heartbeat_stale_trial_callback()  # type: ignore[attr-defined]
+    if isinstance(handler, StaleTrialHandler):
+        handler.attach(tracker.close_lost_trial)
+    with warnings.catch_warnings():  # "experimental" in Optuna 5
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
 def count_trials(study: optuna.Study) -> tuple[int, int]:
-    """(finished, running) trials of the study."""
-    trials = study.get_trials(deepcopy=False)
-    finished = sum(t.state in FINISHED for t in trials)
-    return finished, sum(t.state == TrialState.RUNNING for t in trials)
+    """(finished, running) trials of the study, by the budget rule: a trial lost to a fault
+    and retried is not finished (``faults.budget_counts``)."""
+    return budget_counts(study.get_trials(deepcopy=False))[:2]
 
 
 # -- one worker's view of the sweep --------------------------------------------------------------
@@ -208,6 +238,7 @@ class Context:
     echo: Callable[[str], None] = print
     tags: dict[str, str] = field(default_factory=dict)
     last_trial: int = -1  # the trial this worker ran last
+    interrupted: int | None = None  # the trial a stopping signal ended, to be retried
     prepared: dict[tuple[str, str], Prepared] = field(default_factory=dict)
 
 
@@ -282,6 +313,7 @@ def join_study(study_name: str, storage_url: str | None = None, tracking_uri: st
     study.pruner = make_pruner(spec)
     tracker = make_tracker(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
                            or attrs.get(ATTR + "tracking_uri"))
+    tracker.check_run(attrs[ATTR + "parent_run_id"])
     handler = getattr(study._storage, "get_heartbeat_stale_trial_callback", lambda: None)()
     if isinstance(handler, StaleTrialHandler):  # close dead workers' runs as Optuna fails them
         handler.attach(tracker.close_lost_trial)
@@ -357,6 +389,8 @@ def objective(ctx: Context, trial: optuna.Trial) -> float:
         tags["hpsearch.retry_of"] = str(retry_of)
         trial.set_user_attr("retry_of", retry_of)
     log.start(ctx.experiment_id, ctx.parent_id, ctx.study.study_name, trial.number, logged, tags)
+    if retry_of is not None:  # the lost trial's run links to its retry
+        log.tag_trial(ctx.study.study_name, retry_of, {"hpsearch.retried_as": str(trial.number)})
     logger = EpochLogger(log, trial.number)
     pruning = PruningCallback(ctx, trial)
     started = time.perf_counter()
@@ -410,10 +444,12 @@ def objective(ctx: Context, trial: optuna.Trial) -> float:
         sp = ctx.splits
         model.fit(data.train, sp.train[1], eval_sets={"val": (data.val, sp.val[1]),
                                                       "test": (data.test, sp.test[1])},
-                  callbacks=[pruning, logger])
+                  callbacks=[pruning, logger, StopCallback()])
         model.set_input_transform(params["preprocessing"], data.offset, data.scale)
-    except KeyboardInterrupt:
-        close("INTERRUPTED", "interrupted (Ctrl-C)")
+    except KeyboardInterrupt as exc:
+        ctx.interrupted = trial.number
+        close("INTERRUPTED", f"interrupted by {signal_name(signal_of(exc))}; retried with the "
+                             f"same parameters when the sweep resumes")
         raise
     except Exception as exc:  # one trial's bug or bad parameter must not stop the sweep
         lost = describe(exc)  # a storage outage or a disk failure: not the trial's fault
@@ -536,6 +572,7 @@ def run_trials(ctx: Context, quota: int | None, deadline: float | None) -> int:
     try:
         while True:
             try:
+                check_stop()  # a stopping signal that came between two trials
                 if quota is not None and done >= quota:
                     break
                 if quota is None and sum(count_trials(ctx.study)) >= ctx.n_trials:
@@ -547,11 +584,14 @@ def run_trials(ctx: Context, quota: int | None, deadline: float | None) -> int:
                 prune_checkpoints(ctx.study, ctx.spec.keep_checkpoints)
                 done += 1
                 _report_trial(ctx)
+            except KeyboardInterrupt:
+                _retry_interrupted(ctx)
+                raise
             except Exception as exc:
                 if not is_outage(exc):
                     raise
                 _wait_for_storage(ctx, exc)
-                done += _retry_lost_trial(ctx)
+                _retry_lost_trial(ctx)
     finally:
         threading.excepthook = previous_hook
         pending = sys.exc_info()[1]
@@ -604,21 +644,33 @@ def _wait_for_storage(ctx: Context, exc: BaseException) -> None:
         f"{ctx.study.study_name}` fails and retries it, and the same command resumes")
 
 
-def _retry_lost_trial(ctx: Context) -> int:
+def _retry_lost_trial(ctx: Context) -> None:
     """After an outage: this worker's last trial, if the storage still shows it RUNNING, is
-    failed and its parameters enqueued again; its MLflow run is already closed. Returns 1 when
-    a trial was failed here (it counts towards this worker's quota)."""
+    failed and its parameters enqueued again; its MLflow run is already closed. A lost trial
+    does not count towards the budget (nor this worker's quota): its retry does."""
     from .faults import fail_and_retry
 
     if ctx.last_trial < 0:
-        return 0
+        return
     trials = ctx.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     lost = next((t for t in trials if t.number == ctx.last_trial), None)
     if lost is None or fail_and_retry(ctx.study, lost) is None:
-        return 0
+        return
     ctx.echo(f"trial {lost.number}: FAIL (storage lost while it ran), parameters enqueued "
              f"for a retry")
-    return 1
+
+
+def _retry_interrupted(ctx: Context) -> None:
+    """After a stopping signal: the trial it ended (Optuna has made it FAIL) is enqueued again
+    with its parameters, so that resuming runs it and the budget is not spent on it."""
+    number, ctx.interrupted = ctx.interrupted, None
+    if number is None:
+        return
+    trial = next((t for t in ctx.study.get_trials(deepcopy=False) if t.number == number), None)
+    if trial is None or trial.state != TrialState.FAIL or not trial.params:
+        return
+    ctx.study.enqueue_trial(trial.params, user_attrs={"retry_of": number},
+                            skip_if_exists=False)
 
 
 def _report_trial(ctx: Context) -> None:
@@ -628,7 +680,7 @@ def _report_trial(ctx: Context) -> None:
     mine = next((t for t in trials if t.number == ctx.last_trial), None)
     if mine is None or mine.state not in FINISHED:
         return
-    finished = sum(t.state in FINISHED for t in trials)
+    finished = budget_counts(trials)[0]
     width = 20
     filled = min(width, round(width * finished / max(1, ctx.n_trials)))
     bar = "#" * filled + "-" * (width - filled)
@@ -658,27 +710,20 @@ def _worker_process(study_name: str, storage_url: str, tracking_uri: str, quota:
     user-facing error goes to ``errors`` for the sweep process to report, in one line."""
     from threadpoolctl import threadpool_limits
 
+    install_masking()  # a new process: its own streams and log records
     threadpool_limits(blas_threads)
-    signal.signal(signal.SIGINT, _interrupt_once)
     try:
-        ctx = join_study(study_name, storage_url, tracking_uri, worker=worker)
-        run_trials(ctx, quota, deadline)
-    except KeyboardInterrupt:
-        sys.exit(130)
+        with stop_signals("worker"):
+            ctx = join_study(study_name, storage_url, tracking_uri, worker=worker)
+            run_trials(ctx, quota, deadline)
+    except KeyboardInterrupt as exc:
+        sys.exit(exit_status(exc))
     except Exception as exc:
         message = str(exc) if isinstance(exc, HpsearchError) else describe(exc)
         if message is None:
             raise
         errors.put(message)
         sys.exit(2)
-
-
-def _interrupt_once(signum: int, frame: Any) -> None:
-    """A worker's SIGINT handler. Ctrl-C in a terminal reaches a worker twice (from the terminal,
-    and passed on by the sweep process), and a second KeyboardInterrupt would cut short the
-    closing of the interrupted trial in one store or the other: only the first one counts."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise KeyboardInterrupt
 
 
 @dataclass
@@ -692,7 +737,11 @@ class SweepResult:
     parent_run_id: str
     experiment_id: str
     tracking_uri: str
-    interrupted: bool = False
+    signal: int | None = None  # the stopping signal that interrupted the sweep
+
+    @property
+    def interrupted(self) -> bool:
+        return self.signal is not None
 
 
 def prepare_study(spec: SweepSpec, storage_url: str, tracker: Tracker, study_name: str,
@@ -745,6 +794,7 @@ def run_sweep(spec_path: str | Path, n_trials: int | None = None, timeout: float
     name = check_study_name(study_name) if study_name else spec.name
     splits = _load_splits(spec)  # bad data fails here, before anything is recorded
     study, exp_id, parent, total = prepare_study(spec, storage_url, tracker, name, n_trials)
+    fail_stale_trials(study, tracker)  # a dead worker's trial is not running
     finished, running = count_trials(study)
     remaining = max(0, total - finished - running)
     workers = workers or spec.budget.workers or os.cpu_count() or 1  # auto: one per core
@@ -753,29 +803,33 @@ def run_sweep(spec_path: str | Path, n_trials: int | None = None, timeout: float
     echo(f"sweep {name}: {finished} of {total} trials done, {remaining} to run on "
          f"{min(workers, max(1, remaining))} worker(s); {spec.data.dataset}, "
          f"objective {spec.objective.metric}, tracking {mask_uri(tracker.uri)}")
-    interrupted = False
+    stopped: int | None = None
     try:
-        if remaining and workers == 1:
-            ctx = join_study(name, storage_url, tracker.uri, echo, splits=splits)
-            run_trials(ctx, remaining, deadline)
-        elif remaining:
-            interrupted = _run_processes(name, storage_url, tracker.uri, remaining,
+        # in-process trials stop at a safe point; a coordinator of processes at once
+        with stop_signals("cooperative" if workers == 1 else "immediate"):
+            if remaining and workers == 1:
+                ctx = join_study(name, storage_url, tracker.uri, echo, splits=splits)
+                run_trials(ctx, remaining, deadline)
+            elif remaining:
+                stopped = _run_processes(name, storage_url, tracker.uri, remaining,
                                          min(workers, remaining), deadline)
-    except KeyboardInterrupt:
-        interrupted = True
+    except KeyboardInterrupt as exc:
+        stopped = signal_of(exc)
     except Exception:
         try:  # a sweep stopped by a fault: its run must not stay RUNNING (resuming reopens it)
             tracker.set_status(parent, "FAILED")
         except Exception:
             pass
         raise
-    best = _finish(study, tracker, parent, spec, interrupted)
+    best = _finish(study, tracker, parent, spec, stopped is not None)
     return SweepResult(name, total, count_trials(study)[0] - finished, *best, parent, exp_id,
-                       tracker.uri, interrupted)
+                       tracker.uri, stopped)
 
 
 def _run_processes(name: str, storage_url: str, tracking_uri: str, remaining: int,
-                   workers: int, deadline: float | None) -> bool:
+                   workers: int, deadline: float | None) -> int | None:
+    """Run the trials in worker processes; the stopping signal that interrupted them, if any
+    (passed on to every worker, which closes its running trial and exits 128 + signal)."""
     quotas = [remaining // workers + (i < remaining % workers) for i in range(workers)]
     blas = max(1, (os.cpu_count() or 1) // workers)
     ctx = mp.get_context("spawn")
@@ -785,33 +839,37 @@ def _run_processes(name: str, storage_url: str, tracking_uri: str, remaining: in
                          name=f"hpsearch-worker-{i}") for i, q in enumerate(quotas)]
     for p in procs:
         p.start()
-    interrupted = False
+    stopped: int | None = None
     while any(p.is_alive() for p in procs):
         try:
             for p in procs:
                 p.join()
-        except KeyboardInterrupt:
-            # Ctrl-C in a terminal reaches the workers too; a SIGINT sent to this process alone
-            # does not: pass it on, then wait while they close their running trials.
-            interrupted = True
+        except KeyboardInterrupt as exc:
+            # Ctrl-C in a terminal reaches the workers too; a signal sent to this process alone
+            # (kill, timeout, systemd) does not: pass it on, then wait while they close their
+            # running trials.
+            stopped = signal_of(exc)
             for p in procs:
                 if p.is_alive() and p.pid is not None:
-                    os.kill(p.pid, signal.SIGINT)
-    failed = [p for p in procs if p.exitcode not in (0, 130)]
+                    os.kill(p.pid, stopped)
+    by_signal = {128 + s: s for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    if stopped is None:  # a worker stopped by a signal sent to it alone
+        stopped = next((by_signal[p.exitcode] for p in procs if p.exitcode in by_signal), None)
+    failed = [p for p in procs if p.exitcode != 0 and p.exitcode not in by_signal]
     messages = []
     while not errors.empty():
         messages.append(errors.get())
-    if interrupted:  # an error met while closing after Ctrl-C is still worth a line
+    if stopped is not None:  # an error met while closing after a signal is still worth a line
         for message in messages:
             print(f"error: {message}", file=sys.stderr)
-    if failed and not interrupted:
+    if failed and stopped is None:
         if not messages:
             raise StorageError(f"{len(failed)} worker process(es) stopped with an error "
                                f"(see above)")
         others = len(failed) - 1
         raise StorageError(messages[0] + (f" (and {others} more worker(s) stopped)"
                                           if others else ""))
-    return interrupted or any(p.exitcode == 130 for p in procs)
+    return stopped
 
 
 def _finish(study: optuna.Study, tracker: Tracker, parent: str, spec: SweepSpec,

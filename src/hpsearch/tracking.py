@@ -22,14 +22,13 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from . import __version__
-from .errors import StorageError, first_line
+from .errors import StorageError, first_line, mask_uri
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss",
@@ -46,18 +45,6 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         uri = "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
-    return uri
-
-
-def mask_uri(uri: str) -> str:
-    """The URI with any password replaced by ***, for messages and logs."""
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return uri
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
     return uri
 
 
@@ -192,6 +179,11 @@ class Tracker:
                 raise
             return str(exp.experiment_id)  # another process created it first
 
+    def check_run(self, run_id: str) -> None:
+        """Read the run once: a tracking store that is down, refuses us or lacks the run fails
+        here in one line, before any trial starts (trial runs are written in the background)."""
+        self._call("reading the sweep run", self.client.get_run, run_id)
+
     def run_exists(self, run_id: str) -> bool:
         try:
             self.client.get_run(run_id)
@@ -259,6 +251,77 @@ class Tracker:
         self._call("logging the best trial", self.client.log_batch, parent_id, metrics=metrics,
                    tags=tags)
 
+    def trial_history(self, run_id: str) -> list[dict[str, float]]:
+        """A trial run's per-epoch history (its history.csv artifact); [] when it has none."""
+        import pandas as pd
+
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = self.client.download_artifacts(run_id, "history.csv", tmp)
+            except Exception:  # noqa: BLE001 - a trial without curves is shown without
+                return []
+            return list(pd.read_csv(path).to_dict("records"))
+
+    def close_orphan_runs(self, study: str, states: dict[int, str]) -> list[tuple[int, str, str]]:
+        """Close the trial runs left RUNNING whose trials Optuna has finished (``states``:
+        trial number -> Optuna state name), with that state. Returns (number, run id, state)."""
+        exp = self._call("reading the experiment", self.client.get_experiment_by_name, study)
+        if exp is None:
+            return []
+        runs = self._call("searching runs", self.client.search_runs, [exp.experiment_id],
+                          "tags.`hpsearch.role` = 'trial' and attributes.status = 'RUNNING'",
+                          max_results=1000)
+        closed = []
+        for run in runs:
+            number = int(run.data.tags.get("optuna.trial.number", -1))
+            state = states.get(number)
+            if state is None or state in ("RUNNING", "WAITING"):
+                continue
+            self.set_tags(run.info.run_id, {
+                "optuna.trial.state": state,
+                "hpsearch.recovered": "run left open by a worker that stopped; closed by "
+                                      "`hpsearch recover` with Optuna's state"})
+            self.set_status(run.info.run_id, RUN_STATUS.get(state, "KILLED"))
+            closed.append((number, run.info.run_id, state))
+        return closed
+
+    def register_model(self, name: str, path: Path, number: int, value: float, maximize: bool,
+                       test_accuracy: float) -> tuple[str | None, str | None, str]:
+        """Register the exported model DIR ``path`` of trial ``number`` under ``name``; the
+        alias ``champion`` moves to it when its validation ``value`` beats the champion's.
+        Returns (version, champion version, a sentence saying what happened)."""
+        client = self.client
+        try:
+            try:
+                client.get_registered_model(name)
+            except MlflowException:
+                client.create_registered_model(name, description=f"hpsearch sweep {name}")
+            run_id = self.trial_run_id(name, number)
+            # The registered version points at a copy in the trial run's artifacts, not at DIR:
+            # a later export to the same DIR must not change what an existing version serves.
+            source = str(path.resolve())
+            if run_id:
+                client.log_artifacts(run_id, str(path), "model")
+                source = client.get_run(run_id).info.artifact_uri.rstrip("/") + "/model"
+            mv = client.create_model_version(
+                name, source=source, run_id=run_id,
+                tags={"optuna.trial.number": str(number), "objective_value": str(value),
+                      "test_accuracy": f"{test_accuracy:.6f}"})
+            try:
+                current = client.get_model_version_by_alias(name, "champion")
+                best = float(current.tags.get("objective_value", "nan"))
+            except MlflowException:
+                current, best = None, float("nan")
+            if current is None or best != best or (value > best if maximize else value < best):
+                client.set_registered_model_alias(name, "champion", mv.version)
+                return mv.version, mv.version, (f"registered as {name} version {mv.version}, "
+                                                f"alias champion")
+            return mv.version, current.version, (
+                f"registered as {name} version {mv.version}; champion stays version "
+                f"{current.version} (validation {best:.4f} is not beaten)")
+        except MlflowException as exc:
+            raise StorageError(f"model registry {mask_uri(self.uri)}: {first_line(exc)}") from None
+
     # -- trial runs -------------------------------------------------------------------------------
     def start_trial(self, exp_id: str, parent_id: str, study: str, number: int,
                     params: dict[str, Any], tags: dict[str, str]) -> str:
@@ -311,6 +374,9 @@ class NullTracker(Tracker):
     def experiment(self, name: str) -> str:
         return "none"
 
+    def check_run(self, run_id: str) -> None:
+        pass
+
     def run_exists(self, run_id: str) -> bool:
         return run_id.startswith("none-")
 
@@ -343,6 +409,15 @@ class NullTracker(Tracker):
 
     def log_artifact(self, *args: Any, **kwargs: Any) -> None:
         pass
+
+    def trial_history(self, run_id: str) -> list[dict[str, float]]:
+        return []
+
+    def close_orphan_runs(self, study: str, states: dict[int, str]) -> list[tuple[int, str, str]]:
+        return []
+
+    def register_model(self, *args: Any, **kwargs: Any) -> tuple[str | None, str | None, str]:
+        return None, None, "not registered (tracking is off)"
 
 
 TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
@@ -429,6 +504,10 @@ class AsyncTrialLog:
                                           history=history, best_epoch=best_epoch, title=title,
                                           diagnosis=diagnosis))
 
+    def tag_trial(self, study: str, number: int, tags: dict[str, str]) -> None:
+        """Tag the run of trial ``number`` (any worker's), if it has one."""
+        self._send("tag", number, dict(study=study, tags=tags))
+
     def best(self, study: str, parent_id: str, number: int, value: float, metric: str,
              extra: dict[str, float]) -> None:
         self._send("best", number, dict(study=study, parent_id=parent_id, trial_number=number,
@@ -453,9 +532,9 @@ class AsyncTrialLog:
             if not self._done.is_set():
                 self._queue = queue.Queue()  # the abandoned thread keeps the old one
                 grace = self.grace_after_interrupt
-                self._errors.append(f"tracking writes still pending {grace:g} s after Ctrl-C "
-                                    f"were abandoned; `hpsearch recover` closes the runs left "
-                                    f"RUNNING")
+                self._errors.append(f"tracking writes still pending {grace:g} s after the "
+                                    f"interrupt were abandoned; `hpsearch recover` closes the "
+                                    f"runs left RUNNING")
         self._thread = None
         if interrupted:
             for message in self._errors:
@@ -494,6 +573,10 @@ class AsyncTrialLog:
         elif kind == "finish":
             finish_trial_with_files(tracker, self._run_ids[number], **payload)
             self._unfinished.discard(number)
+        elif kind == "tag":
+            run_id = self._run_ids.get(number) or tracker.trial_run_id(payload["study"], number)
+            if run_id:
+                tracker.set_tags(run_id, payload["tags"])
         elif kind == "best":
             study = payload.pop("study")
             run_id = self._run_ids.get(number) or tracker.trial_run_id(study, number) or ""

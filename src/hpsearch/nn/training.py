@@ -106,6 +106,9 @@ def _train(net: Network, optimizer: Optimizer, schedule: Schedule, x: Array, y: 
            callbacks: list[Any] | None) -> TrainResult:
     eval_sets = dict(eval_sets or {})
     callbacks = list(callbacks or [])
+    # Callbacks with ``on_batch_end()`` run after every minibatch: a safe point to stop at (a
+    # stopping signal is honoured there, never in the middle of a storage write).
+    batch_hooks = [cb.on_batch_end for cb in callbacks if hasattr(cb, "on_batch_end")]
     train_eval = train_eval if train_eval is not None else (x, y)
     n = len(x)
     metric = config.monitor
@@ -144,6 +147,8 @@ def _train(net: Network, optimizer: Optimizer, schedule: Schedule, x: Array, y: 
             if config.l1:
                 grad[:nw] += net.dtype.type(config.l1) * np.sign(net.params[:nw])
             optimizer.step(net.params, grad, lr)
+            for hook in batch_hooks:
+                hook()
             if average is not None:
                 # average += (1 - decay) * (params - average); grad is free until backward.
                 decay = min(config.ema_decay, (1 + steps) / (10 + steps))
