@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
 from hpsearch.cli import main
-from hpsearch.sweep import open_storage, resolve_storage_url
+from hpsearch.store import open_storage, resolve_storage_url
 from hpsearch.tracking import resolve_tracking_uri
 
 GOOD = """\

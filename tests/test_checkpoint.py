@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
 import hpsearch
-from hpsearch import CheckpointError, MLPClassifier
+from hpsearch import CheckpointError, MLPClassifier, checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +32,27 @@ def test_round_trip_predicts_exactly(fitted, tmp_path):
     assert loaded.history_ == m.history_ and loaded.best_epoch_ == m.best_epoch_
     meta = json.loads((tmp_path / "ck" / "checkpoint.json").read_text())
     assert meta["hpsearch_version"] == hpsearch.__version__
+
+
+def test_the_format_knows_no_model(fitted, tmp_path):
+    """checkpoint.py writes and reads (meta, arrays) and imports nothing of the estimator; the
+    names other modules import from it still give the same model."""
+    tree = ast.parse(Path(checkpoint.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {a.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                 for a in node.names}
+    assert not {m for m in imported if m and "estimator" in m}, imported
+    m, x = fitted
+    meta, arrays = m.checkpoint_state()
+    checkpoint.write(tmp_path / "w", {**meta, "note": "kept"}, arrays)
+    read_meta, read_arrays = checkpoint.read(tmp_path / "w")
+    assert read_meta["format"] == checkpoint.FORMAT and read_meta["note"] == "kept"
+    assert read_arrays.keys() == arrays.keys()
+    assert all(np.array_equal(read_arrays[k], v) for k, v in arrays.items())
+    for loaded in (checkpoint.load_model(tmp_path / "w"), checkpoint.load(tmp_path / "w"),
+                   MLPClassifier.from_checkpoint_state(read_meta, read_arrays, "w")):
+        assert isinstance(loaded, MLPClassifier)
+        np.testing.assert_array_equal(loaded.predict_proba(x), m.predict_proba(x))
 
 
 def test_round_trip_string_classes(tmp_path):

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from hpsearch import SpecError
 from hpsearch.cli import main
 from hpsearch.config import load_spec
-from hpsearch.space import model_params
+from hpsearch.space import hidden_sizes, model_params
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = """\
@@ -45,6 +45,14 @@ def test_defaults_and_layers():
                       "optimizer": "adam", "learning_rate": 0.01}, spec)
     assert p["hidden_sizes"] == (64, 32) and "use_l2" not in p
     assert p["monitor"] == "val_accuracy" and p["max_epochs"] == 40
+
+
+def test_hidden_sizes_from_layer_helpers():
+    assert hidden_sizes({"learning_rate": 0.1}) is None
+    assert hidden_sizes({"hidden_sizes": [64, 32]}) == (64, 32)
+    assert hidden_sizes({"hidden_size": 64}) == (64,)
+    assert hidden_sizes({"n_layers": 2}) == (100, 100)
+    assert hidden_sizes({"n_layers": 3, "hidden_size": 8, "hidden_size_3": 4}) == (8, 8, 4)
 
 
 BAD = [
@@ -94,7 +102,15 @@ BAD = [
     ("name: t\ndata: {val_fraction: 0.6, test_fraction: 0.5}\nspace: {l2: 0.0}\n",
      "data.val_fraction plus test_fraction must be below 1"),
     ("name: t\nspace: {dropout: {type: float, low: 0.2, high: 1.5}}\n",
-     "space.dropout must lie in [0, 1)"),
+     "space.dropout must lie in [0, 1), not [0.2, 1.5]"),
+    ("name: t\nspace: {ema_decay: {type: float, low: 0.9, high: 1.0}}\n",
+     "space.ema_decay must lie in [0, 1), not [0.9, 1.0]"),
+    ("name: t\nspace: {gamma: {type: float, low: 0.0, high: 0.5}}\n",
+     "space.gamma must lie in (0, 1], not [0.0, 0.5]"),
+    ("name: t\nspace: {learning_rate: {type: float, low: 0.0, high: 0.5}}\n",
+     "space.learning_rate.low must be > 0"),
+    ("name: t\nspace: {hidden_size_2: {type: int, low: 0, high: 8}}\n",
+     "space.hidden_size_2.low must be >= 1"),
     ("name: t\nspace:\n  l2: {type: float\n", "invalid YAML at line"),
     ("- just\n- a list\n", "must be a mapping"),
 ]

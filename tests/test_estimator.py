@@ -12,6 +12,7 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from hpsearch import MLPClassifier
+from hpsearch.params import PARAMETERS
 
 # Every scikit-learn estimator check runs; none is skipped. (Small max_epochs keeps them quick;
 # the defaults otherwise.)
@@ -58,12 +59,25 @@ def test_string_labels_and_predict_proba():
     ("learning_rate", -1.0, "learning_rate=-1.0"),
     ("ema_decay", 1.0, "ema_decay=1.0"),
     ("monitor", "holdout_loss", "monitor='holdout_loss'"),
+    ("gamma", 0.0, r"gamma=0.0: must be in \(0, 1\]$"),
+    ("batch_size", 0, "batch_size=0: must be a whole number >= 1$"),
+    ("early_stopping_patience", 0, "must be None or a whole number >= 1$"),
+    ("eps", 0.0, "eps=0.0: must be > 0$"),
+    ("preprocessing", "minmax", r"preprocessing='minmax': choose from \['standardize', "),
 ])
 def test_bad_parameters_fail_in_fit(param, value, match):
     x, y = load_digits(return_X_y=True)
     m = MLPClassifier(**{param: value})  # __init__ only stores
     with pytest.raises(ValueError, match=match):
         m.fit(x[:50], y[:50])
+
+
+def test_parameter_table_names_parameters():
+    """Every entry of the one table of bounds is a constructor parameter, and every default
+    satisfies its own entry."""
+    defaults = MLPClassifier().get_params()
+    assert set(PARAMETERS) <= set(defaults)
+    assert all(c.problem(defaults[name]) is None for name, c in PARAMETERS.items())
 
 
 def test_single_class_is_refused():

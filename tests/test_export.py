@@ -58,7 +58,7 @@ def inside(swept, monkeypatch):
 
 
 def test_only_the_top_k_checkpoints_stay(inside):
-    from hpsearch.sweep import join_storage_study
+    from hpsearch.store import join_storage_study
 
     study = join_storage_study("ex")
     values = sorted((t.value, t.number) for t in study.trials if t.value is not None)
@@ -68,7 +68,7 @@ def test_only_the_top_k_checkpoints_stay(inside):
 
 
 def test_export_every_way_in(inside):
-    from hpsearch.sweep import join_storage_study
+    from hpsearch.store import join_storage_study
 
     # A worse trial first: it becomes champion, then the best one takes the alias over.
     ranked = sorted((t for t in join_storage_study("ex").trials if (
@@ -119,7 +119,7 @@ def test_export_every_way_in(inside):
 
 
 def test_export_errors(inside):
-    from hpsearch.sweep import join_storage_study
+    from hpsearch.store import join_storage_study
 
     study = join_storage_study("ex")
     gone = next(t.number for t in study.trials if not

@@ -19,8 +19,9 @@ from hpsearch.cli import main
 from hpsearch.config import load_spec
 from hpsearch.diagnostics import VERDICTS
 from hpsearch.report import build_report
-from hpsearch.sweep import run_sweep, verdicts
+from hpsearch.sweep import run_sweep
 from hpsearch.tracking import EPOCH_METRICS, resolve_tracking_uri
+from hpsearch.verdicts import verdicts
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = """\
@@ -48,7 +49,7 @@ def runs_of(study: str, uri: str = "sqlite:///mlruns/mlflow.db"):
 
 
 def trials_of(study: str, storage: str = "mlruns/optuna.journal"):
-    from hpsearch.sweep import open_storage
+    from hpsearch.store import open_storage
 
     return optuna.load_study(study_name=study, storage=open_storage(storage)).get_trials()
 

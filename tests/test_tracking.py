@@ -9,8 +9,9 @@ import time
 
 import pytest
 
-from hpsearch import tracking
-from hpsearch.tracking import AsyncTrialLog, Tracker
+from hpsearch import trial_log
+from hpsearch.tracking import Tracker
+from hpsearch.trial_log import AsyncTrialLog
 
 
 @pytest.fixture
@@ -28,13 +29,13 @@ def run_of(tracker: Tracker, number: int):
 
 def slow_finish(monkeypatch, release: threading.Event) -> None:
     """The thread's `finish` waits for ``release`` (a slow store, a large learning curve)."""
-    real = tracking.finish_trial_with_files
+    real = trial_log.finish_trial_with_files
 
     def finish(*args, **kwargs):
         release.wait(30)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(tracking, "finish_trial_with_files", finish)
+    monkeypatch.setattr(trial_log, "finish_trial_with_files", finish)
 
 
 def interrupt_main_thread(after: float) -> threading.Timer:

@@ -1,82 +1,47 @@
-"""Checkpoints: a directory with ``weights.npz`` (arrays only) and ``checkpoint.json`` (config,
-classes, preprocessing, version, training summary).
+"""Checkpoint files: a directory with ``weights.npz`` (arrays only) and ``checkpoint.json``
+(format, version and whatever the model records about itself).
 
-Loading never unpickles: ``np.load(..., allow_pickle=False)`` refuses object arrays, and every
-array's name, shape and dtype is checked against the JSON before a model is built from it.
+This module knows the file format, not the model: ``write`` and ``read`` take and give
+``(meta, arrays)``; the estimator turns itself into those and back (``checkpoint_state``,
+``from_checkpoint_state``). Reading never unpickles: ``np.load(..., allow_pickle=False)``
+refuses object arrays, and every array's name, shape and dtype is checked against the layer
+``sizes`` and ``dtype`` in the JSON, and every value for finiteness, before anything uses them.
 """
 
 from __future__ import annotations
 
 import json
 import zipfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from .errors import CheckpointError
-
-if TYPE_CHECKING:
-    from .estimator import MLPClassifier
 
 FORMAT = "hpsearch-checkpoint"
 FORMAT_VERSION = 1
 WEIGHTS, META = "weights.npz", "checkpoint.json"
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, tuple | list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def save_model(model: MLPClassifier, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
-    """Write a fitted MLPClassifier to directory ``path``; returns the directory."""
-    from sklearn.utils.validation import check_is_fitted
-
-    check_is_fitted(model, "net_")
+def write(path: str | Path, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> Path:
+    """Write checkpoint directory ``path``: ``arrays`` to weights.npz and ``meta`` (JSON-able,
+    with the ``sizes`` and ``dtype`` that ``read`` checks the arrays against) to checkpoint.json
+    after the format's own fields. Returns the directory."""
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
-    net = model.net_
-    arrays = {f"W{i}": w for i, w in enumerate(net.weights)}
-    arrays |= {f"b{i}": b for i, b in enumerate(net.biases)}
-    arrays |= {"input_offset": model.input_offset_, "input_scale": model.input_scale_}
-    params = {k: _jsonable(v) for k, v in model.get_params().items()}
-    if not isinstance(params.get("random_state"), int | type(None)):
-        params["random_state"] = None  # a RandomState object cannot be stored as JSON
-    classes = model.classes_
-    meta = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "hpsearch_version": __version__,
-        "params": params,
-        "sizes": net.sizes,
-        "dtype": str(net.dtype),
-        "classes": [_jsonable(c) for c in classes.tolist()],
-        "classes_dtype": classes.dtype.str if classes.dtype.kind != "O" else "str",
-        "n_features_in": int(model.n_features_in_),
-        "feature_names_in": (list(map(str, model.feature_names_in_))
-                             if hasattr(model, "feature_names_in_") else None),
-        "monitor": model.monitor_,
-        "best_epoch": model.best_epoch_,
-        "best_score": model.best_score_,
-        "status": model.status_,
-        "stop_reason": model.stop_reason_,
-        "history": model.history_,
-        **(extra or {}),
-    }
+    header = {"format": FORMAT, "format_version": FORMAT_VERSION, "hpsearch_version": __version__}
     # Write the weights to a temporary name and rename, so a crash never leaves a half file.
     tmp = out / (WEIGHTS + ".tmp.npz")
     np.savez(tmp, **arrays)  # type: ignore[arg-type]
     tmp.replace(out / WEIGHTS)
-    (out / META).write_text(json.dumps(meta, indent=1, allow_nan=True))
+    (out / META).write_text(json.dumps({**header, **meta}, indent=1, allow_nan=True))
     return out
 
 
-def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def read(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Validated (meta, arrays) of checkpoint directory ``path``; CheckpointError otherwise."""
     root = Path(path)
     meta_file, weights_file = root / META, root / WEIGHTS
@@ -132,54 +97,48 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndar
     return meta, arrays
 
 
-def load_model(path: str | Path) -> MLPClassifier:
-    """Build a fitted MLPClassifier from checkpoint directory ``path``."""
-    from .estimator import MLPClassifier
-    from .nn import Network
-
-    meta, arrays = read_checkpoint(path)
-    try:
-        params = dict(meta["params"])
-        params["hidden_sizes"] = tuple(params["hidden_sizes"])
-        model = MLPClassifier(**params)
-        model._validate_params_()
-        cdtype = meta["classes_dtype"]
-        classes = np.asarray(meta["classes"], dtype=object if cdtype == "str" else cdtype)
-        if cdtype == "str":
-            classes = classes.astype(str)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{Path(path) / META}: malformed config ({exc})") from None
-    sizes = [int(s) for s in meta["sizes"]]
-    if sizes[-1] != len(classes) or sizes[1:-1] != list(params["hidden_sizes"]):
-        raise CheckpointError(f"{Path(path) / META}: sizes {sizes} disagree with the "
-                              f"classes/hidden_sizes recorded")
-    net = Network(sizes, dtype=meta["dtype"])
-    for i in range(net.n_layers):
-        net.weights[i][...] = arrays[f"W{i}"]
-        net.biases[i][...] = arrays[f"b{i}"]
-    model.net_ = net
-    model.classes_ = classes
-    model.n_features_in_ = sizes[0]
-    if meta.get("feature_names_in"):
-        model.feature_names_in_ = np.asarray(meta["feature_names_in"], dtype=object)
-    model.input_offset_ = arrays["input_offset"]
-    model.input_scale_ = arrays["input_scale"]
-    model.history_ = list(meta.get("history") or [])
-    model.best_epoch_ = meta.get("best_epoch", 0)
-    model.best_score_ = float(meta.get("best_score") or "nan")
-    model.monitor_ = meta.get("monitor", "train_loss")
-    model.status_ = meta.get("status", "completed")
-    model.stop_reason_ = meta.get("stop_reason", "")
-    model.n_epochs_ = len(model.history_)
-    model.train_time_s_ = float("nan")  # not recorded in checkpoints
-    return model
-
-
-def load(path: str | Path) -> MLPClassifier:
-    """Public entry point: ``hpsearch.load(DIR)`` for a checkpoint directory or a directory
-    written by ``hpsearch export`` (whose checkpoint is the MLflow model's artifact)."""
+def locate(path: str | Path) -> Path:
+    """The checkpoint directory of ``path``: ``path`` itself, or the ``artifacts/checkpoint``
+    of a directory written by ``hpsearch export``."""
     root = Path(path)
     exported = root / "artifacts" / "checkpoint"
     if not (root / META).is_file() and (exported / META).is_file():
-        return load_model(exported)
-    return load_model(root)
+        return exported
+    return root
+
+
+# -- models, for the modules that save and load them through this one ------------------------
+# The real entry points are MLPClassifier.save / MLPClassifier.load / hpsearch.load.
+
+class Checkpointable(Protocol):
+    def checkpoint_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]: ...
+
+
+_load: Callable[[str | Path], Any] | None = None
+
+
+def register_model(load: Callable[[str | Path], Any]) -> None:
+    """How ``load_model`` builds a model from a checkpoint directory. hpsearch.estimator
+    registers ``MLPClassifier.load`` when it is imported, and the package imports the
+    estimator, so it is in place before any ``hpsearch.*`` module can be used."""
+    global _load
+    _load = load
+
+
+def save_model(model: Checkpointable, path: str | Path,
+               extra: dict[str, Any] | None = None) -> Path:
+    """Write a fitted model to directory ``path`` (``extra``: more JSON fields); returns it."""
+    meta, arrays = model.checkpoint_state()
+    return write(path, {**meta, **(extra or {})}, arrays)
+
+
+def load_model(path: str | Path) -> Any:
+    """The fitted model (an MLPClassifier) in checkpoint directory ``path``."""
+    if _load is None:  # only for a checkpoint.py loaded outside its package
+        raise RuntimeError("no model class registered: import hpsearch first")
+    return _load(path)
+
+
+def load(path: str | Path) -> Any:
+    """``load_model`` of a checkpoint directory or of a ``hpsearch export`` directory."""
+    return load_model(locate(path))

@@ -140,8 +140,9 @@ def worker_cmd(name: str, storage: str | None, tracking_uri: str | None) -> None
     import os
 
     from .faults import exit_status, signal_name, signal_of, stop_signals
-    from .sweep import join_study, refresh_verdicts, run_trials
     from .tracking import make_tracker
+    from .verdicts import refresh_verdicts
+    from .worker import join_study, run_trials
 
     try:
         with stop_signals("cooperative"):
@@ -262,7 +263,7 @@ def dashboard_cmd(storage: str | None, host: str, port: int) -> None:
     import shutil
 
     from .errors import HpsearchError
-    from .sweep import resolve_storage_url
+    from .store import resolve_storage_url
 
     exe = shutil.which("optuna-dashboard")
     if exe is None:

@@ -9,6 +9,7 @@ in one ``SpecError`` line that names the file and the key, e.g.
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,34 +17,35 @@ from typing import Any
 
 import yaml
 
+from .diagnostics import THRESHOLDS  # the settable thresholds, with their defaults
 from .errors import SpecError, first_line
-from .estimator import PREPROCESSING
-from .nn import OPTIMIZERS, SCHEDULES
+from .estimator import MLPClassifier
+from .params import PARAMETERS, PREPROCESSING, Interval, Options
+from .search import PRUNERS, SAMPLERS, Entry
 
-SAMPLERS = {"tpe": {"seed", "n_startup_trials", "multivariate"},
-            "random": {"seed"},
-            "grid": {"seed"},
-            "cmaes": {"seed", "n_startup_trials"},
-            "qmc": {"seed", "qmc_type"}}
-PRUNERS = {"median": {"n_startup_trials", "n_warmup_steps", "interval_steps"},
-           "hyperband": {"min_resource", "reduction_factor"},
-           "successive_halving": {"min_resource", "reduction_factor", "min_early_stopping_rate"},
-           "none": set()}
 OBJECTIVES = {"val_accuracy": "maximize", "val_loss": "minimize"}
 PARAM_TYPES = ("float", "int", "categorical", "fixed")
 DATASETS = ("digits", "fashion-mnist", "mnist")
 
-# MLPClassifier parameters a search space may set, plus the layer helpers that build
-# hidden_sizes: n_layers, hidden_size (every layer) and hidden_size_<k> (layer k, from 2).
-ESTIMATOR_PARAMS = {
-    "hidden_sizes", "optimizer", "learning_rate", "schedule", "l2", "l1", "dropout",
-    "input_dropout", "batch_size", "momentum", "nesterov", "beta1", "beta2", "eps", "rho",
-    "weight_decay", "step_size", "gamma", "min_lr", "decay_rate", "plateau_patience",
-    "warmup_epochs", "preprocessing", "ema_decay",
+# MLPClassifier parameters a search space may set: all but the training settings (the spec's
+# training section sets them for every trial; batch_size may be searched as well) and the two
+# a sweep leaves at their defaults.
+NOT_SEARCHED = {"max_epochs", "early_stopping_patience", "monitor", "train_eval_size",
+                "random_state", "restore_best_weights", "dtype"}
+ESTIMATOR_PARAMS = frozenset(MLPClassifier().get_params(deep=False)) - NOT_SEARCHED
+# The layer helpers that build hidden_sizes (space.hidden_sizes): n_layers, hidden_size (every
+# layer) and hidden_size_<k> (layer k, from 2).
+LAYER_HELPER_NAMES = ("n_layers", "hidden_size", *(f"hidden_size_{k}" for k in range(2, 10)))
+LAYER_HELPERS = re.compile(f"^({'|'.join(LAYER_HELPER_NAMES)})$")
+# The bounds a search-space range must lie within: the estimator's own, and >= 1 for the layer
+# helpers (at least one layer, at least one unit in each).
+RANGES: dict[str, Interval] = {
+    **{name: c for name, c in PARAMETERS.items()
+       if name in ESTIMATOR_PARAMS and isinstance(c, Interval)},
+    **dict.fromkeys(LAYER_HELPER_NAMES, Interval(numbers.Integral, 1)),
 }
-LAYER_HELPERS = re.compile(r"^(n_layers|hidden_size|hidden_size_[2-9])$")
-NAMED_CHOICES = {"optimizer": set(OPTIMIZERS), "schedule": set(SCHEDULES),
-                 "preprocessing": set(PREPROCESSING)}
+NAMED_CHOICES = {name: set(c.names) for name, c in PARAMETERS.items()
+                 if name in ESTIMATOR_PARAMS and isinstance(c, Options)}
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
@@ -292,8 +294,6 @@ def parse_spec(raw: Any, file: str = "<spec>", text: str = "") -> SweepSpec:
     c = _Checker(file, "checkpoints", top.node.get("checkpoints"), {"keep"})
     keep = c.number("keep", 3, 1, integer=True)
 
-    from .diagnostics import THRESHOLDS  # the settable thresholds, with their defaults
-
     g = _Checker(file, "diagnostics", top.node.get("diagnostics"), set(THRESHOLDS))
     diagnostics = {k: float(g.number(k, THRESHOLDS[k], 0)) for k in g.node}
 
@@ -308,7 +308,7 @@ def parse_spec(raw: Any, file: str = "<spec>", text: str = "") -> SweepSpec:
                      pruner, keep, space, diagnostics, text)
 
 
-def _sampler_or_pruner(file: str, where: str, node: Any, table: dict[str, set[str]],
+def _sampler_or_pruner(file: str, where: str, node: Any, table: dict[str, Entry],
                        default: str) -> PrunerSpec:
     if isinstance(node, str):
         node = {"name": node}
@@ -316,9 +316,9 @@ def _sampler_or_pruner(file: str, where: str, node: Any, table: dict[str, set[st
     name = n.get("name", str, default)
     if name not in table:
         n.fail(f"is unknown: {name!r} (choose from {', '.join(table)})", "name")
-    n = _Checker(file, where, node, {"name", *table[name]})
+    n = _Checker(file, where, node, {"name", *table[name].options})
     options = {}
-    for key in table[name]:
+    for key in sorted(table[name].options):
         if key in n.node:
             if key in ("multivariate",):
                 options[key] = n.get(key, bool)
@@ -422,17 +422,13 @@ def _check_value(e: _Checker, name: str, value: Any, key: str) -> None:
 
 
 def _check_range(e: _Checker, name: str, low: float, high: float) -> None:
-    bounded = {"dropout": (0, 1, True), "input_dropout": (0, 1, True), "momentum": (0, 1, True),
-               "beta1": (0, 1, True), "beta2": (0, 1, True), "rho": (0, 1, True),
-               "gamma": (0, 1, False)}
-    if name in bounded:
-        lo, hi, hi_open = bounded[name]
-        if low < lo or high > hi or (hi_open and high >= hi):
-            e.fail(f"must lie in [{lo}, {hi}{')' if hi_open else ']'}, not [{low}, {high}]")
-    if name in {"learning_rate", "eps"} and low <= 0:
-        e.fail("must be > 0", "low")
-    if name in {"l2", "l1", "weight_decay", "min_lr", "decay_rate"} and low < 0:
-        e.fail("must be >= 0", "low")
-    if (name.startswith("hidden_size") or name in {"n_layers", "batch_size", "step_size",
-                                                   "plateau_patience"}) and low < 1:
-        e.fail("must be >= 1", "low")
+    bounds = RANGES.get(name)
+    if bounds is None and name.startswith("hidden_size"):  # any other name of units
+        bounds = RANGES["hidden_size"]
+    if bounds is None:
+        return
+    if bounds.high is None:
+        if not bounds.within(low):
+            e.fail(f"must be {bounds.relation}", "low")
+    elif not (bounds.within(low) and bounds.within(high)):
+        e.fail(f"must lie in {bounds.span}, not [{low}, {high}]")

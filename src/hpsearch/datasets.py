@@ -23,11 +23,14 @@ import urllib.request
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import DataError, first_line
+
+if TYPE_CHECKING:  # config imports the estimator; datasets needs neither at run time
+    from .config import DataSpec
 
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -100,6 +103,8 @@ class Splits:
     preprocessing: str
     seed: int
     info: dict[str, object] = field(default_factory=dict)
+    source: str = ""  # where the data came from (the dataset's)
+    feature_names: list[str] | None = None
 
 
 # -- loading ----------------------------------------------------------------------------------
@@ -382,4 +387,12 @@ def split(ds: Dataset, val_fraction: float = 0.2, test_fraction: float = 0.2,
     fp = fingerprint(*train, *val, *test, extra=f"{ds.name}|{seed}|{val_fraction}|{test_note}")
     info = {"n_train": len(train[1]), "n_val": len(val[1]), "n_test": len(test[1]),
             "val_fraction": val_fraction, "test": test_note, "source": ds.source}
-    return Splits(ds.name, train, val, test, fp, ds.preprocessing, seed, info)
+    return Splits(ds.name, train, val, test, fp, ds.preprocessing, seed, info, ds.source,
+                  ds.feature_names)
+
+
+def load_splits(data: DataSpec) -> Splits:
+    """A spec's ``data`` section loaded and split: what every worker trained on and what the
+    export evaluates (the same fingerprint)."""
+    ds = load(data.dataset, data_dir=data.data_dir, target=data.target)
+    return split(ds, data.val_fraction, data.test_fraction, data.seed)

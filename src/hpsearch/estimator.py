@@ -13,14 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import train_test_split
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
+from . import checkpoint
+from .errors import CheckpointError
 from .nn import (
-    OPTIMIZERS,
-    SCHEDULES,
     Network,
     TrainConfig,
     make_optimizer,
@@ -28,9 +29,7 @@ from .nn import (
     train,
 )
 from .nn.functional import softmax
-
-PREPROCESSING = ("standardize", "scale", "none")
-DTYPES = ("float32", "float64")
+from .params import PARAMETERS
 
 
 class MLPClassifier(ClassifierMixin, BaseEstimator):
@@ -144,50 +143,15 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
 
     # -- validation -----------------------------------------------------------------------
-    def _validate_params_(self) -> None:
-        def bad(name: str, why: str) -> ValueError:
-            return ValueError(f"{name}={getattr(self, name)!r}: {why}")
-
-        sizes = self.hidden_sizes
-        if isinstance(sizes, numbers.Integral):
-            raise bad("hidden_sizes", "must be a sequence of positive ints, e.g. (128,)")
-        if not all(isinstance(s, numbers.Integral) and s > 0 for s in sizes):
-            raise bad("hidden_sizes", "every layer needs a positive whole number of units")
-        if self.optimizer not in OPTIMIZERS:
-            raise bad("optimizer", f"unknown; choose from {sorted(OPTIMIZERS)}")
-        if self.schedule not in SCHEDULES:
-            raise bad("schedule", f"unknown; choose from {sorted(SCHEDULES)}")
-        if self.preprocessing not in PREPROCESSING:
-            raise bad("preprocessing", f"choose from {list(PREPROCESSING)}")
-        if self.dtype not in DTYPES:
-            raise bad("dtype", f"choose from {list(DTYPES)}")
-        if not (isinstance(self.learning_rate, numbers.Real) and self.learning_rate > 0):
-            raise bad("learning_rate", "must be > 0")
-        for name in ("l2", "l1", "weight_decay", "min_lr", "decay_rate"):
-            if not (isinstance(getattr(self, name), numbers.Real) and getattr(self, name) >= 0):
-                raise bad(name, "must be >= 0")
-        for name in ("dropout", "input_dropout"):
-            if not 0 <= getattr(self, name) < 1:
-                raise bad(name, "must be in [0, 1)")
-        for name in ("momentum", "beta1", "beta2", "rho", "ema_decay"):
-            if not 0 <= getattr(self, name) < 1:
-                raise bad(name, "must be in [0, 1)")
-        for name in ("batch_size", "max_epochs", "step_size", "plateau_patience"):
+    def _validate_params(self) -> None:
+        """ValueError naming the first parameter (in ``PARAMETERS`` order) out of its bounds.
+        (Overrides scikit-learn's method of the same name and purpose, which would read a
+        ``_parameter_constraints`` table this estimator does not have.)"""
+        for name, constraint in PARAMETERS.items():
             value = getattr(self, name)
-            if not (isinstance(value, numbers.Integral) and value >= 1):
-                raise bad(name, "must be a whole number >= 1")
-        if not (isinstance(self.warmup_epochs, numbers.Integral) and self.warmup_epochs >= 0):
-            raise bad("warmup_epochs", "must be a whole number >= 0")
-        patience = self.early_stopping_patience
-        if patience is not None and not (isinstance(patience, numbers.Integral) and patience >= 1):
-            raise bad("early_stopping_patience", "must be None or a whole number >= 1")
-        if self.gamma is not None and not 0 < self.gamma <= 1:
-            raise bad("gamma", "must be in (0, 1]")
-        if not self.eps > 0:
-            raise bad("eps", "must be > 0")
-        tes = self.train_eval_size
-        if tes is not None and not (isinstance(tes, numbers.Integral) and tes >= 1):
-            raise bad("train_eval_size", "must be None or a whole number >= 1")
+            why = constraint.problem(value)
+            if why is not None:
+                raise ValueError(f"{name}={value!r}: {why}")
 
     def _rng(self) -> np.random.Generator:
         rs = self.random_state
@@ -238,7 +202,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             callbacks: list[Any] | None = None) -> MLPClassifier:
         """Train on (X, y). ``eval_sets={"val": (Xv, yv), ...}`` are measured every epoch and
         recorded in ``history_``; ``callbacks`` get each epoch's record and may stop training."""
-        self._validate_params_()
+        self._validate_params()
         X, y = validate_data(self, X, y, dtype=np.dtype(self.dtype), reset=True)
         y = column_or_1d(y, warn=True)
         check_classification_targets(y)
@@ -328,19 +292,89 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         X = validate_data(self, X, dtype=np.dtype(self.dtype), reset=False)
         return self.classes_[self.net_.logits(self._transform(X)).argmax(axis=1)]
 
-    # -- checkpoints ----------------------------------------------------------------------
+    # -- state and checkpoints ------------------------------------------------------------
+    def checkpoint_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The fitted model as ``checkpoint.write`` takes it: ``meta`` (parameters, layer sizes,
+        dtype, classes, features, training summary; JSON-able) and ``arrays`` (weights, biases,
+        input transform)."""
+        check_is_fitted(self, "net_")
+        net = self.net_
+        arrays = {f"W{i}": w for i, w in enumerate(net.weights)}
+        arrays |= {f"b{i}": b for i, b in enumerate(net.biases)}
+        arrays |= {"input_offset": self.input_offset_, "input_scale": self.input_scale_}
+        params = {k: _jsonable(v) for k, v in self.get_params().items()}
+        if not isinstance(params.get("random_state"), int | type(None)):
+            params["random_state"] = None  # a RandomState object cannot be stored as JSON
+        classes = self.classes_
+        meta = {
+            "params": params,
+            "sizes": net.sizes,
+            "dtype": str(net.dtype),
+            "classes": [_jsonable(c) for c in classes.tolist()],
+            "classes_dtype": classes.dtype.str if classes.dtype.kind != "O" else "str",
+            "n_features_in": int(self.n_features_in_),
+            "feature_names_in": (list(map(str, self.feature_names_in_))
+                                 if hasattr(self, "feature_names_in_") else None),
+            "monitor": self.monitor_,
+            "best_epoch": self.best_epoch_,
+            "best_score": self.best_score_,
+            "status": self.status_,
+            "stop_reason": self.stop_reason_,
+            "history": self.history_,
+        }
+        return meta, arrays
+
+    @classmethod
+    def from_checkpoint_state(cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
+                              source: str | Path) -> MLPClassifier:
+        """The fitted model that ``checkpoint_state`` described, from the (meta, arrays) of
+        ``checkpoint.read`` (which has checked the arrays against ``sizes`` and ``dtype``);
+        CheckpointError naming ``source``, the checkpoint's JSON file, otherwise."""
+        try:
+            params = dict(meta["params"])
+            params["hidden_sizes"] = tuple(params["hidden_sizes"])
+            model = cls(**params)
+            model._validate_params()
+            cdtype = meta["classes_dtype"]
+            classes = np.asarray(meta["classes"], dtype=object if cdtype == "str" else cdtype)
+            if cdtype == "str":
+                classes = classes.astype(str)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{source}: malformed config ({exc})") from None
+        sizes = [int(s) for s in meta["sizes"]]
+        if sizes[-1] != len(classes) or sizes[1:-1] != list(params["hidden_sizes"]):
+            raise CheckpointError(f"{source}: sizes {sizes} disagree with the "
+                                  f"classes/hidden_sizes recorded")
+        net = Network(sizes, dtype=meta["dtype"])
+        for i in range(net.n_layers):
+            net.weights[i][...] = arrays[f"W{i}"]
+            net.biases[i][...] = arrays[f"b{i}"]
+        model.net_ = net
+        model.classes_ = classes
+        model.n_features_in_ = sizes[0]
+        if meta.get("feature_names_in"):
+            model.feature_names_in_ = np.asarray(meta["feature_names_in"], dtype=object)
+        model.input_offset_ = arrays["input_offset"]
+        model.input_scale_ = arrays["input_scale"]
+        model.history_ = list(meta.get("history") or [])
+        model.best_epoch_ = meta.get("best_epoch", 0)
+        model.best_score_ = float(meta.get("best_score") or "nan")
+        model.monitor_ = meta.get("monitor", "train_loss")
+        model.status_ = meta.get("status", "completed")
+        model.stop_reason_ = meta.get("stop_reason", "")
+        model.n_epochs_ = len(model.history_)
+        model.train_time_s_ = float("nan")  # not recorded in checkpoints
+        return model
+
     def save(self, path: str | Path) -> Path:
         """Write the fitted model to directory ``path`` (weights.npz + checkpoint.json)."""
-        from .checkpoint import save_model
-
-        return save_model(self, path)
+        return checkpoint.save_model(self, path)
 
     @classmethod
     def load(cls, path: str | Path) -> MLPClassifier:
         """Load a model saved with ``save``; never unpickles anything."""
-        from .checkpoint import load_model
-
-        return load_model(path)
+        meta, arrays = checkpoint.read(path)
+        return cls.from_checkpoint_state(meta, arrays, Path(path) / checkpoint.META)
 
     def __sklearn_tags__(self):  # type: ignore[no-untyped-def]
         tags = super().__sklearn_tags__()
@@ -372,18 +406,14 @@ def apply_input_transform(x: np.ndarray, offset: np.ndarray, scale: np.ndarray) 
     return out
 
 
-def history_frame(history: list[dict[str, float]]):  # type: ignore[no-untyped-def]
+def history_frame(history: list[dict[str, float]]) -> pd.DataFrame:
     """``history_`` as a pandas DataFrame indexed by epoch."""
-    import pandas as pd
-
     return pd.DataFrame(history).set_index("epoch")
 
 
-def prediction_frame(model: MLPClassifier, X: Any):  # type: ignore[no-untyped-def]
+def prediction_frame(model: MLPClassifier, X: Any) -> pd.DataFrame:
     """Predictions as a DataFrame: ``label`` and one ``proba_<class>`` column per class (the
     output of an exported model, of ``hpsearch predict`` and of the MLflow server)."""
-    import pandas as pd
-
     proba = model.predict_proba(np.asarray(X, dtype=np.float64))
     out = pd.DataFrame({"label": model.classes_[proba.argmax(axis=1)]})
     for i, c in enumerate(model.classes_):
@@ -391,4 +421,22 @@ def prediction_frame(model: MLPClassifier, X: Any):  # type: ignore[no-untyped-d
     return out
 
 
-__all__ = ["MLPClassifier", "history_frame", "prediction_frame"]
+def load(path: str | Path) -> MLPClassifier:
+    """``hpsearch.load(DIR)``: the model in a checkpoint directory, or in a directory written by
+    ``hpsearch export`` (whose checkpoint is the MLflow model's artifact)."""
+    return MLPClassifier.load(checkpoint.locate(path))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+# checkpoint.load_model and checkpoint.load (kept for the modules that import them from there)
+# build models with this; checkpoint.py itself never imports the estimator.
+checkpoint.register_model(MLPClassifier.load)
+
+__all__ = ["PARAMETERS", "MLPClassifier", "history_frame", "load", "prediction_frame"]

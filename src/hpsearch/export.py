@@ -23,14 +23,18 @@ from typing import Any
 import numpy as np
 from optuna.trial import TrialState
 
-from . import __version__, datasets
-from .checkpoint import load_model
+from . import __version__, datasets, serving
+from .checkpoint import load, load_model
 from .config import SweepSpec
+from .diagnostics import ADVICE
 from .errors import CheckpointError, DataError, StorageError
 from .estimator import prediction_frame
 from .nn.functional import cross_entropy
-from .sweep import ATTR, checkpoint_dir, join_storage_study, study_spec, verdicts
+from .plots import learning_curves
+from .retention import checkpoint_dir
+from .store import StudyKey, direction_sign, join_storage_study, study_spec
 from .tracking import make_tracker
+from .verdicts import verdicts
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 logging.getLogger("mlflow").setLevel(logging.WARNING)
@@ -79,9 +83,8 @@ def export_trial(name: str, number: int | None = None, out: str | Path | None = 
     model = load_model(ckpt)  # every array checked; a tampered file ends here
 
     d = spec.data
-    ds = datasets.load(d.dataset, data_dir=d.data_dir, target=d.target)
-    splits = datasets.split(ds, d.val_fraction, d.test_fraction, d.seed)
-    recorded = attrs.get(ATTR + "data", {}).get("fingerprint")
+    splits = datasets.load_splits(d)
+    recorded = attrs.get(StudyKey.DATA, {}).get("fingerprint")
     if recorded and recorded != splits.fingerprint:
         raise DataError(f"{d.dataset}: the data or its split changed since the sweep "
                         f"(fingerprint {splits.fingerprint}, sweep used {recorded}); the test "
@@ -102,19 +105,17 @@ def export_trial(name: str, number: int | None = None, out: str | Path | None = 
         # MLflow names the artifact after its source directory: stage it as "checkpoint".
         source = staging / "source" / "checkpoint"
         shutil.copytree(ckpt, source)
-        _save_mlflow_model(model_dir, source, ds, x_test)
+        _save_mlflow_model(model_dir, source, splits, x_test)
         metrics = {"trial": trial.number, "objective": spec.objective.metric,
                    "validation_value": trial.value, "test_accuracy": test_accuracy,
                    "test_loss": test_loss, "test_samples": int(len(y_test)),
                    "test_accuracy_per_class": per_class, "data_fingerprint": splits.fingerprint,
                    "hpsearch_version": __version__}
         (model_dir / "test_metrics.json").write_text(json.dumps(metrics, indent=1))
-        from .plots import learning_curves
-
         learning_curves(model.history_, model.best_epoch_, f"{name} trial {trial.number}",
                         model_dir / "learning_curve.png")
         (model_dir / "MODEL_CARD.md").write_text(
-            model_card(name, spec, trial, model, splits, ds, metrics,
+            model_card(name, spec, trial, model, splits, metrics,
                        verdicts(study.get_trials(deepcopy=False), spec).get(trial.number)))
         if final.exists():
             shutil.rmtree(final)
@@ -131,16 +132,15 @@ def export_trial(name: str, number: int | None = None, out: str | Path | None = 
                         version, champion, message)
 
 
-def _save_mlflow_model(path: Path, ckpt: Path, ds: datasets.Dataset, x_test: np.ndarray) -> None:
+def _save_mlflow_model(path: Path, ckpt: Path, splits: datasets.Splits,
+                       x_test: np.ndarray) -> None:
     import warnings
 
     import mlflow
     import pandas as pd
     from mlflow.models import infer_signature
 
-    from . import serving
-
-    names = ds.feature_names or [f"x{i}" for i in range(x_test.shape[1])]
+    names = splits.feature_names or [f"x{i}" for i in range(x_test.shape[1])]
     example = pd.DataFrame(x_test[:3].astype(np.float64), columns=names)
     output = prediction_frame(load_model(ckpt), example.to_numpy())
     with warnings.catch_warnings():
@@ -155,13 +155,13 @@ def _save_mlflow_model(path: Path, ckpt: Path, ds: datasets.Dataset, x_test: np.
 
 def _register(name: str, path: Path, trial: Any, study: Any, tracking_uri: str | None,
               test_accuracy: float) -> tuple[str | None, str | None, str]:
-    tracker = make_tracker(tracking_uri or study.user_attrs.get(ATTR + "tracking_uri"))
+    tracker = make_tracker(tracking_uri or study.user_attrs.get(StudyKey.TRACKING_URI))
     return tracker.register_model(name, path, trial.number, float(trial.value),
-                                  study.direction.name == "MAXIMIZE", test_accuracy)
+                                  direction_sign(study) < 0, test_accuracy)
 
 
 def model_card(name: str, spec: SweepSpec, trial: Any, model: Any, splits: datasets.Splits,
-               ds: datasets.Dataset, metrics: dict[str, Any],
+               metrics: dict[str, Any],
                fit: tuple[str, str] | None = None) -> str:
     """The export's MODEL_CARD.md; ``fit``: the trial's (verdict, summary) from `verdicts`."""
     params = {k: v for k, v in sorted(model.get_params().items())}
@@ -173,7 +173,7 @@ def model_card(name: str, spec: SweepSpec, trial: Any, model: Any, splits: datas
         f"hpsearch {__version__}; exported with its best-epoch weights (epoch "
         f"{model.best_epoch_} of {model.n_epochs_}).", "",
         "## Data and splits", "",
-        f"- dataset: `{spec.data.dataset}` from `{ds.source}`",
+        f"- dataset: `{spec.data.dataset}` from `{splits.source}`",
         f"- splits: {len(splits.train[1])} train / {len(splits.val[1])} validation / "
         f"{len(splits.test[1])} test ({splits.info['test']} test split), stratified, "
         f"seed {spec.data.seed}",
@@ -208,15 +208,11 @@ def model_card(name: str, spec: SweepSpec, trial: Any, model: Any, splits: datas
 
 
 def _advice(verdict: str) -> str:
-    from .diagnostics import ADVICE
-
     return ADVICE.get(verdict, "-")
 
 
 def predict_csv(model_dir: str | Path, csv_path: str | Path, out: str | Path | None) -> Path:
     """Predicted labels and probabilities for every row of a CSV of raw features."""
-    from .checkpoint import load
-
     model = load(model_dir)
     path = Path(csv_path)
     frame = datasets.read_csv(path)

@@ -2,28 +2,28 @@
 server that goes away, a worker that dies. Each is turned into one clear line, and nothing already
 recorded is damaged.
 
-- ``SafeJournalBackend``: Optuna's journal file, but a write that fails half-way (disk full) is
-  cut back, so the journal never ends in a broken line that would corrupt the next append.
 - ``describe``: the one-line message for a disk or storage failure (``None`` for anything else).
 - ``is_outage``: a lost connection to an RDB storage (retry with backoff, see ``sweep``).
 - ``StaleTrialHandler``: Optuna's heartbeat retry, plus closing the dead trial's MLflow run.
 - ``Interrupted`` and ``stop_signals``: SIGINT, SIGTERM and SIGHUP take one path (the interrupt).
-- ``lost_trials``: the budget rule: a trial lost to a fault and retried does not count.
+- ``endless_trials``: the fault tests' hook for a trial that cannot finish before its fault.
+
+(A journal file that a full disk leaves whole is store.SafeJournalBackend; the budget rule that
+lost trials do not count is store.budget_counts.)
 """
 
 from __future__ import annotations
 
 import errno
-import json
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterable, Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import optuna
-from optuna.storages.journal import JournalFileBackend
 
 from .errors import first_line, mask_uri
 
@@ -103,45 +103,15 @@ def is_outage(exc: BaseException) -> bool:
     return _outage(exc) is not None
 
 
-class SafeJournalBackend(JournalFileBackend):
-    """Optuna's journal file with one change: an append that fails part-way (ENOSPC, EIO) is
-    truncated back to where it started before the error is raised, under the journal's lock.
-    Optuna skips a trailing partial line on read but appends the next record to it, which would
-    make both unreadable; this keeps every record written before the failure."""
-
-    def append_logs(self, logs: list[dict[str, Any]]) -> None:
-        from optuna.storages.journal._file import get_lock_file
-
-        data = ("\n".join(json.dumps(log, separators=(",", ":")) for log in logs)
-                + "\n").encode("utf-8")
-        with get_lock_file(self._lock):
-            fd = os.open(self._file_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                size = os.fstat(fd).st_size
-                try:
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view):]
-                    os.fsync(fd)
-                except OSError as exc:
-                    if exc.filename is None:
-                        exc.filename = self._file_path
-                    try:
-                        os.ftruncate(fd, size)
-                    except OSError:
-                        pass
-                    raise
-            finally:
-                os.close(fd)
-
-
 class StaleTrialHandler:
     """Called by Optuna for each trial it fails because its worker's heartbeat stopped: enqueue a
     retry (Optuna's RetryHeartbeatStaleTrialCallback, up to ``max_retry`` times) and, once a
     tracker is attached (``attach``), close the dead trial's MLflow run as KILLED."""
 
     def __init__(self, max_retry: int = 2) -> None:
-        self.retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+        with warnings.catch_warnings():  # "experimental" in Optuna 5
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self.retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
         self.close_run: Callable[[str, int, str], Any] | None = None
 
     def attach(self, close_run: Callable[[str, int, str], Any]) -> None:
@@ -263,35 +233,3 @@ def stop_signals(mode: str = "immediate") -> Iterator[None]:
             signal.signal(signum, old)
         if mode != "immediate":
             STOP.signum = None
-
-
-# -- the budget rule -----------------------------------------------------------------------------
-def retried_as(trials: Iterable[optuna.trial.FrozenTrial]) -> dict[int, int]:
-    """Each trial lost to a fault and retried -> the number of its (first) retry. A retry is
-    marked ``retry_of`` (by `recover`, the outage path and the interrupt path) or, by Optuna's
-    heartbeat retry, with the system attribute ``failed_trial``."""
-    out: dict[int, int] = {}
-    for t in trials:
-        of = t.user_attrs.get("retry_of", t.system_attrs.get("failed_trial"))
-        if of is not None:
-            out.setdefault(int(of), t.number)
-    return out
-
-
-def budget_counts(trials: list[optuna.trial.FrozenTrial]) -> tuple[int, int, int]:
-    """(counted, running, lost): trials that count towards n_trials (complete, pruned, and
-    failed on their own: an exception in training, bad parameters), trials running now, and
-    failed trials that were lost to a fault (a dead worker, a lost storage, a stopping signal)
-    and retried with the same parameters; those do not count."""
-    from optuna.trial import TrialState
-
-    retried = retried_as(trials)
-    counted = running = lost = 0
-    for t in trials:
-        if t.state == TrialState.RUNNING:
-            running += 1
-        elif t.state == TrialState.FAIL and t.number in retried:
-            lost += 1
-        elif t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL):
-            counted += 1
-    return counted, running, lost

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
-from .faults import fail_and_retry
-from .sweep import ATTR, join_storage_study
+from .faults import StaleTrialHandler, fail_and_retry
+from .store import StudyKey, fail_stale_trials, heartbeat_enabled, join_storage_study
 from .tracking import Tracker, make_tracker
 
 REASON = "worker died while running this trial; recovered by `hpsearch recover`"
@@ -32,16 +32,16 @@ class Recovered:
 
 def recover(name: str, storage_url: str | None = None,
             tracking_uri: str | None = None) -> list[Recovered]:
-    study = join_storage_study(name, storage_url)
-    tracker = make_tracker(tracking_uri or study.user_attrs.get(ATTR + "tracking_uri"))
+    study = join_storage_study(name, storage_url, StaleTrialHandler())
+    tracker = make_tracker(tracking_uri or study.user_attrs.get(StudyKey.TRACKING_URI))
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     done: list[Recovered] = []
     done += _close_orphan_runs(study, tracker)
-    if _has_heartbeat(study):
+    if heartbeat_enabled(study):
         # Optuna's own stale-trial check (heartbeat older than the grace period); its retry
         # callback enqueues the retries.
         before = {t.number for t in running}
-        optuna.storages.fail_stale_trials(study)
+        fail_stale_trials(study)
         after = {t.number: t for t in study.get_trials(deepcopy=False)}
         for n in sorted(before):
             if after[n].state == TrialState.FAIL:
@@ -53,12 +53,6 @@ def recover(name: str, storage_url: str | None = None,
             continue  # another process finished it in the meantime
         done.append(Recovered(t.number, tracker.close_lost_trial(name, t.number, REASON), retry))
     return done
-
-
-def _has_heartbeat(study: optuna.Study) -> bool:
-    # An RDB storage reaches the study wrapped in Optuna's cache, which passes heartbeats on.
-    interval = getattr(getattr(study, "_storage", None), "get_heartbeat_interval", None)
-    return interval is not None and interval() is not None
 
 
 def _close_orphan_runs(study: optuna.Study, tracker: Tracker) -> list[Recovered]:

@@ -16,27 +16,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import optuna
 from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial, TrialState
 
-from .config import SweepSpec
+from .config import RANGES, SweepSpec
 from .diagnostics import VERDICTS
 from .errors import StorageError
-from .faults import retried_as
 from .plots import draw_curves, study_plots
-from .sweep import ATTR, join_storage_study, refresh_verdicts, study_spec, verdicts
+from .space import hidden_sizes
+from .store import StudyKey, TrialKey, join_storage_study, lost_trials, ranked, study_spec
 from .tracking import Tracker, make_tracker
+from .verdicts import refresh_verdicts, verdicts
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 COLORS = {"good_fit": "#2ca02c", "overfitting": "#d62728", "underfitting": "#1f77b4",
           "undertrained": "#9467bd", "diverged": "#ff7f0e", "stalled": "#7f7f7f", "": "#bbbbbb"}
 TOP = 5
 # Bounds that cannot be widened: a best value sitting on them is no reason to widen the range.
-HARD_LOW = {"n_layers": 1, "dropout": 0.0, "input_dropout": 0.0, "momentum": 0.0, "l2": 0.0,
-            "l1": 0.0, "warmup_epochs": 0, "min_lr": 0.0, "weight_decay": 0.0}
-HARD_HIGH = {"dropout": 1.0, "input_dropout": 1.0, "momentum": 1.0, "beta1": 1.0, "beta2": 1.0,
-             "rho": 1.0, "gamma": 1.0}
+HARD_LOW = {name: bounds.low for name, bounds in RANGES.items()}
+HARD_HIGH = {name: bounds.high for name, bounds in RANGES.items() if bounds.high is not None}
 KEY_ORDER = ("learning_rate", "optimizer", "schedule", "n_layers", "hidden_size",
              "hidden_size_2", "dropout", "l2", "momentum", "batch_size")
 
@@ -49,12 +47,8 @@ class Section:
 
 
 def _units(t: FrozenTrial) -> int | None:
-    p = t.params
-    if "hidden_size" not in p and "n_layers" not in p:
-        return None
-    n = int(p.get("n_layers", 1))
-    first = int(p.get("hidden_size", 100))
-    return sum(int(p.get(f"hidden_size_{k}", first)) if k > 1 else first for k in range(1, n + 1))
+    sizes = hidden_sizes(t.params)
+    return None if sizes is None else sum(sizes)
 
 
 def _fmt(v: Any) -> str:
@@ -75,15 +69,13 @@ class Report:
         self.study = join_storage_study(name, storage_url)
         attrs = self.study.user_attrs
         self.spec: SweepSpec = study_spec(self.study)
-        self.tracker: Tracker = make_tracker(tracking_uri or attrs.get(ATTR + "tracking_uri"))
-        self.parent = attrs.get(ATTR + "parent_run_id")
-        self.data = attrs.get(ATTR + "data", {})
+        self.tracker: Tracker = make_tracker(tracking_uri or attrs.get(StudyKey.TRACKING_URI))
+        self.parent = attrs.get(StudyKey.PARENT_RUN_ID)
+        self.data = attrs.get(StudyKey.DATA, {})
         self.name, self.out = name, out_dir
         self.trials = self.study.get_trials(deepcopy=False)
         self.complete = [t for t in self.trials if t.state == TrialState.COMPLETE]
-        maximize = self.study.direction == optuna.study.StudyDirection.MAXIMIZE
-        sign = -1.0 if maximize else 1.0
-        self.ranked = sorted(self.complete, key=lambda t: sign * float(t.value or 0.0))
+        self.ranked = ranked(self.study)
         self.metric = self.spec.objective.metric
         self._histories: dict[int, list[dict[str, float]]] = {}
         self.fits = verdicts(self.trials, self.spec)  # (verdict, summary) against the final study
@@ -111,7 +103,7 @@ class Report:
         fig = Figure(figsize=(10, 2.9 * len(shown)))
         axes = fig.subplots(len(shown), 2, squeeze=False)
         for (t, h), pair in zip(shown, axes, strict=True):
-            draw_curves(pair, h, int(t.user_attrs.get("best_epoch", 0)))
+            draw_curves(pair, h, int(t.user_attrs.get(TrialKey.BEST_EPOCH, 0)))
             value = f"{t.value:.4f}" if t.value is not None else t.state.name.lower()
             pair[0].set_title(f"trial {t.number}: {label.format(v=self._verdict(t) or '-')}, "
                               f"{self.metric} {value}", fontsize=9, loc="left")
@@ -132,7 +124,7 @@ class Report:
         axes = fig.subplots(1, len(panels), squeeze=False)[0]
         for ax, (label, get, log) in zip(axes, panels, strict=True):
             for verdict in ["", *VERDICTS]:
-                pts = [(get(t), t.user_attrs["fit.gap_at_best"]) for t in done
+                pts = [(get(t), t.user_attrs[TrialKey.GAP_AT_BEST]) for t in done
                        if self._verdict(t) == verdict and get(t) is not None]
                 if pts:
                     ax.scatter([x for x, _ in pts], [y for _, y in pts], s=22,
@@ -189,8 +181,7 @@ class Report:
             f"`{self.metric}` ({self.study.direction.name.lower()}), dataset "
             f"`{self.spec.data.dataset}`" + (f" ({d['n_train']} train / {d['n_val']} validation"
                                              f" / {d['n_test']} test)" if d else "") + ".")
-        lost = {n: r for n, r in retried_as(self.trials).items()
-                if self.trials[n].state == TrialState.FAIL}
+        lost = lost_trials(self.trials)
         if lost:
             s.text.append(
                 f"Lost to faults: {len(lost)} trial(s) (a signal, a dead worker or a lost "
@@ -198,7 +189,7 @@ class Report:
                 + "): retried with the same parameters, they do not count towards n_trials.")
         if self.ranked:
             b = self.ranked[0]
-            test = b.user_attrs.get("test_accuracy_at_best")
+            test = b.user_attrs.get(TrialKey.TEST_ACCURACY_AT_BEST)
             s.text.append(
                 f"Best: trial {b.number}, {self.metric} {b.value:.4f}" +
                 (f", test accuracy at its best epoch {test:.4f}" if test is not None else "") +
@@ -214,8 +205,8 @@ class Report:
                 [k for k in varied if k not in KEY_ORDER])[:7]
         rows = []
         for t in self.ranked[:10]:
-            rows.append([t.number, t.value, t.user_attrs.get("test_accuracy_at_best", ""),
-                         self._verdict(t), t.user_attrs.get("epochs_run", ""),
+            rows.append([t.number, t.value, t.user_attrs.get(TrialKey.TEST_ACCURACY_AT_BEST, ""),
+                         self._verdict(t), t.user_attrs.get(TrialKey.EPOCHS_RUN, ""),
                          *[t.params.get(k, "") for k in keys]])
         s.text.append("The ten best complete trials. `test` is the test accuracy at the trial's "
                       "best epoch: shown, never used to choose.")
@@ -328,15 +319,16 @@ class Report:
 
     def selection_check(self) -> Section:
         s = Section("Selection check: validation against test")
-        top = [t for t in self.ranked[:TOP] if "fit.val_accuracy_at_best" in t.user_attrs
-               and "test_accuracy_at_best" in t.user_attrs]
+        top = [t for t in self.ranked[:TOP] if TrialKey.VAL_ACCURACY_AT_BEST in t.user_attrs
+               and TrialKey.TEST_ACCURACY_AT_BEST in t.user_attrs]
         n_val, n_test = self.data.get("n_val"), self.data.get("n_test")
         if not top or not n_val or not n_test:
             s.text.append("Not enough information (complete trials with curves and split sizes).")
             return s
         rows, flags = [], []
         for t in top:
-            va, te = t.user_attrs["fit.val_accuracy_at_best"], t.user_attrs["test_accuracy_at_best"]
+            a = t.user_attrs
+            va, te = a[TrialKey.VAL_ACCURACY_AT_BEST], a[TrialKey.TEST_ACCURACY_AT_BEST]
             p = min(max((va + te) / 2, 1e-3), 1 - 1e-3)
             noise = 2 * math.sqrt(p * (1 - p) / n_val + p * (1 - p) / n_test)
             ok = abs(va - te) <= noise
@@ -349,10 +341,10 @@ class Report:
                       f"estimate for that trial.")
         s.text.append(_table(["trial", "val accuracy", "test accuracy", "difference",
                               "noise band", "within"], rows))
-        w = top[0].user_attrs["fit.val_accuracy_at_best"]
+        w = top[0].user_attrs[TrialKey.VAL_ACCURACY_AT_BEST]
         se_val = math.sqrt(max(w * (1 - w), 1e-6) / n_val)
         close = [t.number for t in top[1:]
-                 if w - t.user_attrs["fit.val_accuracy_at_best"] <= 2 * math.sqrt(2) * se_val]
+                 if w - t.user_attrs[TrialKey.VAL_ACCURACY_AT_BEST] <= 2 * math.sqrt(2) * se_val]
         if close:
             s.text.append(f"**The validation winner (trial {top[0].number}) is not robust:** "
                           f"trial(s) {', '.join(map(str, close))} are within validation noise "

@@ -7,6 +7,7 @@ only in trials whose optimizer uses it, ``hidden_size_2`` only when there are tw
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import optuna
@@ -54,7 +55,8 @@ def grid(space: tuple[ParamSpec, ...]) -> dict[str, list[Any]]:
         elif p.type in ("int", "float"):
             assert p.low is not None and p.high is not None
             step = p.step or 1
-            n = int(round((p.high - p.low) / step)) + 1
+            # the points low, low + step, ... that do not pass high (1e-9: 0.3 / 0.1 is 2.999...)
+            n = int(math.floor((p.high - p.low) / step + 1e-9)) + 1
             values = [p.low + i * step for i in range(n)]
             out[p.name] = [int(v) for v in values] if p.type == "int" else values
     return out
@@ -75,12 +77,21 @@ def model_params(chosen: dict[str, Any], spec: SweepSpec) -> dict[str, Any]:
     if spec.data.preprocessing is not None:
         params["preprocessing"] = spec.data.preprocessing
     params.update({k: v for k, v in chosen.items() if k in ESTIMATOR_PARAMS})
-    if "hidden_sizes" in chosen:
-        params["hidden_sizes"] = tuple(int(v) for v in chosen["hidden_sizes"])
-    elif "hidden_size" in chosen or "n_layers" in chosen:
-        n_layers = int(chosen.get("n_layers", 1))
-        first = int(chosen.get("hidden_size", 100))
-        params["hidden_sizes"] = tuple(
-            int(chosen.get(f"hidden_size_{k}", first)) if k > 1 else first
-            for k in range(1, n_layers + 1))
+    sizes = hidden_sizes(chosen)
+    if sizes is not None:
+        params["hidden_sizes"] = sizes
     return params
+
+
+def hidden_sizes(chosen: dict[str, Any]) -> tuple[int, ...] | None:
+    """The hidden_sizes of sampled values: ``hidden_sizes`` itself, or ``n_layers`` layers of
+    ``hidden_size`` units (100 if not given), layer k having ``hidden_size_<k>`` if given; None
+    if ``chosen`` sets none of them (the estimator's default then)."""
+    if "hidden_sizes" in chosen:
+        return tuple(int(v) for v in chosen["hidden_sizes"])
+    if "hidden_size" not in chosen and "n_layers" not in chosen:
+        return None
+    n_layers = int(chosen.get("n_layers", 1))
+    first = int(chosen.get("hidden_size", 100))
+    return tuple(int(chosen.get(f"hidden_size_{k}", first)) if k > 1 else first
+                 for k in range(1, n_layers + 1))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from .errors import StorageError
-from .faults import retried_as
-from .sweep import join_storage_study, study_spec, verdicts
+from .store import TrialKey, join_storage_study, lost_trials, study_spec
+from .verdicts import verdicts
 
 KEY_PARAMS = ("optimizer", "learning_rate", "schedule", "n_layers", "hidden_size", "dropout", "l2")
 
@@ -16,15 +16,14 @@ def status_table(name: str, storage_url: str | None = None) -> str:
     rows = []
     trials = study.get_trials(deepcopy=False)
     fits = verdicts(trials, study_spec(study))
-    retries = retried_as(trials)
-    lost = {n: r for n, r in retries.items() if trials[n].state.name == "FAIL"}
+    lost = lost_trials(trials)
     for t in trials:
         row: dict[str, object] = {"trial": t.number, "state": t.state.name,
                                   "value": t.value if t.value is not None else float("nan")}
         for k in KEY_PARAMS:
             v = t.params.get(k, "")
             row[k] = f"{v:.3g}" if isinstance(v, float) else v
-        row["epochs"] = t.user_attrs.get("epochs_run", "")
+        row["epochs"] = t.user_attrs.get(TrialKey.EPOCHS_RUN, "")
         row["verdict"] = fits.get(t.number, ("", ""))[0]
         dur = t.duration.total_seconds() if t.duration else None
         row["seconds"] = f"{dur:.1f}" if dur is not None else ""

@@ -7,17 +7,11 @@ thread and per process). Per-epoch metrics are buffered and sent with ``log_batc
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import os
 import platform
-import queue
-import shutil
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -29,6 +23,7 @@ from mlflow.tracking import MlflowClient
 
 from . import __version__
 from .errors import StorageError, first_line, mask_uri
+from .faults import describe
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss",
@@ -48,7 +43,7 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
     return uri
 
 
-def _now_ms() -> int:
+def now_ms() -> int:
     return int(time.time() * 1000)
 
 
@@ -109,8 +104,6 @@ def _check_sqlite(db: Path) -> None:
     here in one line, instead of after MLflow's two minutes of connection retries."""
     import sqlite3
 
-    from .faults import describe
-
     if os.statvfs(db.parent).f_flag & os.ST_RDONLY:
         raise StorageError(f"tracking store {db}: {db.parent} is on a read-only file system; "
                            f"nothing recorded is lost: make it writable (or pass another "
@@ -152,9 +145,7 @@ class Tracker:
         try:
             return fn(*args, **kwargs)
         except MlflowException as exc:
-            from .faults import describe
-
-            raise StorageError(f"tracking store {mask_uri(self.uri)}: {what} failed: "
+                    raise StorageError(f"tracking store {mask_uri(self.uri)}: {what} failed: "
                                f"{describe(exc) or first_line(exc)}") from None
 
     # -- experiment and parent run -----------------------------------------------------------
@@ -244,7 +235,7 @@ class Tracker:
 
     def log_best(self, parent_id: str, trial_number: int, run_id: str, value: float,
                  metric: str, extra: dict[str, float]) -> None:
-        ts = _now_ms()
+        ts = now_ms()
         metrics = [Metric(f"best_{metric}", value, ts, trial_number)]
         metrics += [Metric(f"best_trial.{k}", v, ts, trial_number) for k, v in extra.items()]
         tags = [RunTag("best_trial", str(trial_number)), RunTag("best_run_id", run_id)]
@@ -344,7 +335,7 @@ class Tracker:
 
     def finish_trial(self, run_id: str, state: str, summary: dict[str, float],
                      tags: dict[str, str], files: Iterable[Path] = ()) -> None:
-        ts = _now_ms()
+        ts = now_ms()
         metrics = [Metric(k, float(v), ts, 0) for k, v in summary.items()]
         tag_list = [RunTag("optuna.trial.state", "FAIL" if state == "INTERRUPTED" else state)]
         tag_list += _tags(tags)
@@ -441,213 +432,3 @@ def make_tracker(uri: str | None = None) -> Tracker:
         # MLflow prints "View run ... at: URL" on every closed run of a tracking server.
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     return Tracker(uri)
-
-
-class AsyncTrialLog:
-    """The MLflow side of one worker's trials, written by a background thread so that training
-    never waits on MLflow: its SQL store spends ~0.4 ms of Python per metric and a
-    learning-curve PNG costs ~0.2 s. (A separate tracking process was tried and measured worse:
-    importing MLflow in it cost ~4 s per worker, more than it saved.)
-
-    Calls put a message on a queue and return at once; trials are named by their Optuna trial
-    number. A store error is raised by the next call; ``close`` waits until everything queued has
-    been written (also after Ctrl-C, so an interrupted trial's run is closed as KILLED), and then
-    closes as KILLED any run started here that never got its ``finish`` (a second Ctrl-C can land
-    between a trial's end and its ``finish``).
-    """
-
-    #: How long ``close`` goes on waiting for queued writes after a Ctrl-C, in seconds.
-    grace_after_interrupt = 60.0
-
-    def __init__(self, uri: str) -> None:
-        self.uri = uri
-        self._queue: queue.Queue[Any] = queue.Queue()
-        self._thread: threading.Thread | None = None
-        self._done = threading.Event()  # set when the thread has returned
-        self._errors: list[str] = []
-        self._run_ids: dict[int, str] = {}
-        self._unfinished: set[int] = set()  # started here, no finish written yet
-        self._tracker: Tracker | None = None
-
-    def _send(self, *message: Any) -> None:
-        self._check()
-        if self.uri == "none":
-            return
-        if not self._running():
-            self._done = threading.Event()
-            self._thread = threading.Thread(target=self._loop, args=(self._queue, self._done),
-                                            name="hpsearch-tracking", daemon=True)
-            self._thread.start()
-        self._queue.put(message)
-
-    def _check(self) -> None:
-        if self._errors:
-            raise StorageError(self._errors.pop(0))
-
-    def warm_up(self) -> None:
-        """Open the tracking store in the background while the data loads."""
-        self._send("noop", -1, None)
-
-    def start(self, experiment_id: str, parent_id: str, study: str, number: int,
-              params: dict[str, Any], tags: dict[str, str]) -> None:
-        self._send("start", number, dict(exp_id=experiment_id, parent_id=parent_id,
-                                         study=study, number=number, params=params, tags=tags))
-
-    def metrics(self, number: int, metrics: list[tuple[str, float, int, int]]) -> None:
-        if metrics:
-            self._send("metrics", number, metrics)
-
-    def finish(self, number: int, state: str, summary: dict[str, float], tags: dict[str, str],
-               history: list[dict[str, float]], best_epoch: int, title: str,
-               diagnosis: dict[str, Any] | None = None) -> None:
-        self._send("finish", number, dict(state=state, summary=summary, tags=tags,
-                                          history=history, best_epoch=best_epoch, title=title,
-                                          diagnosis=diagnosis))
-
-    def tag_trial(self, study: str, number: int, tags: dict[str, str]) -> None:
-        """Tag the run of trial ``number`` (any worker's), if it has one."""
-        self._send("tag", number, dict(study=study, tags=tags))
-
-    def best(self, study: str, parent_id: str, number: int, value: float, metric: str,
-             extra: dict[str, float]) -> None:
-        self._send("best", number, dict(study=study, parent_id=parent_id, trial_number=number,
-                                        value=value, metric=metric, extra=extra))
-
-    def close(self) -> None:
-        """Wait until everything queued is written. A Ctrl-C during the wait does not abandon the
-        queue (it holds the closing records of trials that are over): the wait goes on for at
-        most ``grace_after_interrupt`` seconds more, and the interrupt is raised afterwards.
-
-        The wait polls an event instead of joining the thread: on Python 3.11 a KeyboardInterrupt
-        inside ``Thread.join`` marks a thread that is still running as stopped."""
-        interrupted, deadline = False, float("inf")
-        if self._running():
-            self._queue.put(None)
-            while not self._done.is_set() and time.monotonic() < deadline:
-                try:
-                    self._done.wait(min(1.0, deadline - time.monotonic()))
-                except KeyboardInterrupt:
-                    interrupted = True
-                    deadline = min(deadline, time.monotonic() + self.grace_after_interrupt)
-            if not self._done.is_set():
-                self._queue = queue.Queue()  # the abandoned thread keeps the old one
-                grace = self.grace_after_interrupt
-                self._errors.append(f"tracking writes still pending {grace:g} s after the "
-                                    f"interrupt were abandoned; `hpsearch recover` closes the "
-                                    f"runs left RUNNING")
-        self._thread = None
-        if interrupted:
-            for message in self._errors:
-                print(f"error: {message}", file=sys.stderr)
-            self._errors.clear()
-            raise KeyboardInterrupt
-        self._check()
-
-    def _running(self) -> bool:
-        return self._thread is not None and not self._done.is_set()
-
-    def _loop(self, messages: queue.Queue[Any], done: threading.Event) -> None:
-        try:
-            while True:
-                message = messages.get()
-                if message is None:
-                    self._close_unfinished()
-                    return
-                kind, number, payload = message
-                try:
-                    self._handle(kind, number, payload)
-                except Exception as exc:  # reported to the worker, which stops with one line
-                    self._errors.append(first_line(exc, 500))
-        finally:
-            done.set()
-
-    def _handle(self, kind: str, number: int, payload: Any) -> None:
-        if self._tracker is None:
-            self._tracker = Tracker(self.uri)
-        tracker = self._tracker
-        if kind == "start":
-            self._run_ids[number] = tracker.start_trial(**payload)
-            self._unfinished.add(number)
-        elif kind == "metrics":
-            tracker.log_metrics(self._run_ids[number], [Metric(*m) for m in payload])
-        elif kind == "finish":
-            finish_trial_with_files(tracker, self._run_ids[number], **payload)
-            self._unfinished.discard(number)
-        elif kind == "tag":
-            run_id = self._run_ids.get(number) or tracker.trial_run_id(payload["study"], number)
-            if run_id:
-                tracker.set_tags(run_id, payload["tags"])
-        elif kind == "best":
-            study = payload.pop("study")
-            run_id = self._run_ids.get(number) or tracker.trial_run_id(study, number) or ""
-            tracker.log_best(run_id=run_id, **payload)
-
-    def _close_unfinished(self) -> None:
-        for number in sorted(self._unfinished):
-            try:
-                assert self._tracker is not None
-                self._tracker.finish_trial(self._run_ids[number], "INTERRUPTED", {}, {
-                    "optuna.trial.reason": "the worker stopped before this trial's run was "
-                                           "closed"})
-            except Exception as exc:
-                self._errors.append(first_line(exc, 500))
-        self._unfinished.clear()
-
-
-def finish_trial_with_files(tracker: Tracker, run_id: str, state: str,
-                            summary: dict[str, float], tags: dict[str, str],
-                            history: list[dict[str, float]], best_epoch: int, title: str,
-                            diagnosis: dict[str, Any] | None = None) -> None:
-    """Write history.csv, learning_curve.png and diagnosis.json to a temporary directory, log
-    them with the summary and close the run."""
-    from .plots import learning_curves
-
-    tmp = Path(tempfile.mkdtemp(prefix="hpsearch-"))
-    try:
-        files = []
-        if history:
-            files.append(write_history_csv(history, tmp / "history.csv"))
-            files.append(learning_curves(history, best_epoch, title, tmp / "learning_curve.png"))
-        if diagnosis is not None:
-            path = tmp / "diagnosis.json"
-            path.write_text(json.dumps(diagnosis, indent=1, default=float))
-            files.append(path)
-        tracker.finish_trial(run_id, state, summary, tags, files)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-class EpochLogger:
-    """Training callback: collects each epoch's metrics (step=epoch) and hands them to the
-    trial log in batches, at most every ``flush_seconds`` and once more at the end (``flush``)."""
-
-    def __init__(self, log: AsyncTrialLog, number: int, flush_seconds: float = 1.0) -> None:
-        self.log, self.number, self.flush_seconds = log, number, flush_seconds
-        self.buffer: list[tuple[str, float, int, int]] = []
-        self.last_flush = time.monotonic()
-
-    def on_epoch_end(self, record: dict[str, float]) -> None:
-        ts = _now_ms()
-        step = int(record["epoch"])
-        for key in EPOCH_METRICS:
-            if key in record:
-                value = float(record[key])
-                if value != value:  # NaN (a diverged epoch's accuracy): nothing to show
-                    continue
-                self.buffer.append((key, min(value, 1e30), ts, step))
-        if time.monotonic() - self.last_flush >= self.flush_seconds:
-            self.flush()
-
-    def flush(self) -> None:
-        batch, self.buffer = self.buffer, []
-        self.log.metrics(self.number, batch)
-        self.last_flush = time.monotonic()
-
-
-def write_history_csv(history: list[dict[str, float]], path: Path) -> Path:
-    keys = list(history[0]) if history else ["epoch"]
-    with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(history)
-    return path

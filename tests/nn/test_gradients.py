@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -52,6 +54,34 @@ def test_penalty_gradients(penalty, grad_fn):
     w = rng.standard_normal(20) + 0.1  # keep away from the L1 kink at 0
     analytic = grad_fn(w, 0.3, np.zeros_like(w))
     np.testing.assert_allclose(analytic, numeric_grad(lambda: penalty(w, 0.3), w), rtol=1e-6)
+
+
+@pytest.mark.parametrize("grad_fn,reference", [
+    (l2_penalty_grad, lambda w, s: s * w),
+    (l1_penalty_grad, lambda w, s: s * np.sign(w)),
+], ids=["l2", "l1"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_penalty_grads_with_scratch_allocate_nothing(grad_fn, reference, dtype):
+    """The training loop's path: ``tmp`` given, ``out`` a view of the gradient. The result is
+    exactly out + strength * (w or sign(w)) in the weights' dtype, and no parameter-sized array is
+    allocated (the loop runs this once per minibatch)."""
+    n = 100_000
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal(n).astype(dtype)
+    w[:10] = 0  # sign(0) = 0: no L1 pull on a zero weight
+    grad = rng.standard_normal(n + 7).astype(dtype)  # weights first, then "biases"
+    expected = grad.copy()
+    expected[:n] += reference(w, np.dtype(dtype).type(1e-4))
+    tmp = np.empty_like(w)
+    tracemalloc.start()
+    try:
+        result = grad_fn(w, 1e-4, grad[:n], tmp=tmp)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert np.shares_memory(result, grad)
+    np.testing.assert_array_equal(grad, expected)
+    assert peak < n * w.itemsize // 4
 
 
 @pytest.mark.parametrize("sizes", [[6, 5, 3], [6, 7, 5, 4]])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -106,3 +108,31 @@ def test_decaying_state_never_goes_subnormal(name):
         for state, _ in opt._decaying:
             assert not np.any((state != 0) & (np.abs(state) < tiny))
     assert np.all(np.isfinite(p))
+
+
+# Every optimizer of the table, and Nesterov's variant of momentum (its own code path).
+EVERY_OPTIMIZER: list[tuple[str, dict[str, bool]]] = [
+    *[(name, {}) for name in sorted(OPTIMIZERS)], ("momentum", {"nesterov": True})]
+
+
+@pytest.mark.parametrize("name,hyper", EVERY_OPTIMIZER,
+                         ids=[name + "-nesterov" * bool(h) for name, h in EVERY_OPTIMIZER])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_steps_allocate_no_parameter_sized_array(name, hyper, dtype):
+    """Contract: the step runs once per minibatch, so every buffer it writes (scratch included)
+    exists from __init__; the subnormal flush, which some steps run, allocates nothing either."""
+    n = 100_000
+    rng = np.random.default_rng(0)
+    opt = make_optimizer(name, n, dtype, n_decay=n // 2, **hyper)
+    p = rng.standard_normal(n).astype(dtype)
+    g = rng.standard_normal(n).astype(dtype)
+    opt.step(p, g, 1e-3)  # the first step may set things up; none does today
+    tracemalloc.start()
+    try:
+        for _ in range(5):
+            opt.step(p, g, 1e-3)
+        opt.flush_subnormal()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < n * p.itemsize // 4, f"{name}: {peak} bytes traced during 5 steps"

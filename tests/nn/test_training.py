@@ -158,3 +158,37 @@ def test_the_best_epoch_keeps_its_average_and_its_measured_score(digits):
     loss, accuracy = evaluate(net, xe, ye)
     assert accuracy == result.history[best - 1]["val_accuracy"]
     assert loss == pytest.approx(result.history[best - 1]["val_loss"], rel=1e-5)
+
+
+def test_penalties_pull_on_the_weights_not_the_biases(digits):
+    """The gradient the optimizer gets is the loss gradient plus l2 * w + l1 * sign(w) on the
+    weight prefix, and the loss gradient alone on the biases (one full batch, no dropout)."""
+    from hpsearch.nn import Network, TrainConfig, make_optimizer, make_schedule, train
+    from hpsearch.nn.functional import softmax_cross_entropy_grad
+
+    xtr, ytr, _, _ = digits
+    x = (xtr[:200] / 16).astype(np.float64)
+    y = ytr[:200]
+    net = Network([64, 8, 10], dtype=np.float64)
+    net.init_he(np.random.default_rng(0))
+    net.params[net.n_weights:] = 0.1
+    logits, cache = net.forward(x)
+    _, dlogits = softmax_cross_entropy_grad(logits, y)
+    loss_grad = net.backward(cache, dlogits, np.zeros_like(net.params))
+    w = net.params[:net.n_weights].copy()
+    opt = make_optimizer("sgd", net.n_params, net.dtype, net.n_weights)
+    seen = []
+    real_step = opt.step
+
+    def step(params, grad, lr):
+        seen.append(grad.copy())
+        real_step(params, grad, lr)
+
+    opt.step = step  # type: ignore[method-assign]
+    config = TrainConfig(batch_size=200, max_epochs=1, l2=0.01, l1=0.001)
+    train(net, opt, make_schedule("constant", 0.1), x, y, config, np.random.default_rng(1))
+    assert len(seen) == 1
+    expected = loss_grad.copy()
+    expected[:net.n_weights] += 0.01 * w + 0.001 * np.sign(w)
+    # The minibatch is the data in permuted order: equal up to the order of the sums.
+    np.testing.assert_allclose(seen[0], expected, rtol=1e-12, atol=1e-15)

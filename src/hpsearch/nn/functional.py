@@ -93,8 +93,14 @@ def l2_penalty(weights: Array, strength: float) -> float:
     return 0.5 * strength * float(np.dot(weights.ravel(), weights.ravel()))
 
 
-def l2_penalty_grad(weights: Array, strength: float, out: Array) -> Array:
-    out += strength * weights
+def l2_penalty_grad(weights: Array, strength: float, out: Array, tmp: Array | None = None) -> Array:
+    """Add the gradient of ``l2_penalty``, strength * w, to ``out`` in place and return it.
+
+    ``tmp`` (the shape and dtype of ``weights``) is scratch for strength * w: the training loop
+    passes one allocated once, so no parameter-sized temporary is made per minibatch.
+    """
+    scaled = np.multiply(weights, weights.dtype.type(strength), out=tmp)
+    out += scaled
     return out
 
 
@@ -103,6 +109,10 @@ def l1_penalty(weights: Array, strength: float) -> float:
     return strength * float(np.abs(weights).sum())
 
 
-def l1_penalty_grad(weights: Array, strength: float, out: Array) -> Array:
-    out += strength * np.sign(weights)
+def l1_penalty_grad(weights: Array, strength: float, out: Array, tmp: Array | None = None) -> Array:
+    """Add the (sub)gradient of ``l1_penalty``, strength * sign(w), to ``out`` in place and return
+    it (sign(0) = 0). ``tmp`` is scratch as in ``l2_penalty_grad``."""
+    scaled = np.sign(weights, out=tmp)
+    scaled *= weights.dtype.type(strength)
+    out += scaled
     return out

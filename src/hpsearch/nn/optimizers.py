@@ -1,7 +1,9 @@
 """Optimizers over a flat parameter vector, with their state in plain attributes.
 
 ``step(params, grad, lr)`` updates ``params`` in place. The learning rate is passed on each step
-because the schedule owns it. Scratch buffers are allocated once, so a step allocates nothing.
+because the schedule owns it. Every buffer a step writes, scratch included, is allocated in
+``__init__``, so a step (the periodic subnormal flush too) allocates no array: it runs once per
+minibatch. tests/nn/test_optimizers.py checks this for every entry of ``OPTIMIZERS``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ class Optimizer:
     Adam moments after three Fashion-MNIST epochs made the update cost 60 % of a training step.
     So every ``flush_every`` steps, state below ``tiny * 1e8`` is set to zero (such values have
     no effect on any update: they are 1e-30 in float32).
+
+    Scratch: ``_tmp`` (parameter-sized, free for ``_step`` to overwrite) and, with decaying
+    state, the mask ``_below`` that the flush writes after ``_step`` has returned.
     """
 
     name = "base"
@@ -31,11 +36,16 @@ class Optimizer:
         self.n_decay = n_params if n_decay is None else n_decay
         self.t = 0
         self._decaying: list[tuple[Array, float]] = []  # (state, decay factor per step)
+        self._below: Array | None = None  # the flush's mask, made with the first decaying state
+        self._tmp = self._zeros()
 
     def _zeros(self, decay: float | None = None) -> Array:
+        """A parameter-sized zero array; with ``decay``, state that the flush keeps normal."""
         state = np.zeros(self.n_params, dtype=self.dtype)
         if decay is not None:
             self._decaying.append((state, float(decay)))
+            if self._below is None:
+                self._below = np.zeros(self.n_params, dtype=bool)
         return state
 
     def step(self, params: Array, grad: Array, lr: float) -> None:
@@ -56,24 +66,32 @@ class Optimizer:
         return max(1, int(np.log(1e8) / -np.log(fastest)))
 
     def flush_subnormal(self) -> None:
+        """Zero every decaying state value below ``tiny * 1e8`` in magnitude, in place, through
+        the scratch buffers (``_tmp`` is free once ``_step`` has returned)."""
         threshold = np.finfo(self.dtype).tiny * 1e8
+        below = self._below
+        if below is None:  # no decaying state
+            return
         for state, _ in self._decaying:
-            state[np.abs(state) < threshold] = 0
+            np.less(np.abs(state, out=self._tmp), threshold, out=below)
+            np.copyto(state, 0, where=below)
 
 
 class SGD(Optimizer):
-    """p <- p - lr * g"""
+    """p <- p - lr * g (lr * g goes through the scratch buffer)."""
 
     name = "sgd"
 
     def _step(self, params: Array, grad: Array, lr: float) -> None:
-        params -= self.dtype.type(lr) * grad
+        params -= np.multiply(grad, self.dtype.type(lr), out=self._tmp)
 
 
 class Momentum(Optimizer):
     """Classical momentum, v <- mu v - lr g; p <- p + v.
 
-    Nesterov: p <- p + mu v - lr g (the look-ahead form of Sutskever et al., 2013).
+    Nesterov: v as above, then p <- p + mu v - lr g with the new v: Sutskever et al.'s (2013)
+    Nesterov momentum written for the look-ahead parameters (Bengio et al., 2013), so the
+    gradient is the one at ``params``. It needs a second scratch buffer, for mu v.
     """
 
     name = "momentum"
@@ -84,14 +102,15 @@ class Momentum(Optimizer):
         self.momentum = momentum
         self.nesterov = nesterov
         self.velocity = self._zeros(decay=momentum)
-        self._tmp = self._zeros()
+        self._mu_v = self._zeros() if nesterov else None
 
     def _step(self, params: Array, grad: Array, lr: float) -> None:
         lr_g = np.multiply(grad, self.dtype.type(lr), out=self._tmp)
         self.velocity *= self.dtype.type(self.momentum)
         self.velocity -= lr_g
         if self.nesterov:
-            params += self.dtype.type(self.momentum) * self.velocity
+            assert self._mu_v is not None, "nesterov must be chosen when the optimizer is made"
+            params += np.multiply(self.velocity, self.dtype.type(self.momentum), out=self._mu_v)
             params -= lr_g
         else:
             params += self.velocity
@@ -108,7 +127,6 @@ class RMSProp(Optimizer):
         self.rho = rho
         self.eps = eps
         self.square_avg = self._zeros(decay=rho)
-        self._tmp = self._zeros()
 
     def _step(self, params: Array, grad: Array, lr: float) -> None:
         f = self.dtype.type
@@ -143,7 +161,6 @@ class Adam(Optimizer):
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
         self.m_sum = self._zeros(decay=beta1)
         self.v_sum = self._zeros(decay=beta2)
-        self._tmp = self._zeros()
 
     @property
     def m(self) -> Array:
@@ -156,8 +173,9 @@ class Adam(Optimizer):
         return (1 - self.beta2) * self.v_sum
 
     def _adam_update(self, grad: Array, lr: float) -> Array:
-        """Advance the moments and return the update (in a scratch buffer) to subtract.
-        Ten passes over the parameters, no allocation: this runs once per minibatch."""
+        """Advance the moments and return the update (in the scratch buffer) to subtract.
+        Nine passes over the parameters (the subtraction is the tenth), no allocation: this runs
+        once per minibatch."""
         f = self.dtype.type
         b1, b2 = self.beta1, self.beta2
         tmp = self._tmp

@@ -18,7 +18,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .functional import cross_entropy, softmax_cross_entropy_grad
+from .functional import (
+    cross_entropy,
+    l1_penalty_grad,
+    l2_penalty_grad,
+    softmax_cross_entropy_grad,
+)
 from .network import Network
 from .optimizers import Optimizer
 from .schedules import Schedule
@@ -119,6 +124,8 @@ def _train(net: Network, optimizer: Optimizer, schedule: Schedule, x: Array, y: 
     workspace = net.workspace(config.batch_size)
     best_params = net.params.copy()
     nw = net.n_weights
+    # The penalties (weights only, never biases) write strength * w or strength * sign(w) here.
+    penalty_tmp = np.empty(nw, dtype=net.dtype) if config.l1 or config.l2 else None
     result = TrainResult(best_value=math.inf)
     started = time.perf_counter()
     use_dropout = config.dropout > 0 or config.input_dropout > 0
@@ -143,9 +150,9 @@ def _train(net: Network, optimizer: Optimizer, schedule: Schedule, x: Array, y: 
                 break
             net.backward(cache, dlogits, grad)
             if config.l2:
-                grad[:nw] += net.dtype.type(config.l2) * net.params[:nw]
+                l2_penalty_grad(net.params[:nw], config.l2, grad[:nw], tmp=penalty_tmp)
             if config.l1:
-                grad[:nw] += net.dtype.type(config.l1) * np.sign(net.params[:nw])
+                l1_penalty_grad(net.params[:nw], config.l1, grad[:nw], tmp=penalty_tmp)
             optimizer.step(net.params, grad, lr)
             for hook in batch_hooks:
                 hook()

@@ -1,0 +1,276 @@
+"""The study store: Optuna storages opened and resolved, a study joined, what hpsearch records in
+it (the study's and the trials' attribute keys, as named constants), trial counts by the budget
+rule, and the direction sign. The only module that touches private Optuna API (``study._storage``,
+the journal file's lock, the heartbeat helpers, Hyperband's brackets): under the ``optuna<6`` pin
+it sits in this one place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial, TrialState
+
+from .config import SweepSpec, check_study_name, parse_spec
+from .errors import StorageError, first_line, mask_uri
+
+DEFAULT_STORAGE = "mlruns/optuna.journal"
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+class StudyKey:
+    """The study's user attributes written by `hpsearch sweep` (prefixed ``hpsearch.``)."""
+
+    SPEC = "hpsearch.spec"  # the spec file's text
+    SPEC_PATH = "hpsearch.spec_path"
+    N_TRIALS = "hpsearch.n_trials"  # the requested total
+    CHECKPOINT_DIR = "hpsearch.checkpoint_dir"
+    EXPERIMENT_ID = "hpsearch.experiment_id"
+    PARENT_RUN_ID = "hpsearch.parent_run_id"
+    TRACKING_URI = "hpsearch.tracking_uri"  # masked
+    GIT_COMMIT = "hpsearch.git_commit"
+    DATA = "hpsearch.data"  # split sizes and fingerprint
+    REVISITED = "hpsearch.revisited"  # trial number -> verdict its run was re-tagged with
+
+
+class TrialKey:
+    """A trial's user attributes, written when it ends (and ``retry_of`` when it starts)."""
+
+    EPOCHS_RUN = "epochs_run"
+    TRAIN_TIME_S = "train_time_s"
+    BEST_EPOCH = "best_epoch"
+    TEST_ACCURACY_AT_BEST = "test_accuracy_at_best"
+    STATUS = "status"
+    REASON = "reason"
+    RETRY_OF = "retry_of"
+    CHECKPOINT_ERROR = "checkpoint_error"
+    VERDICT = "fit.verdict"
+    SUMMARY = "fit.summary"
+    GAP_AT_BEST = "fit.gap_at_best"
+    TRAIN_ACCURACY_AT_BEST = "fit.train_accuracy_at_best"
+    VAL_ACCURACY_AT_BEST = "fit.val_accuracy_at_best"
+
+
+# -- storages --------------------------------------------------------------------------------------
+def is_journal(url: str) -> bool:
+    return url.startswith("journal:") or url.endswith(".journal")
+
+
+def journal_path(url: str) -> Path:
+    return Path(url.removeprefix("journal:"))
+
+
+def resolve_storage_url(url: str | None = None) -> str:
+    """The argument, else $HPSEARCH_STORAGE, else mlruns/optuna.journal; journal paths are made
+    absolute so that worker processes find the same file."""
+    url = url or os.environ.get("HPSEARCH_STORAGE") or DEFAULT_STORAGE
+    if is_journal(url):
+        url = "journal:" + str(journal_path(url).resolve())
+    return url
+
+
+def _whole_number_env(name: str, default: str, minimum: int, what: str) -> int:
+    raw = os.environ.get(name, default)
+    try:
+        value = int(raw)
+        if value < minimum:
+            raise ValueError
+    except ValueError:
+        raise StorageError(f"{name}={raw!r}: expected {what}") from None
+    return value
+
+
+def heartbeat_interval() -> int:
+    """Seconds between a running trial's heartbeats on an RDB storage ($HPSEARCH_HEARTBEAT,
+    default 30); a trial silent for three intervals is stale: failed and retried."""
+    return _whole_number_env("HPSEARCH_HEARTBEAT", "30", 1, "a whole number of seconds >= 1")
+
+
+def storage_retries() -> int:
+    """Reconnection attempts after a storage outage ($HPSEARCH_STORAGE_RETRIES, default 6:
+    waits of 1, 2, 4, 8, 16 and 32 s, about a minute in all)."""
+    return _whole_number_env("HPSEARCH_STORAGE_RETRIES", "6", 0, "a whole number")
+
+
+class SafeJournalBackend(JournalFileBackend):
+    """Optuna's journal file with one change: an append that fails part-way (ENOSPC, EIO) is
+    truncated back to where it started before the error is raised, under the journal's lock.
+    Optuna skips a trailing partial line on read but appends the next record to it, which would
+    make both unreadable; this keeps every record written before the failure."""
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        from optuna.storages.journal._file import get_lock_file
+
+        data = ("\n".join(json.dumps(log, separators=(",", ":")) for log in logs)
+                + "\n").encode("utf-8")
+        with get_lock_file(self._lock):
+            fd = os.open(self._file_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                size = os.fstat(fd).st_size
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view):]
+                    os.fsync(fd)
+                except OSError as exc:
+                    if exc.filename is None:
+                        exc.filename = self._file_path
+                    try:
+                        os.ftruncate(fd, size)
+                    except OSError:
+                        pass
+                    raise
+            finally:
+                os.close(fd)
+
+
+def open_storage(url: str, stale_callback: Callable[..., Any] | None = None
+                 ) -> optuna.storages.BaseStorage:
+    """A journal file (the default; ``journal:PATH`` or any path ending in .journal) or an RDB
+    URL (``postgresql://...``, ``sqlite:///...``) with heartbeats; ``stale_callback`` is called
+    for each trial Optuna fails because its heartbeat stopped (see faults.StaleTrialHandler)."""
+    try:
+        if is_journal(url):
+            path = journal_path(url)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return optuna.storages.JournalStorage(SafeJournalBackend(str(path)))
+        if "://" not in url:
+            raise StorageError(f"storage {url!r}: not a URL (postgresql://..., sqlite:///...) "
+                               f"nor a .journal file")
+        engine: dict[str, Any] = {}
+        if not url.startswith("sqlite"):
+            # A server that restarted leaves dead connections in the pool: test each before use.
+            engine["pool_pre_ping"] = True
+        if url.startswith("postgresql") and "connect_timeout" not in url:
+            engine["connect_args"] = {"connect_timeout": 10}
+        interval = heartbeat_interval()
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=engine, heartbeat_interval=interval,
+                grace_period=3 * interval, heartbeat_stale_trial_callback=stale_callback)
+    except StorageError:
+        raise
+    except Exception as exc:  # sqlalchemy / OS errors: unreachable, bad driver, read-only
+        raise StorageError(f"storage {mask_uri(url)}: {first_line(exc)}") from None
+
+
+# -- one study -------------------------------------------------------------------------------------
+def join_storage_study(study_name: str, storage_url: str | None = None,
+                       stale_callback: Callable[..., Any] | None = None) -> optuna.Study:
+    """Load an existing study; StorageError naming the storage when there is none."""
+    check_study_name(study_name)
+    storage_url = resolve_storage_url(storage_url)
+    if is_journal(storage_url) and not journal_path(storage_url).exists():
+        raise StorageError(f"no study named {study_name!r}: {storage_url} does not exist "
+                           f"(run `hpsearch sweep` first, from the same directory)")
+    storage = open_storage(storage_url, stale_callback)
+    try:
+        return optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        raise StorageError(f"no study named {study_name!r} in {mask_uri(storage_url)} "
+                           f"(run `hpsearch sweep` first)") from None
+
+
+def study_spec(study: optuna.Study) -> SweepSpec:
+    """The sweep spec recorded in a study by `hpsearch sweep`; StorageError for other studies."""
+    attrs = study.user_attrs
+    if StudyKey.SPEC not in attrs:
+        raise StorageError(f"study {study.study_name!r} was not created by hpsearch (or its "
+                           f"first `hpsearch sweep` stopped before recording the spec)")
+    return parse_spec(yaml.safe_load(attrs[StudyKey.SPEC]),
+                      attrs.get(StudyKey.SPEC_PATH, "<study>"), attrs[StudyKey.SPEC])
+
+
+def direction_sign(study: optuna.Study) -> float:
+    """-1 for a maximised objective, +1 for a minimised one: sort by ``sign * value``."""
+    return -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
+
+
+def ranked(study: optuna.Study) -> list[FrozenTrial]:
+    """The complete trials, best first."""
+    sign = direction_sign(study)
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return sorted((t for t in complete if t.value is not None),
+                  key=lambda t: sign * float(t.value or 0.0))
+
+
+# -- the budget rule -------------------------------------------------------------------------------
+def retried_as(trials: Iterable[FrozenTrial]) -> dict[int, int]:
+    """Each trial lost to a fault and retried -> the number of its (first) retry. A retry is
+    marked ``retry_of`` (by `recover`, the outage path and the interrupt path) or, by Optuna's
+    heartbeat retry, with the system attribute ``failed_trial``."""
+    out: dict[int, int] = {}
+    for t in trials:
+        of = t.user_attrs.get(TrialKey.RETRY_OF, t.system_attrs.get("failed_trial"))
+        if of is not None:
+            out.setdefault(int(of), t.number)
+    return out
+
+
+def lost_trials(trials: list[FrozenTrial]) -> dict[int, int]:
+    """The failed trials that were retried (lost to a fault) -> their retries."""
+    by_number = {t.number: t for t in trials}
+    return {n: r for n, r in retried_as(trials).items()
+            if n in by_number and by_number[n].state == TrialState.FAIL}
+
+
+def budget_counts(trials: list[FrozenTrial]) -> tuple[int, int, int]:
+    """(counted, running, lost): trials that count towards n_trials (complete, pruned, and
+    failed on their own: an exception in training, bad parameters), trials running now, and
+    failed trials that were lost to a fault (a dead worker, a lost storage, a stopping signal)
+    and retried with the same parameters; those do not count."""
+    lost = lost_trials(trials)
+    running = sum(t.state == TrialState.RUNNING for t in trials)
+    counted = sum(t.state in FINISHED and t.number not in lost for t in trials)
+    return counted, running, len(lost)
+
+
+def count_trials(study: optuna.Study) -> tuple[int, int]:
+    """(finished, running) trials of the study, by the budget rule."""
+    return budget_counts(study.get_trials(deepcopy=False))[:2]
+
+
+# -- what only Optuna's internals tell -------------------------------------------------------------
+def heartbeat_enabled(study: optuna.Study) -> bool:
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    return is_heartbeat_enabled(study._storage)
+
+
+def stale_trial_callback(study: optuna.Study) -> Any:
+    """The storage's heartbeat stale-trial callback (None without heartbeats)."""
+    get = getattr(study._storage, "get_heartbeat_stale_trial_callback", None)
+    return get() if get is not None else None
+
+
+def fail_stale_trials(study: optuna.Study) -> None:
+    """On an RDB storage with heartbeats, fail the trials of dead workers now (through the
+    storage's stale-trial callback: retries enqueued, runs closed)."""
+    if not heartbeat_enabled(study):
+        return
+    with warnings.catch_warnings():  # "experimental" in Optuna 5
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def stored_trial(study: optuna.Study, trial: optuna.Trial) -> FrozenTrial:
+    """A running trial as the storage holds it now (system attributes included: a heartbeat
+    retry's ``failed_trial``, a rung pruner's ``completed_rung_<k>``)."""
+    return study._storage.get_trial(trial._trial_id)
+
+
+def hyperband_bracket(study: optuna.Study, trial: FrozenTrial) -> int | None:
+    """The Hyperband bracket a trial belongs to (None for other pruners)."""
+    pruner = study.pruner
+    if not isinstance(pruner, optuna.pruners.HyperbandPruner):
+        return None
+    return int(pruner._get_bracket_id(study, trial))

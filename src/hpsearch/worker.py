@@ -1,0 +1,297 @@
+"""A worker: joins the study, runs the trial loop (with storage-outage retry and the progress
+line), and, for a sweep with several workers on one machine, the worker processes and the
+signals passed on to them."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from . import datasets
+from ._version import __version__
+from .errors import HpsearchError, StorageError, first_line, install_masking
+from .faults import (
+    StaleTrialHandler,
+    check_stop,
+    describe,
+    exit_status,
+    fail_and_retry,
+    is_outage,
+    signal_of,
+    stop_signals,
+)
+from .retention import prune_checkpoints
+from .search import make_pruner, make_sampler
+from .space import grid
+from .store import (
+    FINISHED,
+    StudyKey,
+    TrialKey,
+    budget_counts,
+    count_trials,
+    join_storage_study,
+    stale_trial_callback,
+    storage_retries,
+    study_spec,
+)
+from .tracking import make_tracker
+from .trial import Context, TrialFailed, objective
+from .trial_log import AsyncTrialLog
+
+STOP_EXIT = {128 + s: s for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+
+
+def join_study(study_name: str, storage_url: str | None = None, tracking_uri: str | None = None,
+               echo: Callable[[str], None] = print, worker: int = 0,
+               splits: datasets.Splits | None = None) -> Context:
+    """Everything a worker needs, read back from the study the sweep command created.
+    ``worker`` tells the workers of one machine apart (it shifts the sampler's seed)."""
+    study = join_storage_study(study_name, storage_url, StaleTrialHandler())
+    attrs = study.user_attrs
+    spec = study_spec(study)
+    s = spec.sampler
+    study.sampler = make_sampler(s.name, s.options, s.seed, grid(spec.space),
+                                 len(study.get_trials(deepcopy=False)), worker)
+    study.pruner = make_pruner(spec.pruner.name, spec.pruner.options, spec.training.max_epochs)
+    tracker = make_tracker(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+                           or attrs.get(StudyKey.TRACKING_URI))
+    tracker.check_run(attrs[StudyKey.PARENT_RUN_ID])
+    handler = stale_trial_callback(study)
+    if isinstance(handler, StaleTrialHandler):  # close dead workers' runs as Optuna fails them
+        handler.attach(tracker.close_lost_trial)
+    log = AsyncTrialLog(tracker.uri)
+    log.warm_up()
+    splits = splits or datasets.load_splits(spec.data)
+    if StudyKey.DATA not in attrs:  # for the report's sampling-noise check
+        study.set_user_attr(StudyKey.DATA, {"n_train": len(splits.train[1]),
+                                            "n_val": len(splits.val[1]),
+                                            "n_test": len(splits.test[1]),
+                                            "fingerprint": splits.fingerprint})
+    tags = {"data.fingerprint": splits.fingerprint, "data.name": splits.name,
+            "data.seed": str(spec.data.seed), "model.seed": str(spec.training.seed),
+            "hpsearch.version": __version__,
+            "mlflow.source.git.commit": attrs.get(StudyKey.GIT_COMMIT, "unknown")}
+    return Context(spec, study, attrs[StudyKey.EXPERIMENT_ID], attrs[StudyKey.PARENT_RUN_ID],
+                   splits, int(attrs[StudyKey.N_TRIALS]), log, echo, tags)
+
+
+def run_trials(ctx: Context, quota: int | None, deadline: float | None) -> int:
+    """Run trials until ``quota`` are done here (None: until the study holds n_trials finished
+    trials) or the deadline passes. Returns how many ran here.
+
+    When the storage connection drops, wait with exponential backoff; if it comes back, the
+    trial that was running is failed and enqueued again and the sweep goes on; if not, stop
+    with a StorageError that says what to do."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    done = 0
+    previous_hook = threading.excepthook
+    threading.excepthook = _quiet_heartbeat_errors(previous_hook)
+    try:
+        while True:
+            try:
+                check_stop()  # a stopping signal that came between two trials
+                if quota is not None and done >= quota:
+                    break
+                if quota is None and sum(count_trials(ctx.study)) >= ctx.n_trials:
+                    break
+                if deadline is not None and time.time() >= deadline:
+                    break
+                ctx.study.optimize(lambda t: objective(ctx, t), n_trials=1,
+                                   catch=(TrialFailed,))
+                prune_checkpoints(ctx.study, ctx.spec.keep_checkpoints)
+                done += 1
+                _report_trial(ctx)
+            except KeyboardInterrupt:
+                _retry_interrupted(ctx)
+                raise
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
+                _wait_for_storage(ctx, exc)
+                _retry_lost_trial(ctx)
+    finally:
+        threading.excepthook = previous_hook
+        pending = sys.exc_info()[1]
+        try:
+            ctx.log.close()  # every finished trial's run is closed before this returns
+        except Exception as closing:
+            if pending is None:
+                raise
+            # The error already on its way out (a lost storage, say) is the one the user must
+            # act on first; the tracking store failing as well is reported beside it.
+            ctx.echo("tracking also failed: " + (describe(closing) or first_line(closing)))
+    return done
+
+
+def _quiet_heartbeat_errors(hook: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Optuna's heartbeat thread dies with a traceback when the storage drops; the main loop
+    reports the outage in one line instead."""
+
+    def quiet(args: Any) -> None:
+        if args.exc_value is not None and is_outage(args.exc_value):
+            return
+        hook(args)
+
+    return quiet
+
+
+def _wait_for_storage(ctx: Context, exc: BaseException) -> None:
+    """Back off 1, 2, 4, ... s until the storage answers again; StorageError after the last
+    attempt."""
+    retries = storage_retries()
+    what = describe(exc) or first_line(exc)
+    ctx.echo(f"storage lost ({what}); retrying up to {retries} times")
+    waited = 0
+    for attempt in range(retries):
+        delay = 2 ** attempt
+        time.sleep(delay)
+        waited += delay
+        try:
+            count_trials(ctx.study)
+        except Exception as again:
+            if not is_outage(again):
+                raise
+            continue
+        ctx.echo(f"storage back after {waited} s; going on")
+        return
+    running = ctx.last_trial
+    raise StorageError(
+        f"storage unreachable for {waited} s after {retries} retries ({what}); stopped. "
+        f"Trial {running} may be left RUNNING: when the storage is back, `hpsearch recover "
+        f"{ctx.study.study_name}` fails and retries it, and the same command resumes")
+
+
+def _retry_lost_trial(ctx: Context) -> None:
+    """After an outage: this worker's last trial, if the storage still shows it RUNNING, is
+    failed and its parameters enqueued again; its MLflow run is already closed. A lost trial
+    does not count towards the budget (nor this worker's quota): its retry does."""
+    if ctx.last_trial < 0:
+        return
+    trials = ctx.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    lost = next((t for t in trials if t.number == ctx.last_trial), None)
+    if lost is None or fail_and_retry(ctx.study, lost) is None:
+        return
+    ctx.echo(f"trial {lost.number}: FAIL (storage lost while it ran), parameters enqueued "
+             f"for a retry")
+
+
+def _retry_interrupted(ctx: Context) -> None:
+    """After a stopping signal: the trial it ended (Optuna has made it FAIL) is enqueued again
+    with its parameters, so that resuming runs it and the budget is not spent on it."""
+    number, ctx.interrupted = ctx.interrupted, None
+    if number is None:
+        return
+    trial = next((t for t in ctx.study.get_trials(deepcopy=False) if t.number == number), None)
+    if trial is None or trial.state != TrialState.FAIL or not trial.params:
+        return
+    ctx.study.enqueue_trial(trial.params, user_attrs={TrialKey.RETRY_OF: number},
+                            skip_if_exists=False)
+
+
+def _report_trial(ctx: Context) -> None:
+    """One line per finished trial: progress, state, value, best so far (and tell MLflow)."""
+    study = ctx.study
+    trials = study.get_trials(deepcopy=False)
+    mine = next((t for t in trials if t.number == ctx.last_trial), None)
+    if mine is None or mine.state not in FINISHED:
+        return
+    finished = budget_counts(trials)[0]
+    width = 20
+    filled = min(width, round(width * finished / max(1, ctx.n_trials)))
+    bar = "#" * filled + "-" * (width - filled)
+    value = f"{mine.value:.4f}" if mine.value is not None else "-"
+    best_txt = "-"
+    try:
+        best = study.best_trial
+        best_txt = f"{best.value:.4f} (trial {best.number})"
+        if best.number == mine.number:
+            ctx.log.best(study.study_name, ctx.parent_id, best.number, float(best.value or 0.0),
+                         ctx.spec.objective.metric,
+                         {k: float(v) for k, v in best.params.items()
+                          if isinstance(v, int | float) and not isinstance(v, bool)})
+    except ValueError:
+        pass  # no complete trial yet
+    epochs = mine.user_attrs.get(TrialKey.EPOCHS_RUN, "-")
+    secs = mine.user_attrs.get(TrialKey.TRAIN_TIME_S)
+    ctx.echo(f"[{bar}] {finished:>3}/{ctx.n_trials}  trial {mine.number:<3} "
+             f"{mine.state.name:<8} {ctx.spec.objective.metric} {value}  best {best_txt}  "
+             f"{epochs} epochs" + (f" {secs:.1f}s" if secs is not None else ""))
+
+
+def worker_process(study_name: str, storage_url: str, tracking_uri: str, quota: int,
+                    deadline: float | None, blas_threads: int, worker: int,
+                    errors: Any) -> None:
+    """Entry point of a worker process (spawned): one BLAS thread pool of its own size. A
+    user-facing error goes to ``errors`` for the sweep process to report, in one line."""
+    from threadpoolctl import threadpool_limits
+
+    install_masking()  # a new process: its own streams and log records
+    threadpool_limits(blas_threads)
+    try:
+        with stop_signals("worker"):
+            ctx = join_study(study_name, storage_url, tracking_uri, worker=worker)
+            run_trials(ctx, quota, deadline)
+    except KeyboardInterrupt as exc:
+        sys.exit(exit_status(exc))
+    except Exception as exc:
+        message = str(exc) if isinstance(exc, HpsearchError) else describe(exc)
+        if message is None:
+            raise
+        errors.put(message)
+        sys.exit(2)
+
+
+def run_processes(name: str, storage_url: str, tracking_uri: str, remaining: int,
+                   workers: int, deadline: float | None) -> int | None:
+    """Run the trials in worker processes; the stopping signal that interrupted them, if any
+    (passed on to every worker, which closes its running trial and exits 128 + signal)."""
+    quotas = [remaining // workers + (i < remaining % workers) for i in range(workers)]
+    blas = max(1, (os.cpu_count() or 1) // workers)
+    ctx = mp.get_context("spawn")
+    errors = ctx.SimpleQueue()
+    procs = [ctx.Process(target=worker_process,
+                         args=(name, storage_url, tracking_uri, q, deadline, blas, i + 1, errors),
+                         name=f"hpsearch-worker-{i}") for i, q in enumerate(quotas)]
+    for p in procs:
+        p.start()
+    stopped: int | None = None
+    while any(p.is_alive() for p in procs):
+        try:
+            for p in procs:
+                p.join()
+        except KeyboardInterrupt as exc:
+            # Ctrl-C in a terminal reaches the workers too; a signal sent to this process alone
+            # (kill, timeout, systemd) does not: pass it on, then wait while they close their
+            # running trials.
+            stopped = signal_of(exc)
+            for p in procs:
+                if p.is_alive() and p.pid is not None:
+                    os.kill(p.pid, stopped)
+    if stopped is None:  # a worker stopped by a signal sent to it alone
+        stopped = next((STOP_EXIT[p.exitcode] for p in procs if p.exitcode in STOP_EXIT), None)
+    failed = [p for p in procs if p.exitcode != 0 and p.exitcode not in STOP_EXIT]
+    messages = []
+    while not errors.empty():
+        messages.append(errors.get())
+    if stopped is not None:  # an error met while closing after a signal is still worth a line
+        for message in messages:
+            print(f"error: {message}", file=sys.stderr)
+    if failed and stopped is None:
+        if not messages:
+            raise StorageError(f"{len(failed)} worker process(es) stopped with an error "
+                               f"(see above)")
+        others = len(failed) - 1
+        raise StorageError(messages[0] + (f" (and {others} more worker(s) stopped)"
+                                          if others else ""))
+    return stopped
