@@ -55,6 +55,7 @@ def test_three_workers_on_postgresql_and_a_tracking_server(databases, mlflow_ser
     from mlflow.tracking import MlflowClient
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HPSEARCH_CHECKPOINTS", str(tmp_path / "this-machine-only"))
     (tmp_path / "dist.yaml").write_text(SPEC)
     result = run_sweep("dist.yaml", workers=3, storage_url=databases[0],
                        tracking_uri=mlflow_server, echo=lambda s: None)
@@ -85,3 +86,35 @@ def test_three_workers_on_postgresql_and_a_tracking_server(databases, mlflow_ser
     # The password of the storage URL is never recorded.
     assert "hpsearch:hpsearch@" not in str(parents[0].data.params)
     assert "***" in parents[0].data.params["storage"]
+
+    # The kept checkpoints are logged models in the tracking server's artifact store: the top
+    # checkpoints.keep (3) complete trials, each linked to its run at its best epoch.
+    models = client.search_logged_models([exp.experiment_id])
+    top = sorted((t for t in trials if t.state.name == "COMPLETE"), key=lambda t: -t.value)[:3]
+    assert sorted(int(m.tags["optuna.trial.number"]) for m in models) == sorted(
+        t.number for t in top)
+    for m in models:
+        run = next(r for r in children if r.info.run_id == m.source_run_id)
+        assert m.status.name == "READY" and m.tags["hpsearch.best_epoch"] == str(
+            study.trials[int(m.tags["optuna.trial.number"])].user_attrs["best_epoch"])
+        assert {x.key for x in m.metrics} >= {"val_accuracy", "test_accuracy"}
+        assert [i.dataset.name for i in run.inputs.dataset_inputs] == [
+            "digits-training", "digits-validation", "digits-test"]
+
+    # Export from another machine: an empty directory, no checkpoint on its disk, nothing but
+    # the storage and the tracking server.
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.rmtree(tmp_path / "this-machine-only")
+    elsewhere = tmp_path / "fourth-machine"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("HPSEARCH_CHECKPOINTS",)}
+    done = subprocess.run([sys.executable, "-m", "hpsearch.cli", "export", "dist", "--storage",
+                           databases[0], "--tracking-uri", mlflow_server], cwd=elsewhere,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert f"exported trial {top[0].number}" in done.stdout, done.stdout
+    assert (elsewhere / "exports" / "dist" / "MLmodel").is_file()
+

@@ -7,6 +7,8 @@ import os
 import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 
 import mlflow
 import numpy as np
@@ -67,6 +69,59 @@ def test_only_the_top_k_checkpoints_stay(inside):
     assert kept == top2
 
 
+def test_kept_checkpoints_are_logged_models_that_export_needs_no_local_copy(inside, tmp_path):
+    """The top k checkpoints are MLflow 3 logged models of their runs (step = best epoch, the
+    best epoch's metrics linked to the validation and test datasets); `models:/<id>` loads;
+    with mlruns/checkpoints gone, export fetches the checkpoint from the tracking store."""
+    import shutil
+
+    from mlflow.tracking import MlflowClient
+
+    from hpsearch.store import join_storage_study
+
+    study = join_storage_study("ex")
+    top2 = {n for _, n in sorted((t.value, t.number) for t in study.trials
+                                 if t.value is not None)[-2:]}
+    client = MlflowClient(resolve_tracking_uri(None))
+    exp = client.get_experiment_by_name("ex")
+    assert exp.tags["hpsearch.dataset"] == "digits" and exp.tags["hpsearch.spec"] == "ex.yaml"
+    assert "ex.yaml" in exp.tags["mlflow.note.content"]
+    models = client.search_logged_models([exp.experiment_id])
+    assert {int(m.tags["optuna.trial.number"]) for m in models} == top2
+    sp = datasets.split(datasets.load("digits"), 0.2, 0.2, seed=0)
+    mlflow.set_tracking_uri(resolve_tracking_uri(None))  # models:/<id> is read from the store
+    for m in models:
+        number = int(m.tags["optuna.trial.number"])
+        trial = study.trials[number]
+        assert m.tags["hpsearch.best_epoch"] == str(trial.user_attrs["best_epoch"])
+        metrics = {x.key: x for x in m.metrics}
+        assert metrics["val_accuracy"].value == pytest.approx(trial.value)
+        assert metrics["val_accuracy"].dataset_name == "digits-validation"
+        assert metrics["test_accuracy"].dataset_name == "digits-test"
+        assert metrics["val_accuracy"].step == trial.user_attrs["best_epoch"]
+        run = client.get_run(m.source_run_id)
+        assert run.data.tags["optuna.trial.number"] == str(number)
+        contexts = [(i.dataset.name, i.tags[0].value) for i in run.inputs.dataset_inputs]
+        assert contexts == [("digits-training", "training"), ("digits-validation", "validation"),
+                            ("digits-test", "test")]
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{m.model_id}")
+        local = hpsearch.load(inside / "mlruns" / "checkpoints" / "ex" / f"trial-{number}")
+        np.testing.assert_array_equal(pyfunc.predict(sp.test[0])["label"].to_numpy(),
+                                      local.predict(sp.test[0]))
+
+    cache = inside / "mlruns" / "checkpoints"
+    saved = tmp_path / "cache"
+    shutil.copytree(cache, saved)
+    shutil.rmtree(cache)
+    try:
+        result = export_trial("ex", out=tmp_path / "from-store", register=False)
+        assert result.trial == max(top2, key=lambda n: study.trials[n].value)
+        assert result.test_accuracy == pytest.approx(
+            study.trials[result.trial].user_attrs["test_accuracy_at_best"])
+    finally:
+        shutil.copytree(saved, cache)
+
+
 def test_export_every_way_in(inside):
     from hpsearch.store import join_storage_study
 
@@ -94,7 +149,20 @@ def test_export_every_way_in(inside):
     frame = pd.DataFrame(x_test.astype(np.float64),
                          columns=[f"pixel_{i}" for i in range(x_test.shape[1])])
     expected = model.predict(x_test)
-    local = mlflow.pyfunc.load_model(str(out)).predict(frame)
+    expected_proba = model.predict_proba(x_test)
+    pyfunc = mlflow.pyfunc.load_model(str(out))
+    # every form users hold their data in: the same labels and probabilities
+    images = x_test.reshape(len(x_test), 8, 8)  # digits as 8x8 images
+    for form in (frame, x_test, x_test.astype(np.float32), x_test.tolist(), images,
+                 frame[frame.columns[::-1]]):  # columns found by name, whatever their order
+        got = pyfunc.predict(form)
+        np.testing.assert_array_equal(got["label"].to_numpy(), expected)
+        np.testing.assert_allclose(got.filter(like="proba_").to_numpy(), expected_proba,
+                                   rtol=1e-5, atol=1e-8)  # float32 input: rounding only
+    with pytest.raises(mlflow.exceptions.MlflowException,
+                       match=r"expected 64 features per sample, received 63"):
+        pyfunc.predict(x_test[:, :63])
+    local = pyfunc.predict(frame)
     np.testing.assert_array_equal(local["label"].to_numpy(), expected)
     mlflow.set_registry_uri(resolve_tracking_uri(None))
     registry = mlflow.pyfunc.load_model("models:/ex@champion").predict(frame)
@@ -126,7 +194,7 @@ def test_export_errors(inside):
                 (inside / "mlruns" / "checkpoints" / "ex" / f"trial-{t.number}").exists())
     cases = [(["export", "nosuch"], "no study named 'nosuch'"),
              (["export", "ex", "--trial", str(gone), "--no-register"],
-              f"trial {gone}'s checkpoint is not in"),
+              f"trial {gone}'s checkpoint is neither in"),
              (["export", "ex", "--trial", "99"], "has no trial 99")]
     for args, message in cases:
         res = CliRunner().invoke(main, args)
@@ -178,12 +246,28 @@ def test_mlflow_models_serve_answers_with_the_same_predictions(inside):
                              "models:/ex@champion", "--env-manager", "local", "-h", "127.0.0.1",
                              "-p", str(port)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/invocations"
     try:
         body = json.dumps({"dataframe_split": {
             "columns": [f"pixel_{i}" for i in range(x.shape[1])], "data": x.tolist()}}).encode()
-        answer = json.loads(wait_for_http(f"http://127.0.0.1:{port}/invocations", proc, body))
+        answer = json.loads(wait_for_http(url, proc, body))
         labels = [row["label"] for row in answer["predictions"]]
         assert labels == expected.tolist()
+        proba = hpsearch.load(inside / "exports" / "served").predict_proba(x)
+        for payload in ({"inputs": x.tolist()}, {"instances": x.tolist()},
+                        {"inputs": x.reshape(len(x), 8, 8).tolist()}):
+            answer = json.loads(wait_for_http(url, proc, json.dumps(payload).encode()))
+            rows = answer["predictions"]
+            assert [r["label"] for r in rows] == expected.tolist(), payload.keys()
+            got = np.array([[r[k] for k in r if k.startswith("proba_")] for r in rows])
+            np.testing.assert_allclose(got, proba, rtol=1e-5, atol=1e-8)
+        bad = urllib.request.Request(url, data=json.dumps({"inputs": x[:, :60].tolist()}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(bad, timeout=60)
+        assert info.value.code == 400
+        message = info.value.read().decode()
+        assert "expected 64 features per sample, received 60" in message, message
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -23,12 +23,13 @@ from typing import Any
 import numpy as np
 from optuna.trial import TrialState
 
-from . import __version__, datasets, serving
-from .checkpoint import load, load_model
+from . import __version__, datasets
+from .checkpoint import load, load_model, locate
 from .config import SweepSpec
 from .diagnostics import ADVICE
-from .errors import CheckpointError, DataError, StorageError
+from .errors import CheckpointError, DataError, StorageError, mask_uri
 from .estimator import prediction_frame
+from .models import save_pyfunc
 from .nn.functional import cross_entropy
 from .plots import learning_curves
 from .retention import checkpoint_dir
@@ -71,15 +72,33 @@ def export_trial(name: str, number: int | None = None, out: str | Path | None = 
                  storage_url: str | None = None, tracking_uri: str | None = None,
                  register: bool = True) -> ExportResult:
     study = join_storage_study(name, storage_url)
-    attrs = study.user_attrs
     spec: SweepSpec = study_spec(study)
     trial = _pick_trial(study, number)
-    ckpt = checkpoint_dir(study, trial.number)
-    if not (ckpt / "checkpoint.json").is_file():
-        raise CheckpointError(
-            f"trial {trial.number}'s checkpoint is not in {ckpt.parent}: only the top "
-            f"{spec.keep_checkpoints} complete trials keep theirs (raise checkpoints.keep), or "
-            f"the sweep ran on another machine (set HPSEARCH_CHECKPOINTS)")
+    with tempfile.TemporaryDirectory(prefix="hpsearch-fetch-") as fetched:
+        ckpt = _find_checkpoint(study, spec, trial.number, tracking_uri, Path(fetched))
+        return _export(name, study, spec, trial, ckpt, out, tracking_uri, register)
+
+
+def _find_checkpoint(study: Any, spec: SweepSpec, number: int, tracking_uri: str | None,
+                     fetched: Path) -> Path:
+    """The trial's checkpoint: in the local cache, else its logged model in the tracking store
+    (downloaded to ``fetched``), so that export works from any machine."""
+    ckpt = checkpoint_dir(study, number)
+    if (ckpt / "checkpoint.json").is_file():
+        return ckpt
+    tracker = make_tracker(tracking_uri or study.user_attrs.get(StudyKey.TRACKING_URI))
+    downloaded = tracker.download_trial_model(study.study_name, number, fetched)
+    if downloaded is not None:
+        return locate(downloaded)
+    raise CheckpointError(
+        f"trial {number}'s checkpoint is neither in {ckpt.parent} nor a logged model in "
+        f"{mask_uri(tracker.uri)}: only the top {spec.keep_checkpoints} complete trials keep "
+        f"theirs (raise checkpoints.keep)")
+
+
+def _export(name: str, study: Any, spec: SweepSpec, trial: Any, ckpt: Path,
+            out: str | Path | None, tracking_uri: str | None, register: bool) -> ExportResult:
+    attrs = study.user_attrs
     model = load_model(ckpt)  # every array checked; a tampered file ends here
 
     d = spec.data
@@ -102,10 +121,7 @@ def export_trial(name: str, number: int | None = None, out: str | Path | None = 
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
     try:
         model_dir = staging / "model"
-        # MLflow names the artifact after its source directory: stage it as "checkpoint".
-        source = staging / "source" / "checkpoint"
-        shutil.copytree(ckpt, source)
-        _save_mlflow_model(model_dir, source, splits, x_test)
+        save_pyfunc(model_dir, ckpt, x_test[:3], splits.feature_names)
         metrics = {"trial": trial.number, "objective": spec.objective.metric,
                    "validation_value": trial.value, "test_accuracy": test_accuracy,
                    "test_loss": test_loss, "test_samples": int(len(y_test)),
@@ -130,27 +146,6 @@ def export_trial(name: str, number: int | None = None, out: str | Path | None = 
                                                test_accuracy)
     return ExportResult(final, trial.number, float(trial.value), test_accuracy, test_loss,
                         version, champion, message)
-
-
-def _save_mlflow_model(path: Path, ckpt: Path, splits: datasets.Splits,
-                       x_test: np.ndarray) -> None:
-    import warnings
-
-    import mlflow
-    import pandas as pd
-    from mlflow.models import infer_signature
-
-    names = splits.feature_names or [f"x{i}" for i in range(x_test.shape[1])]
-    example = pd.DataFrame(x_test[:3].astype(np.float64), columns=names)
-    output = prediction_frame(load_model(ckpt), example.to_numpy())
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        mlflow.pyfunc.save_model(
-            path=str(path), python_model=str(Path(serving.__file__)),
-            artifacts={"checkpoint": str(ckpt)},
-            code_paths=[str(Path(__file__).resolve().parent)],
-            signature=infer_signature(example, output), input_example=example,
-            pip_requirements=["numpy", "pandas", "scikit-learn", f"mlflow=={mlflow.__version__}"])
 
 
 def _register(name: str, path: Path, trial: Any, study: Any, tracking_uri: str | None,
@@ -200,7 +195,7 @@ def model_card(name: str, spec: SweepSpec, trial: Any, model: Any, splits: datas
         "```python",
         "import hpsearch, mlflow",
         "model = hpsearch.load(\"DIR\")              # MLPClassifier; never unpickles",
-        "pyfunc = mlflow.pyfunc.load_model(\"DIR\")  # DataFrame in, label + probabilities out",
+        "pyfunc = mlflow.pyfunc.load_model(\"DIR\")  # arrays, lists, DataFrames in",
         "```", "",
         f"`hpsearch predict DIR input.csv`, or `mlflow models serve -m models:/{name}@champion "
         f"--env-manager local`.", ""]

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import optuna
 
-from .checkpoint import save_model
+from .checkpoint import META, save_model
+from .datasets import Splits
 from .estimator import MLPClassifier
 from .store import FINISHED, StudyKey, ranked
+from .tracking import split_inputs
+from .trial_log import AsyncTrialLog
 
 DEFAULT_CHECKPOINTS = "mlruns/checkpoints"
 
@@ -37,6 +41,24 @@ def save_trial_checkpoint(study: optuna.Study, number: int, model: MLPClassifier
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     return final
+
+
+def retain(study: optuna.Study, keep: int, number: int, log: AsyncTrialLog,
+           experiment_id: str, splits: Splits) -> None:
+    """After trial ``number`` ended: keep the top ``keep`` checkpoints, in the local cache
+    (``prune_checkpoints``) and as logged models in the tracking store: the trial's own is
+    logged when it is among them (written by the background log, from a copy), and the logged
+    models of finished trials outside them are deleted (any worker's)."""
+    prune_checkpoints(study, keep)
+    top = {t.number for t in ranked(study)[:keep]}
+    ckpt = checkpoint_dir(study, number)
+    if number in top and (ckpt / META).is_file():
+        staged = Path(tempfile.mkdtemp(prefix="hpsearch-keep-")) / "checkpoint"
+        shutil.copytree(ckpt, staged)
+        log.log_model(number, experiment_id, study.study_name, staged, splits.val[0][:3],
+                      splits.feature_names, split_inputs(splits))
+    log.drop_models(study.study_name, [t.number for t in study.get_trials(deepcopy=False)
+                                       if t.state in FINISHED and t.number not in top])
 
 
 def prune_checkpoints(study: optuna.Study, keep: int) -> list[int]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import optuna
 
+from ._version import __version__
 from .config import SweepSpec, check_study_name, load_spec
 from .datasets import load_splits
 from .errors import SpecError, mask_uri
@@ -26,6 +27,7 @@ from .store import (
     count_trials,
     fail_stale_trials,
     open_storage,
+    ranked,
     resolve_storage_url,
     stale_trial_callback,
 )
@@ -54,7 +56,15 @@ class SweepResult:
 
 def prepare_study(spec: SweepSpec, storage_url: str, tracker: Tracker, study_name: str,
                   n_trials: int | None) -> tuple[optuna.Study, str, str, int]:
-    exp_id = tracker.experiment(study_name)  # a bad tracking URI fails before anything is made
+    about = {"mlflow.note.content": (
+                 f"hpsearch sweep `{study_name}` of `{Path(spec.path).name}`: an MLP classifier "
+                 f"on `{spec.data.dataset}`, {spec.objective.direction} "
+                 f"`{spec.objective.metric}`; one child run per trial, its curves, verdict and "
+                 f"best-epoch model."),
+             "hpsearch.dataset": spec.data.dataset, "hpsearch.objective": spec.objective.metric,
+             "hpsearch.version": __version__, "hpsearch.spec": Path(spec.path).name}
+    # a bad tracking URI fails here, before anything is made
+    exp_id = tracker.experiment(study_name, about)
     storage = open_storage(storage_url, StaleTrialHandler())
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
@@ -146,6 +156,11 @@ def _finish(study: optuna.Study, tracker: Tracker, parent: str, spec: SweepSpec,
         pass
     if not interrupted:
         _log_study_plots(study, tracker, parent)
+    # every worker has closed its log: a logged model written after another worker's retention
+    # pass (a race of two workers) is deleted now, so that exactly the top k stay
+    keep = {t.number for t in ranked(study)[:spec.keep_checkpoints]}
+    tracker.delete_trial_models(study.study_name, [t.number for t in study.get_trials(
+        deepcopy=False) if t.number not in keep])
     tracker.set_status(parent, "KILLED" if interrupted else "FINISHED")
     refresh_verdicts(study, spec, tracker)  # after closing the run: a failure here loses nothing
     return result

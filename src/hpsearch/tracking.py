@@ -12,18 +12,22 @@ import os
 import platform
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import (
+    Metric,
+    Param,
+    RunTag,
+)
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from . import __version__
 from .errors import StorageError, first_line, mask_uri
 from .faults import describe
+from .tracking_models import ModelStore, NullModelStore, SplitInput, now_ms
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss",
@@ -41,10 +45,6 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         uri = "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
     return uri
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def git_commit() -> str:
@@ -120,7 +120,7 @@ def _check_sqlite(db: Path) -> None:
         raise StorageError(f"tracking store {db}: {describe(exc) or exc}") from None
 
 
-class Tracker:
+class Tracker(ModelStore):
     """Thin layer over MlflowClient with hpsearch's run layout."""
 
     def __init__(self, uri: str | None = None) -> None:
@@ -149,9 +149,18 @@ class Tracker:
                                f"{describe(exc) or first_line(exc)}") from None
 
     # -- experiment and parent run -----------------------------------------------------------
-    def experiment(self, name: str) -> str:
+    def experiment(self, name: str, about: dict[str, str] | None = None) -> str:
         """The experiment named ``name``, created on first use (artifacts under mlruns/ for the
-        embedded store)."""
+        embedded store); ``about``: tags that say what it is (dataset, objective, spec, version;
+        ``mlflow.note.content`` is the description the UI shows), set on every sweep."""
+        exp_id = self._experiment(name)
+        if about:
+            for key, value in about.items():
+                self._call("describing the experiment", self.client.set_experiment_tag, exp_id,
+                           key, value)
+        return exp_id
+
+    def _experiment(self, name: str) -> str:
         exp = self._call("reading the experiment", self.client.get_experiment_by_name, name)
         if exp is not None:
             if exp.lifecycle_stage == "deleted":
@@ -276,46 +285,10 @@ class Tracker:
             closed.append((number, run.info.run_id, state))
         return closed
 
-    def register_model(self, name: str, path: Path, number: int, value: float, maximize: bool,
-                       test_accuracy: float) -> tuple[str | None, str | None, str]:
-        """Register the exported model DIR ``path`` of trial ``number`` under ``name``; the
-        alias ``champion`` moves to it when its validation ``value`` beats the champion's.
-        Returns (version, champion version, a sentence saying what happened)."""
-        client = self.client
-        try:
-            try:
-                client.get_registered_model(name)
-            except MlflowException:
-                client.create_registered_model(name, description=f"hpsearch sweep {name}")
-            run_id = self.trial_run_id(name, number)
-            # The registered version points at a copy in the trial run's artifacts, not at DIR:
-            # a later export to the same DIR must not change what an existing version serves.
-            source = str(path.resolve())
-            if run_id:
-                client.log_artifacts(run_id, str(path), "model")
-                source = client.get_run(run_id).info.artifact_uri.rstrip("/") + "/model"
-            mv = client.create_model_version(
-                name, source=source, run_id=run_id,
-                tags={"optuna.trial.number": str(number), "objective_value": str(value),
-                      "test_accuracy": f"{test_accuracy:.6f}"})
-            try:
-                current = client.get_model_version_by_alias(name, "champion")
-                best = float(current.tags.get("objective_value", "nan"))
-            except MlflowException:
-                current, best = None, float("nan")
-            if current is None or best != best or (value > best if maximize else value < best):
-                client.set_registered_model_alias(name, "champion", mv.version)
-                return mv.version, mv.version, (f"registered as {name} version {mv.version}, "
-                                                f"alias champion")
-            return mv.version, current.version, (
-                f"registered as {name} version {mv.version}; champion stays version "
-                f"{current.version} (validation {best:.4f} is not beaten)")
-        except MlflowException as exc:
-            raise StorageError(f"model registry {mask_uri(self.uri)}: {first_line(exc)}") from None
-
     # -- trial runs -------------------------------------------------------------------------------
     def start_trial(self, exp_id: str, parent_id: str, study: str, number: int,
-                    params: dict[str, Any], tags: dict[str, str]) -> str:
+                    params: dict[str, Any], tags: dict[str, str],
+                    inputs: list[SplitInput] | None = None) -> str:
         all_tags = {"mlflow.parentRunId": parent_id, "hpsearch.role": "trial",
                     "optuna.study": study, "optuna.trial.number": str(number),
                     "optuna.trial.state": "RUNNING", **tags}
@@ -326,6 +299,9 @@ class Tracker:
         for start in range(0, len(plist), 90):  # log_batch takes up to 100 params per call
             self._call("logging parameters", self.client.log_batch, run_id,
                        params=plist[start:start + 90])
+        if inputs:
+            self._call("logging the dataset inputs", self.client.log_inputs, run_id,
+                       datasets=[split.as_input() for split in inputs])
         return run_id
 
     def log_metrics(self, run_id: str, metrics: list[Metric]) -> None:
@@ -346,11 +322,19 @@ class Tracker:
         self._call("closing the trial run", self.client.set_terminated, run_id, RUN_STATUS[state])
 
 
+def split_inputs(splits: Any) -> list[SplitInput]:
+    """The three splits of ``splits`` (a datasets.Splits) as dataset inputs."""
+    parts = (("training", splits.train), ("validation", splits.val), ("test", splits.test))
+    return [SplitInput(context, f"{splits.name}-{context}",
+                       f"{splits.fingerprint[:12]}-{context[:5]}", splits.source or splits.name,
+                       len(part[1])) for context, part in parts]
+
+
 def _tags(tags: dict[str, str]) -> list[RunTag]:
     return [RunTag(k, v[:5000]) for k, v in tags.items()]  # MLflow's limit on a tag's value
 
 
-class NullTracker(Tracker):
+class NullTracker(NullModelStore, Tracker):
     """Tracking switched off (``--tracking-uri none``): same calls, nothing recorded. Used to
     measure what tracking costs, and for dry runs."""
 
@@ -362,7 +346,7 @@ class NullTracker(Tracker):
         self._runs += 1
         return f"none-{os.getpid()}-{self._runs}"
 
-    def experiment(self, name: str) -> str:
+    def experiment(self, name: str, about: dict[str, str] | None = None) -> str:
         return "none"
 
     def check_run(self, run_id: str) -> None:
@@ -406,9 +390,6 @@ class NullTracker(Tracker):
 
     def close_orphan_runs(self, study: str, states: dict[int, str]) -> list[tuple[int, str, str]]:
         return []
-
-    def register_model(self, *args: Any, **kwargs: Any) -> tuple[str | None, str | None, str]:
-        return None, None, "not registered (tracking is off)"
 
 
 TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")

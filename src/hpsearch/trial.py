@@ -22,6 +22,7 @@ from .faults import StopCallback, describe, endless_trials, signal_name, signal_
 from .retention import save_trial_checkpoint
 from .space import model_params, suggest
 from .store import TrialKey, stored_trial
+from .tracking import split_inputs
 from .trial_log import AsyncTrialLog
 
 
@@ -151,7 +152,8 @@ def objective(ctx: Context, trial: optuna.Trial) -> float:
     if retry_of is not None:
         tags["hpsearch.retry_of"] = str(retry_of)
         trial.set_user_attr(TrialKey.RETRY_OF, retry_of)
-    log.start(ctx.experiment_id, ctx.parent_id, ctx.study.study_name, trial.number, logged, tags)
+    log.start(ctx.experiment_id, ctx.parent_id, ctx.study.study_name, trial.number, logged, tags,
+              split_inputs(ctx.splits))
     if retry_of is not None:  # the lost trial's run links to its retry
         log.tag_trial(ctx.study.study_name, retry_of, {"hpsearch.retried_as": str(trial.number)})
     logger = EpochLogger(log, trial.number)

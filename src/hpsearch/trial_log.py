@@ -19,11 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from mlflow.entities import Metric
 
+from . import checkpoint
 from .errors import StorageError, first_line
+from .models import save_pyfunc
 from .plots import learning_curves
-from .tracking import Tracker
+from .tracking import SplitInput, Tracker
 
 MetricRow = tuple[str, float, int, int]  # key, value, timestamp (ms), step
 
@@ -37,6 +40,7 @@ class Start:
     study: str
     params: dict[str, Any]
     tags: dict[str, str]
+    inputs: list[SplitInput] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -75,11 +79,31 @@ class Best:
 
 
 @dataclass(frozen=True)
+class LogModel:
+    """Log a kept checkpoint as a logged model of its trial's run. ``staged``: a copy of the
+    checkpoint owned by the message (retention may delete the original meanwhile)."""
+    number: int
+    exp_id: str
+    study: str
+    staged: Path
+    example: np.ndarray  # a few rows of raw features, the model's input example
+    feature_names: list[str] | None
+    inputs: list[SplitInput]
+
+
+@dataclass(frozen=True)
+class DropModels:
+    """Delete the logged models of these trials (outside the top k now)."""
+    study: str
+    numbers: list[int]
+
+
+@dataclass(frozen=True)
 class Noop:
     """Opens the store (the first message of a worker, sent while its data loads)."""
 
 
-Message = Start | Metrics | Finish | Tag | Best | Noop
+Message = Start | Metrics | Finish | Tag | Best | LogModel | DropModels | Noop
 
 
 class AsyncTrialLog:
@@ -128,8 +152,9 @@ class AsyncTrialLog:
         self._send(Noop())
 
     def start(self, experiment_id: str, parent_id: str, study: str, number: int,
-              params: dict[str, Any], tags: dict[str, str]) -> None:
-        self._send(Start(number, experiment_id, parent_id, study, params, tags))
+              params: dict[str, Any], tags: dict[str, str],
+              inputs: list[SplitInput] | None = None) -> None:
+        self._send(Start(number, experiment_id, parent_id, study, params, tags, inputs or []))
 
     def metrics(self, number: int, metrics: list[MetricRow]) -> None:
         if metrics:
@@ -143,6 +168,18 @@ class AsyncTrialLog:
     def tag_trial(self, study: str, number: int, tags: dict[str, str]) -> None:
         """Tag the run of trial ``number`` (any worker's), if it has one."""
         self._send(Tag(number, study, tags))
+
+    def log_model(self, number: int, exp_id: str, study: str, staged: Path,
+                  example: np.ndarray, feature_names: list[str] | None,
+                  inputs: list[SplitInput]) -> None:
+        if self.uri == "none":
+            shutil.rmtree(staged, ignore_errors=True)
+            return
+        self._send(LogModel(number, exp_id, study, staged, example, feature_names, inputs))
+
+    def drop_models(self, study: str, numbers: list[int]) -> None:
+        if numbers:
+            self._send(DropModels(study, numbers))
 
     def best(self, study: str, parent_id: str, number: int, value: float, metric: str,
              extra: dict[str, float]) -> None:
@@ -201,7 +238,8 @@ class AsyncTrialLog:
         tracker = self._tracker
         if isinstance(m, Start):
             self._run_ids[m.number] = tracker.start_trial(m.exp_id, m.parent_id, m.study,
-                                                          m.number, m.params, m.tags)
+                                                          m.number, m.params, m.tags,
+                                                          m.inputs)
             self._unfinished.add(m.number)
         elif isinstance(m, Metrics):
             tracker.log_metrics(self._run_ids[m.number], [Metric(*row) for row in m.rows])
@@ -213,9 +251,32 @@ class AsyncTrialLog:
             run_id = self._run_ids.get(m.number) or tracker.trial_run_id(m.study, m.number)
             if run_id:
                 tracker.set_tags(run_id, m.tags)
+        elif isinstance(m, LogModel):
+            try:
+                self._log_model(tracker, m)
+            finally:
+                shutil.rmtree(m.staged, ignore_errors=True)
+        elif isinstance(m, DropModels):
+            tracker.delete_trial_models(m.study, m.numbers)
         elif isinstance(m, Best):
             run_id = self._run_ids.get(m.number) or tracker.trial_run_id(m.study, m.number) or ""
             tracker.log_best(m.parent_id, m.number, run_id, m.value, m.metric, m.extra)
+
+    def _log_model(self, tracker: Tracker, m: LogModel) -> None:
+        run_id = self._run_ids.get(m.number) or tracker.trial_run_id(m.study, m.number)
+        if run_id is None:
+            return
+        meta, _ = checkpoint.read(m.staged)
+        step = int(meta["best_epoch"])
+        best = meta["history"][step - 1]
+        by_context = {split.context: split for split in m.inputs}
+        metrics = {k: (float(best[k]), by_context.get(context)) for k, context in (
+            ("val_accuracy", "validation"), ("val_loss", "validation"),
+            ("test_accuracy", "test"), ("test_loss", "test")) if k in best}
+        tracker.log_trial_model(
+            m.exp_id, run_id, m.study, m.number, step, metrics,
+            lambda path, mlflow_model: save_pyfunc(path, m.staged, m.example, m.feature_names,
+                                                   mlflow_model))
 
     def _close_unfinished(self) -> None:
         for number in sorted(self._unfinished):

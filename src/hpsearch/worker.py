@@ -30,7 +30,7 @@ from .faults import (
     signal_of,
     stop_signals,
 )
-from .retention import prune_checkpoints
+from .retention import retain
 from .search import make_pruner, make_sampler
 from .space import grid
 from .store import (
@@ -109,7 +109,8 @@ def run_trials(ctx: Context, quota: int | None, deadline: float | None) -> int:
                     break
                 ctx.study.optimize(lambda t: objective(ctx, t), n_trials=1,
                                    catch=(TrialFailed,))
-                prune_checkpoints(ctx.study, ctx.spec.keep_checkpoints)
+                retain(ctx.study, ctx.spec.keep_checkpoints, ctx.last_trial, ctx.log,
+                       ctx.experiment_id, ctx.splits)
                 done += 1
                 _report_trial(ctx)
             except KeyboardInterrupt:

@@ -1,0 +1,54 @@
+"""A checkpoint as an MLflow model directory ("models from code": serving.py is loaded as
+source, the checkpoint is an artifact, hpsearch's own code travels in ``code/``): what
+``hpsearch export`` writes, and what every kept checkpoint is logged as (a logged model)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+from mlflow.models import Model, infer_signature
+
+from .checkpoint import load_model
+from .estimator import prediction_frame
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def serving_features_file() -> str:
+    return "feature_names.json"  # beside the checkpoint in the model's artifacts (serving.py)
+
+
+SERVING = PACKAGE_DIR / "serving.py"  # the model's code: MLflow runs it, we need not import it
+
+
+def save_pyfunc(path: Path, ckpt: Path, example: np.ndarray,
+                feature_names: list[str] | None, mlflow_model: Model | None = None) -> None:
+    """Write the MLflow model of checkpoint ``ckpt`` to ``path``. ``example``: a few rows of
+    raw features (the input example). An output schema only: serving.py takes arrays, lists and
+    DataFrames (its docstring says why no input schema) and checks the feature count itself."""
+    example = np.asarray(example, dtype=np.float64)
+    with tempfile.TemporaryDirectory(prefix="hpsearch-ckpt-") as tmp:
+        # MLflow names the artifact after its source directory: stage it as "checkpoint"
+        staged = Path(tmp) / "checkpoint"
+        shutil.copytree(ckpt, staged)
+        if feature_names:  # serving.py takes a DataFrame's columns by these names
+            (staged / serving_features_file()).write_text(json.dumps(list(feature_names)))
+        predictions = prediction_frame(load_model(staged), example)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            kwargs: dict[str, Any] = {"mlflow_model": mlflow_model} if mlflow_model else {}
+            mlflow.pyfunc.save_model(
+                path=str(path), python_model=str(SERVING),
+                artifacts={"checkpoint": str(staged)}, code_paths=[str(PACKAGE_DIR)],
+                signature=infer_signature(None, predictions), input_example=example,
+                metadata={"n_features": int(example.shape[1]),
+                          "feature_names": feature_names or []},
+                pip_requirements=["numpy", "pandas", "scikit-learn",
+                                  f"mlflow=={mlflow.__version__}"], **kwargs)
