@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
+from collections.abc import Callable
 
 import pytest
 
@@ -27,35 +27,75 @@ def run_of(tracker: Tracker, number: int):
     return tracker.client.get_run(tracker.trial_run_id("log", number))
 
 
-def slow_finish(monkeypatch, release: threading.Event) -> None:
-    """The thread's `finish` waits for ``release`` (a slow store, a large learning curve)."""
+def slow_finish(monkeypatch, release: threading.Event) -> threading.Event:
+    """The thread's `finish` waits for ``release`` (a slow store, a large learning curve);
+    the event returned is set once the thread is inside it."""
     real = trial_log.finish_trial_with_files
+    entered = threading.Event()
 
     def finish(*args, **kwargs):
-        release.wait(30)
+        entered.set()
+        release.wait(600)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(trial_log, "finish_trial_with_files", finish)
+    return entered
 
 
-def interrupt_main_thread(after: float) -> threading.Timer:
-    timer = threading.Timer(after, signal.pthread_kill,
-                            (threading.main_thread().ident, signal.SIGINT))
-    timer.start()
-    return timer
+def closing(log: AsyncTrialLog) -> threading.Event:
+    """Set once ``log.close()`` waits for the thread (its first wait on the done event)."""
+    inside, wait = threading.Event(), log._done.wait
+
+    def waiting(timeout=None):
+        inside.set()
+        return wait(timeout)
+
+    log._done.wait = waiting  # type: ignore[method-assign]
+    return inside
 
 
-def test_ctrl_c_while_closing_still_writes_the_finished_trial(store, monkeypatch):
+@pytest.fixture
+def interrupted():
+    """SIGINT raises KeyboardInterrupt as usual, and sets the event returned when it did."""
+    raised = threading.Event()
+
+    def handler(signum, frame):
+        raised.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    yield raised
+    signal.signal(signal.SIGINT, previous)
+
+
+def interrupt_when(*ready: threading.Event, then: Callable[[], object] | None = None,
+                   raised: threading.Event | None = None) -> threading.Thread:
+    """Ctrl-C to the main thread once every ``ready`` event is set; then, once the interrupt
+    was raised, ``then()``. Waits on state, never on time (bounded: 600 s)."""
+    def run() -> None:
+        for event in ready:
+            assert event.wait(600)
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+        if then is not None and raised is not None:
+            assert raised.wait(600)
+            then()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_ctrl_c_while_closing_still_writes_the_finished_trial(store, monkeypatch, interrupted):
     """The trial is over and its `finish` is queued; Ctrl-C arrives while `close` waits for the
     thread: the run must still be closed (it stayed RUNNING before)."""
     uri, tracker, exp, parent = store
     release = threading.Event()
-    slow_finish(monkeypatch, release)
+    entered = slow_finish(monkeypatch, release)
     log = AsyncTrialLog(uri)
     log.start(exp, parent, "log", 0, {"hidden_size": 8}, {})
     log.finish(0, "COMPLETE", {"best_val_accuracy": 0.5}, {}, [], 0, "trial 0")
-    interrupt_main_thread(0.5)
-    threading.Timer(1.5, release.set).start()  # the store answers after the interrupt
+    # the store answers only after the interrupt
+    interrupt_when(entered, closing(log), then=release.set, raised=interrupted)
     with pytest.raises(KeyboardInterrupt):
         log.close()
     run = run_of(tracker, 0)
@@ -80,21 +120,20 @@ def test_a_run_never_finished_is_closed_as_killed(store):
     assert pruned.data.tags["optuna.trial.reason"] == "pruned at epoch 2"
 
 
-def test_a_hung_store_after_ctrl_c_is_given_up_with_one_line(store, monkeypatch, capsys):
+def test_a_hung_store_after_ctrl_c_is_given_up_with_one_line(store, monkeypatch, capsys,
+                                                              interrupted):
     uri, tracker, exp, parent = store
     release = threading.Event()
-    slow_finish(monkeypatch, release)
+    entered = slow_finish(monkeypatch, release)
     log = AsyncTrialLog(uri)
     log.grace_after_interrupt = 0.5
     log.start(exp, parent, "log", 0, {}, {})
     log.finish(0, "COMPLETE", {}, {}, [], 0, "trial 0")
     thread = log._thread
-    interrupt_main_thread(0.3)
-    started = time.monotonic()
+    interrupt_when(entered, closing(log))
     try:
         with pytest.raises(KeyboardInterrupt):
-            log.close()
-        assert time.monotonic() - started < 10
+            log.close()  # gives up after the grace period (0.5 s), not the default minute
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1
         assert err[0].startswith("error: tracking writes still pending 0.5 s after the interrupt")
