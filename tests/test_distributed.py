@@ -97,7 +97,7 @@ def test_three_workers_on_postgresql_and_a_tracking_server(databases, mlflow_ser
         run = next(r for r in children if r.info.run_id == m.source_run_id)
         assert m.status.name == "READY" and m.tags["hpsearch.best_epoch"] == str(
             study.trials[int(m.tags["optuna.trial.number"])].user_attrs["best_epoch"])
-        assert {x.key for x in m.metrics} >= {"val_accuracy", "test_accuracy"}
+        assert {x.key for x in m.metrics} >= {"best_val_accuracy", "test_accuracy_at_best"}
         assert [i.dataset.name for i in run.inputs.dataset_inputs] == [
             "digits-training", "digits-validation", "digits-test"]
 

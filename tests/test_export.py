@@ -95,10 +95,12 @@ def test_kept_checkpoints_are_logged_models_that_export_needs_no_local_copy(insi
         trial = study.trials[number]
         assert m.tags["hpsearch.best_epoch"] == str(trial.user_attrs["best_epoch"])
         metrics = {x.key: x for x in m.metrics}
-        assert metrics["val_accuracy"].value == pytest.approx(trial.value)
-        assert metrics["val_accuracy"].dataset_name == "digits-validation"
-        assert metrics["test_accuracy"].dataset_name == "digits-test"
-        assert metrics["val_accuracy"].step == trial.user_attrs["best_epoch"]
+        assert metrics["best_val_accuracy"].value == pytest.approx(trial.value)
+        assert metrics["best_val_accuracy"].dataset_name == "digits-validation"
+        assert metrics["test_accuracy_at_best"].dataset_name == "digits-test"
+        assert metrics["test_accuracy_at_best"].value == pytest.approx(
+            trial.user_attrs["test_accuracy_at_best"])
+        assert metrics["best_val_accuracy"].step == trial.user_attrs["best_epoch"]
         run = client.get_run(m.source_run_id)
         assert run.data.tags["optuna.trial.number"] == str(number)
         contexts = [(i.dataset.name, i.tags[0].value) for i in run.inputs.dataset_inputs]

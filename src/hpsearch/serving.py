@@ -14,7 +14,6 @@ serve`).
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +51,6 @@ def features(model_input: Any, n_features: int, names: list[str] | None = None) 
     return x
 
 
-# MLflow asks for type hints on predict when the class is created; it has none on purpose
-warnings.filterwarnings("ignore", message=r"(?s).*Add type hints to the `predict` method")
-
-
 class HpsearchModel(PythonModel):
     def load_context(self, context: Any) -> None:
         # MLflow runs this file when it saves and loads the model, before the model's code_paths
@@ -69,8 +64,11 @@ class HpsearchModel(PythonModel):
         if (ckpt / "feature_names.json").is_file():  # written by hpsearch.models.save_pyfunc
             self.names = json.loads((ckpt / "feature_names.json").read_text())
 
-    # model_input has no type hint: MLflow would read one as a schema to enforce (see above)
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+    # The hint np.ndarray is one MLflow infers no schema from, so it enforces none and asks for
+    # none (no hint at all makes it warn on every save). The input may be any of the forms
+    # above: `features` makes the array.
+    def predict(self, context: Any, model_input: np.ndarray,
+                params: dict[str, Any] | None = None) -> pd.DataFrame:
         from hpsearch.estimator import prediction_frame
 
         return prediction_frame(self.model, features(model_input, self.model.n_features_in_,

@@ -270,9 +270,13 @@ class AsyncTrialLog:
         step = int(meta["best_epoch"])
         best = meta["history"][step - 1]
         by_context = {split.context: split for split in m.inputs}
-        metrics = {k: (float(best[k]), by_context.get(context)) for k, context in (
-            ("val_accuracy", "validation"), ("val_loss", "validation"),
-            ("test_accuracy", "test"), ("test_loss", "test")) if k in best}
+        # the run's summary keys (best_*, *_at_best), not the per-epoch ones: a second value at
+        # the best epoch would stand in each learning curve's history
+        metrics = {name: (float(best[k]), by_context.get(context)) for name, k, context in (
+            ("best_val_accuracy", "val_accuracy", "validation"),
+            ("best_val_loss", "val_loss", "validation"),
+            ("test_accuracy_at_best", "test_accuracy", "test"),
+            ("test_loss_at_best", "test_loss", "test")) if k in best}
         tracker.log_trial_model(
             m.exp_id, run_id, m.study, m.number, step, metrics,
             lambda path, mlflow_model: save_pyfunc(path, m.staged, m.example, m.feature_names,
