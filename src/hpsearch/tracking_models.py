@@ -108,21 +108,27 @@ class ModelStore:
                         tags={"optuna.study": study, "optuna.trial.number": str(number),
                               "hpsearch.role": "checkpoint", "hpsearch.best_epoch": str(step)},
                         model_type="hpsearch-mlp")
-        with tempfile.TemporaryDirectory(prefix="hpsearch-model-") as tmp:
-            where = Path(tmp) / "model"
-            build(where, Model(artifact_path=lm.artifact_location, model_uuid=lm.model_id,
-                               run_id=run_id, model_id=lm.model_id))
-            self._call("uploading the logged model", c.log_model_artifacts, lm.model_id,
-                       str(where))
-        self._call("finishing the logged model", c.finalize_logged_model, lm.model_id, "READY")
-        self._call("linking the model to its run", c.log_outputs, run_id,
-                   [LoggedModelOutput(lm.model_id, step)])
         ts = now_ms()
         rows = [Metric(k, v, ts, step, model_id=lm.model_id,
                        dataset_name=split.name if split else None,
                        dataset_digest=split.digest if split else None)
                 for k, (v, split) in metrics.items()]
-        self._call("logging the model's metrics", c.log_batch, run_id, metrics=rows)
+        try:
+            with tempfile.TemporaryDirectory(prefix="hpsearch-model-") as tmp:
+                where = Path(tmp) / "model"
+                build(where, Model(artifact_path=lm.artifact_location, model_uuid=lm.model_id,
+                                   run_id=run_id, model_id=lm.model_id))
+                c.log_model_artifacts(lm.model_id, str(where))
+            c.finalize_logged_model(lm.model_id, "READY")
+            c.log_outputs(run_id, [LoggedModelOutput(lm.model_id, step)])
+            c.log_batch(run_id, metrics=rows)
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                # another worker's better trial pushed this one out of the top k meanwhile,
+                # and its retention deleted the model: nothing left to do
+                return ""
+            raise StorageError(f"tracking store {mask_uri(self.uri)}: logging the model of "
+                               f"trial {number} failed: {first_line(exc)}") from None
         return str(lm.model_id)
 
     def trial_models(self, study: str) -> dict[int, str]:
