@@ -5,6 +5,7 @@ source, the checkpoint is an artifact, hpsearch's own code travels in ``code/``)
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import warnings
@@ -18,6 +19,8 @@ from mlflow.models import Model, infer_signature
 from .checkpoint import load_model
 from .estimator import prediction_frame
 
+# saving a model validates its input example by loading it back, with a progress bar each time
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -29,7 +32,8 @@ SERVING = PACKAGE_DIR / "serving.py"  # the model's code: MLflow runs it, we nee
 
 
 def save_pyfunc(path: Path, ckpt: Path, example: np.ndarray,
-                feature_names: list[str] | None, mlflow_model: Model | None = None) -> None:
+                feature_names: list[str] | None, mlflow_model: Model | None = None,
+                with_example: bool = True) -> None:
     """Write the MLflow model of checkpoint ``ckpt`` to ``path``. ``example``: a few rows of
     raw features (the input example). An output schema only: serving.py takes arrays, lists and
     DataFrames (its docstring says why no input schema) and checks the feature count itself."""
@@ -47,7 +51,10 @@ def save_pyfunc(path: Path, ckpt: Path, example: np.ndarray,
             mlflow.pyfunc.save_model(
                 path=str(path), python_model=str(SERVING),
                 artifacts={"checkpoint": str(staged)}, code_paths=[str(PACKAGE_DIR)],
-                signature=infer_signature(None, predictions), input_example=example,
+                signature=infer_signature(None, predictions),
+                # MLflow checks an input example by loading the model back and predicting:
+                # the export keeps one, a trial's logged model (saved while trials train) not
+                input_example=example if with_example else None,
                 metadata={"n_features": int(example.shape[1]),
                           "feature_names": feature_names or []},
                 pip_requirements=["numpy", "pandas", "scikit-learn",

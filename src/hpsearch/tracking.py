@@ -145,7 +145,7 @@ class Tracker(ModelStore):
         try:
             return fn(*args, **kwargs)
         except MlflowException as exc:
-                    raise StorageError(f"tracking store {mask_uri(self.uri)}: {what} failed: "
+            raise StorageError(f"tracking store {mask_uri(self.uri)}: {what} failed: "
                                f"{describe(exc) or first_line(exc)}") from None
 
     # -- experiment and parent run -----------------------------------------------------------
@@ -300,8 +300,16 @@ class Tracker(ModelStore):
             self._call("logging parameters", self.client.log_batch, run_id,
                        params=plist[start:start + 90])
         if inputs:
-            self._call("logging the dataset inputs", self.client.log_inputs, run_id,
-                       datasets=[split.as_input() for split in inputs])
+            datasets = [split.as_input() for split in inputs]
+            for attempt in range(3):
+                try:
+                    self.client.log_inputs(run_id, datasets=datasets)
+                    break
+                except Exception as exc:
+                    # Two workers' first trials create the same dataset at once and MLflow's
+                    # get-or-create loses the race on a unique constraint: the next try finds it.
+                    if attempt == 2 or "unique" not in str(exc).lower():
+                        self._call("logging the dataset inputs", _raise, exc)
         return run_id
 
     def log_metrics(self, run_id: str, metrics: list[Metric]) -> None:
@@ -328,6 +336,10 @@ def split_inputs(splits: Any) -> list[SplitInput]:
     return [SplitInput(context, f"{splits.name}-{context}",
                        f"{splits.fingerprint[:12]}-{context[:5]}", splits.source or splits.name,
                        len(part[1])) for context, part in parts]
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
 
 
 def _tags(tags: dict[str, str]) -> list[RunTag]:

@@ -241,6 +241,8 @@ class AsyncTrialLog:
                                                           m.number, m.params, m.tags,
                                                           m.inputs)
             self._unfinished.add(m.number)
+        elif isinstance(m, Metrics | Finish) and m.number not in self._run_ids:
+            return  # its run could not be created: that error is already on its way
         elif isinstance(m, Metrics):
             tracker.log_metrics(self._run_ids[m.number], [Metric(*row) for row in m.rows])
         elif isinstance(m, Finish):
@@ -280,7 +282,7 @@ class AsyncTrialLog:
         tracker.log_trial_model(
             m.exp_id, run_id, m.study, m.number, step, metrics,
             lambda path, mlflow_model: save_pyfunc(path, m.staged, m.example, m.feature_names,
-                                                   mlflow_model))
+                                                   mlflow_model, with_example=False))
 
     def _close_unfinished(self) -> None:
         for number in sorted(self._unfinished):
