@@ -12,7 +12,7 @@ WORKERS ?=
 NAME ?= $(shell sed -n 's/^name:[[:space:]]*//p' $(SWEEP) 2>/dev/null | head -n 1)
 SWEEP_ARGS = $(if $(TRIALS),--trials $(TRIALS)) $(if $(WORKERS),--workers $(WORKERS))
 
-.PHONY: help setup sysdeps sweep status report export ui demo-distributed test test-fast lint bench bench-efficiency clean
+.PHONY: help setup sysdeps sweep status report export next ui demo-distributed test test-fast lint bench bench-efficiency clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -37,6 +37,9 @@ report: setup ## write reports/NAME/index.html for the sweep's study (NAME= or S
 
 export: setup ## export the best model of the sweep's study to exports/NAME (NAME= or SWEEP=)
 	$(BIN)/hpsearch export $(NAME)
+
+next: setup ## write sweeps/NAME-next.yaml, the follow-up spec the report recommends (NAME= or SWEEP=)
+	$(BIN)/hpsearch next $(NAME) $(if $(FORCE),--force)
 
 ui: setup ## MLflow UI on http://127.0.0.1:5000 over the embedded store
 	$(BIN)/hpsearch ui

@@ -201,6 +201,25 @@ def export_cmd(name: str, number: int | None, out: str | None, register: bool,
     click.echo(r.message)
 
 
+@main.command("next")
+@click.argument("name")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Where to write the spec (default: sweeps/NAME-next.yaml).")
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+@click.option("--storage", envvar="HPSEARCH_STORAGE", default=None, help=STORAGE_HELP)
+def next_cmd(name: str, out: str | None, force: bool, storage: str | None) -> None:
+    """Write the follow-up spec of study NAME: the changes its report recommends, each with its
+    evidence, warm-started from NAME's best trials."""
+    from .followup import write_next
+
+    r = write_next(name, out, force, storage)
+    click.echo(f"next spec for study {name}: {r.path} (study {r.name}); "
+               f"{len(r.changes)} change(s)")
+    for line in r.summary:
+        click.echo(line)
+    click.echo(f"run it: hpsearch sweep {r.path}")
+
+
 @main.command("predict")
 @click.argument("model_dir", type=click.Path())
 @click.argument("csv_file", type=click.Path())

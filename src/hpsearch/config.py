@@ -106,6 +106,12 @@ class PrunerSpec:
 
 
 @dataclass(frozen=True)
+class WarmStartSpec:
+    study: str  # a study in the same storage (``hpsearch next`` names the parent)
+    trials: int = 3  # its best trials that fit this space run first, with their parameters
+
+
+@dataclass(frozen=True)
 class ParamSpec:
     name: str
     type: str
@@ -132,6 +138,7 @@ class SweepSpec:
     space: tuple[ParamSpec, ...]
     diagnostics: dict[str, float] = field(default_factory=dict)  # threshold overrides
     text: str = ""  # the file as written, logged with the sweep
+    warm_start: WarmStartSpec | None = None
 
 
 class _Checker:
@@ -224,7 +231,8 @@ def load_spec(path: str | Path) -> SweepSpec:
 
 def parse_spec(raw: Any, file: str = "<spec>", text: str = "") -> SweepSpec:
     top = _Checker(file, "", raw, {"name", "data", "training", "objective", "budget", "sampler",
-                                   "pruner", "checkpoints", "space", "diagnostics"})
+                                   "pruner", "checkpoints", "space", "diagnostics",
+                                   "warm_start"})
     name = top.get("name", str, required=True)
     if not STUDY_NAME.match(name):
         top.fail("must be letters, digits, '.', '_' or '-' (no spaces or path characters), "
@@ -297,6 +305,14 @@ def parse_spec(raw: Any, file: str = "<spec>", text: str = "") -> SweepSpec:
     g = _Checker(file, "diagnostics", top.node.get("diagnostics"), set(THRESHOLDS))
     diagnostics = {k: float(g.number(k, THRESHOLDS[k], 0)) for k in g.node}
 
+    w = _Checker(file, "warm_start", top.node.get("warm_start"), {"study", "trials"})
+    warm = None
+    if w.node:
+        parent = w.get("study", str, required=True)
+        if not STUDY_NAME.match(parent):
+            w.fail(f"is not a study name: {parent!r}", "study")
+        warm = WarmStartSpec(parent, w.number("trials", 3, 0, integer=True))
+
     space = _space(file, top.node.get("space"))
     if sampler.name == "grid":
         for p in space:
@@ -305,7 +321,7 @@ def parse_spec(raw: Any, file: str = "<spec>", text: str = "") -> SweepSpec:
                                 f"(or make it categorical)")
     return SweepSpec(name, file, data, training, objective, budget,
                      SamplerSpec(sampler.name, sampler.options.pop("seed", 0), sampler.options),
-                     pruner, keep, space, diagnostics, text)
+                     pruner, keep, space, diagnostics, text, warm)
 
 
 def _sampler_or_pruner(file: str, where: str, node: Any, table: dict[str, Entry],

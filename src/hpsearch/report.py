@@ -19,7 +19,8 @@ from typing import Any
 from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial, TrialState
 
-from .config import RANGES, SweepSpec
+from .advice import TOP, plan
+from .config import SweepSpec
 from .diagnostics import VERDICTS
 from .errors import StorageError
 from .plots import draw_curves, study_plots
@@ -31,10 +32,6 @@ from .verdicts import refresh_verdicts, verdicts
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 COLORS = {"good_fit": "#2ca02c", "overfitting": "#d62728", "underfitting": "#1f77b4",
           "undertrained": "#9467bd", "diverged": "#ff7f0e", "stalled": "#7f7f7f", "": "#bbbbbb"}
-TOP = 5
-# Bounds that cannot be widened: a best value sitting on them is no reason to widen the range.
-HARD_LOW = {name: bounds.low for name, bounds in RANGES.items()}
-HARD_HIGH = {name: bounds.high for name, bounds in RANGES.items() if bounds.high is not None}
 KEY_ORDER = ("learning_rate", "optimizer", "schedule", "n_layers", "hidden_size",
              "hidden_size_2", "dropout", "l2", "momentum", "batch_size")
 
@@ -79,6 +76,7 @@ class Report:
         self.metric = self.spec.objective.metric
         self._histories: dict[int, list[dict[str, float]]] = {}
         self.fits = verdicts(self.trials, self.spec)  # (verdict, summary) against the final study
+        self.changes = plan(self.spec, self.ranked, self.trials, self.fits)
 
     def _verdict(self, t: FrozenTrial) -> str:
         return self.fits.get(t.number, ("", ""))[0]
@@ -195,7 +193,9 @@ class Report:
                 (f", test accuracy at its best epoch {test:.4f}" if test is not None else "") +
                 f", verdict **{self._verdict(b) or '-'}** "
                 f"({self.fits.get(b.number, ('', ''))[1]}).")
-        s.text.append(_table(["verdict", "trials"], [[v, n] for v, n in verdicts.most_common()]))
+        undiagnosed = len(self.trials) - sum(verdicts.values())
+        s.text.append(_table(["verdict", "trials"], [[v, verdicts[v]] for v in VERDICTS] +
+                             ([["(none: failed or running)", undiagnosed]] if undiagnosed else [])))
         return s
 
     def leaderboard(self) -> Section:
@@ -245,23 +245,8 @@ class Report:
     def health(self) -> tuple[Section, list[str]]:
         s = Section("Search-space health")
         warns: list[str] = []
-        best = self.ranked[0] if self.ranked else None
-        for p in self.spec.space:
-            if best is None or p.type not in ("float", "int") or p.name not in best.params:
-                continue
-            assert p.low is not None and p.high is not None
-            v = float(best.params[p.name])
-            lo, hi = float(p.low), float(p.high)
-            if p.log and lo > 0:
-                frac = (math.log(v) - math.log(lo)) / max(1e-12, math.log(hi) - math.log(lo))
-            else:
-                frac = (v - lo) / max(1e-12, hi - lo)
-            if hi > lo and frac <= 0.05 and HARD_LOW.get(p.name) != lo:
-                warns.append(f"The best `{p.name}` ({_fmt(v)}) is at the bottom of its range "
-                             f"[{_fmt(lo)}, {_fmt(hi)}]: widen the range downwards.")
-            elif hi > lo and frac >= 0.95 and HARD_HIGH.get(p.name) != hi:
-                warns.append(f"The best `{p.name}` ({_fmt(v)}) is at the top of its range "
-                             f"[{_fmt(lo)}, {_fmt(hi)}]: widen the range upwards.")
+        # the bound rule of advice.plan (shared with `hpsearch next`)
+        warns += [t for c in self.changes for t in c.tips if "widen the range" in t]
         for p in self.spec.space:
             if p.type != "categorical":
                 continue
@@ -295,26 +280,17 @@ class Report:
         s = Section("What to try next")
         top = self.ranked[:TOP]
         counts = Counter(self._verdict(t) for t in top)
-        tips: list[str] = []
-        dropout_hi = next((p.high for p in self.spec.space if p.name == "dropout" and p.high),
-                          None)
-        if counts["overfitting"] * 2 >= len(top) and top:
-            tips.append(f"{counts['overfitting']} of the top {len(top)} trials overfit: raise the "
-                        f"dropout range" + (f" above {_fmt(dropout_hi)}" if dropout_hi else "") +
-                        " and the L2 upper bound, or try fewer units; lower the early-stopping "
-                        "patience.")
-        if counts["underfitting"] * 2 >= len(top) and top:
-            tips.append(f"{counts['underfitting']} of the top {len(top)} trials underfit: allow "
-                        f"more units or a second layer, and less dropout and L2.")
-        if counts["undertrained"] and top:
-            tips.append(f"{counts['undertrained']} of the top {len(top)} trials were still "
-                        f"improving at max_epochs={self.spec.training.max_epochs}: raise it.")
+        tips = list(dict.fromkeys(t for c in self.changes for t in c.tips))
         if counts["good_fit"] * 2 > len(top) and top:
             tips.append("The top trials fit well: narrow the ranges around them and run more "
                         "trials, or move to a larger dataset split.")
-        tips += [w for w in warns if "widen" in w or "learning_rate" in w]
+        tips += [w for w in warns if "learning_rate" in w]
         s.text.append("\n".join(f"- {t}" for t in tips) if tips else
                       "- Too few complete trials to say; run more trials.")
+        s.text.append(f"`hpsearch next {self.name}` writes a follow-up spec with "
+                      + (f"these {len(self.changes)} change(s), each with its evidence, "
+                         if self.changes else "the same space (no rule calls for a change), ")
+                      + "warm-started from this study's best trials.")
         return s
 
     def selection_check(self) -> Section:

@@ -39,6 +39,11 @@ def status_table(name: str, storage_url: str | None = None) -> str:
         pairs = ", ".join(f"{n} -> {r}" for n, r in sorted(lost.items()))
         lines.append(f"lost to faults: {len(lost)} trial(s) ({pairs}), retried with the same "
                      f"parameters; they do not count towards n_trials")
+    warm = {t.number: t.user_attrs[TrialKey.WARM_START_OF] for t in trials
+            if TrialKey.WARM_START_OF in t.user_attrs}
+    if warm:
+        lines.append(f"warm start: trial(s) {', '.join(f'{n} (= {w})' for n, w in warm.items())}"
+                     f" ran first with a parent study's parameters")
     try:
         best = study.best_trial
         lines.append(f"best: trial {best.number}, value {best.value:.4f} "

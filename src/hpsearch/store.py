@@ -39,6 +39,7 @@ class StudyKey:
     GIT_COMMIT = "hpsearch.git_commit"
     DATA = "hpsearch.data"  # split sizes and fingerprint
     REVISITED = "hpsearch.revisited"  # trial number -> verdict its run was re-tagged with
+    WARM_START = "hpsearch.warm_start"  # {"study": parent, "trials": parent trial numbers}
 
 
 class TrialKey:
@@ -51,6 +52,7 @@ class TrialKey:
     STATUS = "status"
     REASON = "reason"
     RETRY_OF = "retry_of"
+    WARM_START_OF = "warm_start_of"  # "<parent study>#<trial number>"
     CHECKPOINT_ERROR = "checkpoint_error"
     VERDICT = "fit.verdict"
     SUMMARY = "fit.summary"

@@ -33,6 +33,8 @@ from .store import (
 )
 from .tracking import Tracker, git_commit, make_tracker
 from .verdicts import refresh_verdicts
+from .warmstart import parent_study as warm_start_parent
+from .warmstart import warm_start
 from .worker import join_study, run_processes, run_trials
 
 
@@ -114,7 +116,12 @@ def run_sweep(spec_path: str | Path, n_trials: int | None = None, timeout: float
     tracker = make_tracker(tracking_uri)
     name = check_study_name(study_name) if study_name else spec.name
     splits = load_splits(spec.data)  # bad data fails here, before anything is recorded
+    parent_study = warm_start_parent(spec, name, storage_url)  # and a missing warm-start study
     study, exp_id, parent, total = prepare_study(spec, storage_url, tracker, name, n_trials)
+    warm = warm_start(study, spec, parent_study)
+    if spec.warm_start and warm:
+        echo(f"warm start: trials {', '.join(map(str, warm))} of study {spec.warm_start.study} "
+             f"run first, with their parameters")
     finished, running = count_trials(study)
     remaining = max(0, total - finished - running)
     workers = workers or spec.budget.workers or os.cpu_count() or 1  # auto: one per core

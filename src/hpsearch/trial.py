@@ -152,6 +152,8 @@ def objective(ctx: Context, trial: optuna.Trial) -> float:
     if retry_of is not None:
         tags["hpsearch.retry_of"] = str(retry_of)
         trial.set_user_attr(TrialKey.RETRY_OF, retry_of)
+    if TrialKey.WARM_START_OF in trial.user_attrs:  # "<parent>#<number>", enqueued by warmstart
+        tags["hpsearch.warm_start_of"] = str(trial.user_attrs[TrialKey.WARM_START_OF])
     log.start(ctx.experiment_id, ctx.parent_id, ctx.study.study_name, trial.number, logged, tags,
               split_inputs(ctx.splits))
     if retry_of is not None:  # the lost trial's run links to its retry
