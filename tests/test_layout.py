@@ -98,6 +98,17 @@ def test_no_function_level_imports_of_our_own_modules_outside_the_cli():
     assert not found, found
 
 
+COMMANDS = {"hpsearch.report", "hpsearch.status", "hpsearch.recover", "hpsearch.export",
+            "hpsearch.serving", "hpsearch.followup"}
+
+
+def test_a_command_module_never_imports_another():
+    found = {m: sorted(imports & COMMANDS) for p in MODULES
+             if (m := module_name(p)) != "hpsearch.cli" and (imports := top_level_imports(p))
+             & COMMANDS}
+    assert not found, found
+
+
 PRIVATE_OPTUNA = re.compile(r"\._storage\b|optuna\.storages\._|optuna\.storages\.journal\._|"
                             r"\._get_bracket_id|pruners\._")
 
@@ -127,7 +138,8 @@ def test_modules_stay_a_few_hundred_lines():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("first", ["store", "worker", "trial", "checkpoint", "estimator",
-                                   "tracking", "report", "export", "cli"])
+                                   "tracking", "report", "export", "cli", "followup",
+                                   "ensemble", "advice", "noise", "reseed"])
 def test_any_module_imports_first_in_a_fresh_interpreter(first):
     done = subprocess.run([sys.executable, "-c", f"import hpsearch.{first}"],
                           capture_output=True, text=True, timeout=600)

@@ -23,8 +23,10 @@ from hpsearch.cli import main
 from hpsearch.config import load_spec, parse_spec
 from hpsearch.followup import next_name, write_next
 from hpsearch.report import build_report
+from hpsearch.space import chosen_of
 from hpsearch.store import StudyKey, TrialKey, open_storage, resolve_storage_url
 from hpsearch.sweep import run_sweep
+from hpsearch.warmstart import fitting
 
 SPEC = """\
 name: parent
@@ -201,6 +203,21 @@ def test_a_dead_choice_is_dropped_with_what_only_it_used(here):
     assert entries(path)["warm_start"] == {"study": "parent", "trials": 3}
 
 
+@pytest.mark.parametrize("n_val", [None, 400])
+def test_a_choice_within_the_noise_floor_of_the_top_is_not_dead(here, n_val):
+    # momentum's best (0.925) is 0.005 below the top trials' cut-off (0.93): dead without a
+    # noise floor; kept when the validation split has 400 samples (noise floor 0.011)
+    top = [(p(opt="adam"), 0.95, "good_fit"), (p(opt="sgd"), 0.94, "good_fit")] + \
+        [(p(opt="adam", lr=0.004 * (i + 1)), 0.933 - 0.001 * i, "good_fit") for i in range(4)]
+    near = [(p(opt="momentum", momentum=0.9), 0.925 - 0.01 * i, "good_fit") for i in range(5)]
+    study = make_study(top + near)
+    if n_val:
+        study.set_user_attr(StudyKey.DATA, {"n_val": n_val})
+    assert run_next("parent").exit_code == 0
+    path = here / "sweeps" / "parent-next.yaml"
+    same_except(SPEC, path, set() if n_val else {"optimizer", "momentum"})
+
+
 def test_ranges_narrow_around_a_clustered_top(here):
     # 30 complete trials; the best tenth (5) all have learning rates near 0.01 and hidden
     # sizes near 64: both ranges narrow around them
@@ -291,7 +308,9 @@ def test_next_spec_runs_warm_started(here):
     spec = load_spec(r.path)
     best = sorted((t for t in parent.trials if t.state == TrialState.COMPLETE),
                   key=lambda t: -t.value)
-    assert r.warm == [t.number for t in best[:3]] or len(r.changes) > 0
+    fit = [t.number for t in best if fitting(chosen_of(t.params, load_spec("q.yaml").space),
+                                             spec) is not None]
+    assert r.warm == fit[:3] and r.warm  # the parent's best three that fit the new space
     lines: list[str] = []
     run_sweep(r.path, n_trials=5, tracking_uri="none", echo=lines.append)
     assert lines[0].startswith(f"warm start: trials {', '.join(map(str, r.warm))} of study q")
@@ -304,7 +323,8 @@ def test_next_spec_runs_warm_started(here):
         assert t.user_attrs[TrialKey.WARM_START_OF] == f"q#{number}"
         original = by_number[number]
         sampled = {q.name for q in spec.space if q.type != "fixed"}
-        assert t.params == {k: v for k, v in original.params.items() if k in sampled}
+        assert {k: v for k, v in t.params.items() if k in original.params} == {
+            k: v for k, v in original.params.items() if k in sampled}
         if spec.training == load_spec("q.yaml").training:
             assert t.value == pytest.approx(original.value, abs=1e-9)
     assert len(child.trials) == 5

@@ -4,16 +4,19 @@ next" and ``hpsearch next`` (one set of rules, so that the report and the follow
 ``plan(spec, ranked, trials, fits)`` is pure: it returns the changes, each with the evidence (the
 numbers) and the sentence the report shows. The rules, in the order they are applied:
 
-1. **Bound**: the best trial's value of a numeric range lies within 5 % of a bound (in the
-   range's own scale, log or linear): the range is widened past that bound, a log range by a
-   factor of 3, a linear one by a quarter of its width, never past the engine's own bounds.
-2. **Narrow** (20 or more complete trials): the top trials (the best tenth, at least 5) span a
-   part of the range: it is narrowed to that span plus a margin on each side of a quarter of the
+1. **Bound**: the value of a numeric range in the best of the top trials that have it lies
+   within 5 % of a bound (in the range's own scale, log or linear): the range is widened past
+   that bound, a log range by a factor of 3, a linear one by a quarter of its width, never past
+   the engine's own bounds (and on the range's ``step`` grid).
+2. **Narrow** (20 or more complete trials): the top trials (the best tenth, at least 5; at least
+   3 of them with the entry) span a part of the range: it is narrowed to that span plus a
+   margin on each side of a quarter of the
    span (at least 10 % of the old width), when that keeps at most 70 % of the width. A side that
    rule 1 widened stays widened.
 3. **Dead choice**: a categorical choice sampled in at least 4 finished trials and a tenth of
-   them, none of which is among the top trials, is dropped; an entry that only applied with it
-   (``when``) goes too. A categorical left with one choice becomes fixed.
+   them, none of which is among the top trials nor within the noise floor (noise.py) of the
+   top trials' cut-off, is dropped; an entry that only applied with it (``when``) goes too. A
+   categorical left with one choice becomes fixed.
 4. **Verdicts** of the top 5: when at least half overfit, the dropout range is raised by 0.2
    (at most to 0.8) and the L2 upper bound by a factor 10 (a range is added where the space has
    none); when half underfit, every hidden-size range's upper bound doubles; when half are
@@ -31,6 +34,7 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 
 from .config import RANGES, ParamSpec, SweepSpec
+from .params import Interval
 
 TOP = 5  # the top trials whose verdicts decide
 NEAR_BOUND = 0.05  # share of a range's width next to a bound that counts as "on the bound"
@@ -90,8 +94,9 @@ def top_trials(ranked: list[FrozenTrial]) -> list[FrozenTrial]:
 
 
 def plan(spec: SweepSpec, ranked: list[FrozenTrial], trials: list[FrozenTrial],
-         fits: dict[int, tuple[str, str]]) -> list[Change]:
-    """The changes the study's results call for (empty when none do)."""
+         fits: dict[int, tuple[str, str]], noise: float = 0.0) -> list[Change]:
+    """The changes the study's results call for (empty when none do); ``noise``: the
+    objective's noise floor (a choice this close to the top is not judged dead)."""
     if not ranked:
         return []
     top = top_trials(ranked)
@@ -101,7 +106,7 @@ def plan(spec: SweepSpec, ranked: list[FrozenTrial], trials: list[FrozenTrial],
             changes += _numeric(p, top, len(ranked))
     for p in spec.space:
         if p.type == "categorical" and len(p.choices) > 1:
-            changes += _choices(p, spec, top, trials)
+            changes += _choices(p, spec, top, trials, noise)
     changes += _verdict_rules(spec, ranked[:TOP], fits)
     return _merge(changes)
 
@@ -158,10 +163,21 @@ def _numeric(p: ParamSpec, top: list[FrozenTrial], n_complete: int) -> list[Chan
                     f"{'downwards' if side == 'low' else 'upwards'}.")
     if not why:
         return []
+    raw_lo, raw_hi = new_lo, new_hi
     if p.type == "int":
         new_lo, new_hi = math.floor(new_lo + 1e-9), math.ceil(new_hi - 1e-9)
     else:
         new_lo, new_hi = _round(new_lo, up=False), _round(new_hi, up=True)
+    hard = _hard(p)
+    if hard is not None:  # outward rounding must not step onto an open bound (beta2 < 1)
+        new_lo = new_lo if hard.within(new_lo) else raw_lo
+        new_hi = new_hi if hard.within(new_hi) else raw_hi
+    if p.step is not None:  # keep the grid: low + k * step
+        step, base = float(p.step), float(p.low)
+        new_lo = base + math.floor((new_lo - base) / step + 1e-9) * step
+        new_hi = base + math.ceil((new_hi - base) / step - 1e-9) * step
+        if p.type == "int":
+            new_lo, new_hi = int(new_lo), int(new_hi)
     if (new_lo, new_hi) == (p.low, p.high) or new_lo >= new_hi:
         return []
     old_entry = entry(p)
@@ -176,8 +192,7 @@ def _widen(p: ParamSpec, old: float, side: str, width: float) -> float | None:
         new = old / LOG_FACTOR if side == "low" else old * LOG_FACTOR
     else:
         new = old - LINEAR_SHARE * width if side == "low" else old + LINEAR_SHARE * width
-    hard = RANGES.get(p.name) or (RANGES["hidden_size"] if p.name.startswith("hidden_size")
-                                  else None)
+    hard = _hard(p)
     if hard is not None and side == "low" and new <= hard.low:
         new = hard.low if not hard.low_open else (old + hard.low) / 2
     if hard is not None and side == "high" and hard.high is not None and new >= hard.high:
@@ -185,6 +200,12 @@ def _widen(p: ParamSpec, old: float, side: str, width: float) -> float | None:
     if p.type == "int":
         new = math.floor(new) if side == "low" else math.ceil(new)
     return None if math.isclose(new, old) else new
+
+
+def _hard(p: ParamSpec) -> Interval | None:
+    """The engine's own bounds of an entry (config.RANGES)."""
+    return RANGES.get(p.name) or (RANGES["hidden_size"] if p.name.startswith("hidden_size")
+                                  else None)
 
 
 def _round(v: float, up: bool) -> float:
@@ -198,7 +219,7 @@ def _round(v: float, up: bool) -> float:
 
 # -- rule 3: dead categorical choices ----------------------------------------------------------
 def _choices(p: ParamSpec, spec: SweepSpec, top: list[FrozenTrial],
-             trials: list[FrozenTrial]) -> list[Change]:
+             trials: list[FrozenTrial], noise: float) -> list[Change]:
     finished = [t for t in trials if t.state in FINISHED and p.name in t.params]
     in_top = {repr(t.params[p.name]) for t in top if p.name in t.params}
     if not in_top:
@@ -211,8 +232,13 @@ def _choices(p: ParamSpec, spec: SweepSpec, top: list[FrozenTrial],
             continue
         states = Counter(t.state.name.lower() for t in mine)
         done = [t.value for t in mine if t.state == TrialState.COMPLETE and t.value is not None]
-        best = (f", best {fmt(max(done) if spec.objective.direction == 'maximize' else min(done))}"
-                f" against the top trials' cut-off {fmt(cutoff)}" if done else "")
+        maximize = spec.objective.direction == "maximize"
+        mine_best = (max(done) if maximize else min(done)) if done else None
+        if mine_best is not None and cutoff is not None and noise and \
+                abs(cutoff - mine_best) <= noise:
+            continue  # within the noise of the top: not told apart from it
+        best = (f", best {fmt(mine_best)} against the top trials' cut-off {fmt(cutoff)}"
+                + (f" (noise floor {noise:.4f})" if noise else "") if done else "")
         dead.append((c, f"`{c}` in {len(mine)} of {len(finished)} finished trials "
                         f"({', '.join(f'{n} {s}' for s, n in states.most_common())}){best}, "
                         f"never among the top {len(top)}"))
@@ -264,18 +290,19 @@ def _verdict_rules(spec: SweepSpec, top: list[FrozenTrial],
         why = f"{counts['underfitting']} of the top {n} trials underfit"
         tip: tuple[str, ...] = (f"{why}: allow more units or a second layer, and less "
                                 f"dropout and L2.",)
-        sizes = [p for p in spec.space if p.name.startswith("hidden_size") and
-                 p.type in ("int", "fixed") and not isinstance(p.value, tuple)]
+        named = [p for p in spec.space if p.name.startswith("hidden_size")]
+        sizes = [p for p in named if p.type in ("int", "fixed") and not isinstance(p.value, tuple)]
         for p in sizes:
             old = entry(p)
             if p.type == "fixed":
-                new = {"type": "int", "low": int(p.value), "high": 2 * int(p.value), "log": True}
+                new = {"type": "int", "low": int(p.value), "high": 2 * int(p.value), "log": True,
+                       **_when(p)}
             else:
                 assert p.high is not None
                 new = {**old, "high": 2 * int(p.high)}
             out.append(Change(f"space.{p.name}", old, new, f"{why}: upper bound doubled", tip))
             tip = ()
-        if not sizes:
+        if not named:  # (categorical sizes or a hidden_sizes list: the user's own design)
             out.append(Change("space.hidden_size", None, {"type": "int", "low": 64, "high": 512,
                                                           "log": True},
                               f"{why}: a hidden-size range added", tip))
@@ -303,7 +330,7 @@ def _regularise(space: dict[str, ParamSpec], why: str, tip: tuple[str, ...]) -> 
     elif d.type == "fixed" and isinstance(d.value, float | int) and d.value < DROPOUT_CAP:
         out.append(Change("space.dropout", entry(d), {
             "type": "float", "low": float(d.value),
-            "high": round(min(float(d.value) + 0.3, DROPOUT_CAP), 3)},
+            "high": round(min(float(d.value) + 0.3, DROPOUT_CAP), 3), **_when(d)},
             f"{why}: the fixed dropout became a range above it", tip))
     tip = () if out else tip
     reg = space.get("l2")
@@ -316,24 +343,40 @@ def _regularise(space: dict[str, ParamSpec], why: str, tip: tuple[str, ...]) -> 
     elif reg.type == "fixed" and isinstance(reg.value, float | int):
         low = float(reg.value) or float(NEW_L2["low"])
         out.append(Change("space.l2", entry(reg), {**NEW_L2, "low": low,
-                                                   "high": _round(low * 100, up=True)},
+                                                   "high": _round(low * 100, up=True),
+                                                   **_when(reg)},
                           f"{why}: the fixed L2 became a range above it", tip))
     return out
 
 
+def _when(p: ParamSpec) -> dict[str, Any]:
+    e = entry(p)
+    return {"when": e["when"]} if isinstance(e, dict) and "when" in e else {}
+
+
 def _merge(changes: list[Change]) -> list[Change]:
-    """One change per key: a later rule applies to the entry an earlier one produced."""
+    """One change per key: a later rule applies its edits to the entry an earlier one
+    produced; a bound two rules move keeps the wider move; a removed entry stays removed."""
     out: dict[str, Change] = {}
     for c in changes:
         prev = out.get(c.key)
         if prev is None:
             out[c.key] = c
             continue
+        if prev.new is None:  # removed (it applied only with a dropped choice)
+            continue
         new = c.new
         if isinstance(prev.new, dict) and isinstance(c.new, dict) and isinstance(c.old, dict):
-            # apply the later rule's edits on top of the earlier result
-            new = {**prev.new, **{k: v for k, v in c.new.items() if c.old.get(k) != v}}
-            if "high" in new and "low" in new and new["high"] < new["low"]:
-                new["high"] = c.new["high"]
+            new = dict(prev.new)
+            for k, v in c.new.items():
+                if c.old.get(k) == v:
+                    continue
+                if k == "high" and isinstance(v, int | float) and "high" in prev.new:
+                    v = max(v, prev.new["high"]) if v > c.old.get(k, v) else v
+                elif k == "low" and isinstance(v, int | float) and "low" in prev.new:
+                    v = min(v, prev.new["low"]) if v < c.old.get(k, v) else v
+                elif k == "when" and isinstance(v, dict):
+                    v = {**prev.new.get("when", {}), **v}
+                new[k] = v
         out[c.key] = Change(c.key, prev.old, new, f"{prev.why}; {c.why}", prev.tips + c.tips)
     return list(out.values())

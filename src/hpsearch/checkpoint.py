@@ -102,7 +102,8 @@ def locate(path: str | Path) -> Path:
     of a directory written by ``hpsearch export``."""
     root = Path(path)
     exported = root / "artifacts" / "checkpoint"
-    if not (root / META).is_file() and (exported / META).is_file():
+    if not any((root / m).is_file() for m in _loads) and \
+            any((exported / m).is_file() for m in _loads):
         return exported
     return root
 
@@ -114,15 +115,16 @@ class Checkpointable(Protocol):
     def checkpoint_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]: ...
 
 
-_load: Callable[[str | Path], Any] | None = None
+# marker file -> how to load a directory holding it; the last registered is tried first
+_loads: dict[str, Callable[[str | Path], Any]] = {}
 
 
-def register_model(load: Callable[[str | Path], Any]) -> None:
-    """How ``load_model`` builds a model from a checkpoint directory. hpsearch.estimator
-    registers ``MLPClassifier.load`` when it is imported, and the package imports the
-    estimator, so it is in place before any ``hpsearch.*`` module can be used."""
-    global _load
-    _load = load
+def register_model(load: Callable[[str | Path], Any], marker: str = META) -> None:
+    """How ``load_model`` builds a model from a directory holding file ``marker``.
+    hpsearch.estimator registers ``MLPClassifier.load`` (checkpoint.json) and hpsearch.ensemble
+    ``EnsembleClassifier.load`` (ensemble.json) when imported; the package imports both, so they
+    are in place before any ``hpsearch.*`` module can be used."""
+    _loads[marker] = load
 
 
 def save_model(model: Checkpointable, path: str | Path,
@@ -133,10 +135,13 @@ def save_model(model: Checkpointable, path: str | Path,
 
 
 def load_model(path: str | Path) -> Any:
-    """The fitted model (an MLPClassifier) in checkpoint directory ``path``."""
-    if _load is None:  # only for a checkpoint.py loaded outside its package
+    """The fitted model (an MLPClassifier, or an ensemble of them) in directory ``path``."""
+    if not _loads:  # only for a checkpoint.py loaded outside its package
         raise RuntimeError("no model class registered: import hpsearch first")
-    return _load(path)
+    for marker, load in reversed(_loads.items()):
+        if (Path(path) / marker).is_file():
+            return load(path)
+    return _loads[META](path)  # its error names the missing file
 
 
 def load(path: str | Path) -> Any:

@@ -121,8 +121,11 @@ def sweep_cmd(spec: str, trials: int | None, timeout: float | None, workers: int
     if result.best_number is None:
         click.echo("no trial completed yet.")
     else:
-        click.echo(f"best: trial {result.best_number}, value {result.best_value:.4f}, "
+        noise = f" ± {result.noise_floor:.4f} (noise floor)" if result.noise_floor else ""
+        click.echo(f"best: trial {result.best_number}, value {result.best_value:.4f}{noise}, "
                    f"MLflow run {result.best_run_id} (experiment {result.study_name}).")
+    if result.stopped:
+        click.echo(f"stopped early: {result.stopped}")
     click.echo(f"look: make ui (MLflow UI on http://127.0.0.1:5000), "
                f"hpsearch status {result.study_name}")
     if result.signal is not None:
@@ -188,15 +191,25 @@ def report_cmd(name: str, out: str | None, storage: str | None, tracking_uri: st
               help="Output directory (default: exports/NAME); replaced if it exists.")
 @click.option("--register/--no-register", default=True, show_default=True,
               help="Register the model under NAME in the MLflow Model Registry.")
+@click.option("--ensemble", "ensemble", type=click.IntRange(min=1), default=None,
+              help="Export one model averaging up to K picks of the kept checkpoints, chosen "
+                   "greedily on validation predictions (default: the spec's export.ensemble).")
+@click.option("--reseed", type=click.IntRange(min=1), default=None,
+              help="Train the top configurations (export.reseed_top, 3) with R more model "
+                   "seeds and export the best by mean validation score (default: the spec's "
+                   "export.reseed).")
 @click.option("--storage", envvar="HPSEARCH_STORAGE", default=None, help=STORAGE_HELP)
 @click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", default=None, help=TRACKING_HELP)
 def export_cmd(name: str, number: int | None, out: str | None, register: bool,
-               storage: str | None, tracking_uri: str | None) -> None:
+               ensemble: int | None, reseed: int | None, storage: str | None,
+               tracking_uri: str | None) -> None:
     """Export study NAME's best (or --trial N's) checkpoint: MLflow model, checkpoint, card."""
-    from .export import export_trial
+    from .export import export_model
 
-    r = export_trial(name, number, out, storage, tracking_uri, register)
-    click.echo(f"exported trial {r.trial} to {r.path}: validation {r.value:.4f}, "
+    r = export_model(name, number, out, storage, tracking_uri, register, ensemble, reseed,
+                     click.echo)
+    what = f"an ensemble led by trial {r.trial}" if r.members else f"trial {r.trial}"
+    click.echo(f"exported {what} to {r.path}: validation {r.value:.4f}, "
                f"test accuracy {r.test_accuracy:.4f} (computed once, now)")
     click.echo(r.message)
 

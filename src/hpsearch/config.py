@@ -27,14 +27,12 @@ OBJECTIVES = {"val_accuracy": "maximize", "val_loss": "minimize"}
 PARAM_TYPES = ("float", "int", "categorical", "fixed")
 DATASETS = ("digits", "fashion-mnist", "mnist")
 
-# MLPClassifier parameters a search space may set: all but the training settings (the spec's
-# training section sets them for every trial; batch_size may be searched as well) and the two
-# a sweep leaves at their defaults.
+# MLPClassifier parameters a search space may set: all but the training settings (set for every
+# trial by the spec's training section; batch_size may be searched too) and two left at defaults.
 NOT_SEARCHED = {"max_epochs", "early_stopping_patience", "monitor", "train_eval_size",
                 "random_state", "restore_best_weights", "dtype"}
 ESTIMATOR_PARAMS = frozenset(MLPClassifier().get_params(deep=False)) - NOT_SEARCHED
-# The layer helpers that build hidden_sizes (space.hidden_sizes): n_layers, hidden_size (every
-# layer) and hidden_size_<k> (layer k, from 2).
+# The layer helpers of space.hidden_sizes: n_layers, hidden_size (all), hidden_size_<k> (k >= 2).
 LAYER_HELPER_NAMES = ("n_layers", "hidden_size", *(f"hidden_size_{k}" for k in range(2, 10)))
 LAYER_HELPERS = re.compile(f"^({'|'.join(LAYER_HELPER_NAMES)})$")
 # The bounds a search-space range must lie within: the estimator's own, and >= 1 for the layer
@@ -90,6 +88,8 @@ class BudgetSpec:
     n_trials: int = 20
     timeout: float | None = None
     workers: int | None = None  # None ("auto"): one worker process per core, 1 BLAS thread each
+    stop: str | None = None  # "converged": stop when done (noise.converged)
+    patience_trials: int = 20  # ... when this many trials did not beat the best by the noise
 
 
 @dataclass(frozen=True)
@@ -139,6 +139,8 @@ class SweepSpec:
     diagnostics: dict[str, float] = field(default_factory=dict)  # threshold overrides
     text: str = ""  # the file as written, logged with the sweep
     warm_start: WarmStartSpec | None = None
+    export_ensemble: int = 0  # export.ensemble: `hpsearch export` averages up to K checkpoints
+    export_reseed: tuple[int, int] = (0, 3)  # export.reseed, .reseed_top: R more seeds, top K
 
 
 class _Checker:
@@ -232,7 +234,7 @@ def load_spec(path: str | Path) -> SweepSpec:
 def parse_spec(raw: Any, file: str = "<spec>", text: str = "") -> SweepSpec:
     top = _Checker(file, "", raw, {"name", "data", "training", "objective", "budget", "sampler",
                                    "pruner", "checkpoints", "space", "diagnostics",
-                                   "warm_start"})
+                                   "warm_start", "export"})
     name = top.get("name", str, required=True)
     if not STUDY_NAME.match(name):
         top.fail("must be letters, digits, '.', '_' or '-' (no spaces or path characters), "
@@ -289,29 +291,37 @@ def parse_spec(raw: Any, file: str = "<spec>", text: str = "") -> SweepSpec:
         t.number("train_eval_size", 10_000, 1, integer=True, allow_none=True),
         t.number("seed", 0, 0, integer=True))
 
-    b = _Checker(file, "budget", top.node.get("budget"), {"n_trials", "timeout", "workers"})
+    b = _Checker(file, "budget", top.node.get("budget"), {"n_trials", "timeout", "workers",
+                                                          "stop", "patience_trials"})
     workers = None
     if b.node.get("workers", "auto") != "auto":
         workers = b.number("workers", None, 1, 64, integer=True, allow_none=True)
+    if (stop := b.get("stop", str, None, allow_none=True)) not in (None, "converged"):
+        b.fail(f"is unknown: {stop!r} (choose from converged, or leave it out)", "stop")
     budget = BudgetSpec(b.number("n_trials", 20, 1, integer=True),
-                        b.number("timeout", None, 0, allow_none=True, lo_open=True), workers)
+                        b.number("timeout", None, 0, allow_none=True, lo_open=True), workers,
+                        stop, b.number("patience_trials", 20, 1, integer=True))
 
     sampler = _sampler_or_pruner(file, "sampler", top.node.get("sampler"), SAMPLERS, "tpe")
     pruner = _sampler_or_pruner(file, "pruner", top.node.get("pruner"), PRUNERS, "median")
 
     c = _Checker(file, "checkpoints", top.node.get("checkpoints"), {"keep"})
     keep = c.number("keep", 3, 1, integer=True)
-
     g = _Checker(file, "diagnostics", top.node.get("diagnostics"), set(THRESHOLDS))
     diagnostics = {k: float(g.number(k, THRESHOLDS[k], 0)) for k in g.node}
-
+    x = _Checker(file, "export", top.node.get("export"), {"ensemble", "reseed", "reseed_top"})
+    ensemble = x.number("ensemble", 0, 0, integer=True)
+    reseed = (x.number("reseed", 0, 0, integer=True), x.number("reseed_top", 3, 1, integer=True))
+    for key, n in (("ensemble", ensemble), ("reseed_top", reseed[1] if reseed[0] else 0)):
+        if n > keep:
+            x.fail(f"is {n}, more than checkpoints.keep ({keep}): raise checkpoints.keep", key)
+    if ensemble > 1 and reseed[0]:
+        x.fail("sets both ensemble and reseed: choose one (an export is one model)")
     w = _Checker(file, "warm_start", top.node.get("warm_start"), {"study", "trials"})
-    warm = None
-    if w.node:
-        parent = w.get("study", str, required=True)
-        if not STUDY_NAME.match(parent):
-            w.fail(f"is not a study name: {parent!r}", "study")
-        warm = WarmStartSpec(parent, w.number("trials", 3, 0, integer=True))
+    warm = WarmStartSpec(w.get("study", str, required=True),
+                         w.number("trials", 3, 0, integer=True)) if w.node else None
+    if warm and not STUDY_NAME.match(warm.study):
+        w.fail(f"is not a study name: {warm.study!r}", "study")
 
     space = _space(file, top.node.get("space"))
     if sampler.name == "grid":
@@ -321,7 +331,7 @@ def parse_spec(raw: Any, file: str = "<spec>", text: str = "") -> SweepSpec:
                                 f"(or make it categorical)")
     return SweepSpec(name, file, data, training, objective, budget,
                      SamplerSpec(sampler.name, sampler.options.pop("seed", 0), sampler.options),
-                     pruner, keep, space, diagnostics, text, warm)
+                     pruner, keep, space, diagnostics, text, warm, ensemble, reseed)
 
 
 def _sampler_or_pruner(file: str, where: str, node: Any, table: dict[str, Entry],

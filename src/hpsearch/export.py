@@ -16,6 +16,8 @@ import logging
 import os
 import shutil
 import tempfile
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,13 +29,15 @@ from . import __version__, datasets
 from .checkpoint import load, load_model, locate
 from .config import SweepSpec
 from .diagnostics import ADVICE
+from .ensemble import EnsembleClassifier, select
 from .errors import CheckpointError, DataError, StorageError, mask_uri
 from .estimator import prediction_frame
 from .models import save_pyfunc
 from .nn.functional import cross_entropy
 from .plots import learning_curves
+from .reseed import reseed as run_reseed
 from .retention import checkpoint_dir
-from .store import StudyKey, direction_sign, join_storage_study, study_spec
+from .store import StudyKey, direction_sign, join_storage_study, ranked, study_spec
 from .tracking import make_tracker
 from .verdicts import verdicts
 
@@ -51,6 +55,37 @@ class ExportResult:
     version: str | None
     champion: str | None
     message: str
+    members: list[int] | None = None  # an ensemble's member trials
+
+
+def export_model(name: str, number: int | None = None, out: str | Path | None = None,
+                 storage_url: str | None = None, tracking_uri: str | None = None,
+                 register: bool = True, ensemble: int | None = None,
+                 reseed: int | None = None, echo: Callable[[str], None] = print
+                 ) -> ExportResult:
+    """``hpsearch export``: the best (or trial ``number``'s) checkpoint; with ``ensemble`` an
+    ensemble of the kept ones; with ``reseed`` the best configuration over more seeds (the
+    spec's ``export`` section gives both defaults when no trial is named)."""
+    study = join_storage_study(name, storage_url)
+    spec = study_spec(study)
+    if number is None and ensemble is None and reseed is None:
+        ensemble, reseed = spec.export_ensemble or None, spec.export_reseed[0] or None
+    if number is not None and (ensemble or reseed):
+        raise StorageError("--trial excludes --ensemble and --reseed: they choose the model")
+    if ensemble and ensemble > 1 and reseed:
+        raise StorageError("--ensemble and --reseed exclude each other (choose one: an "
+                           "ensemble of the kept checkpoints, or the best configuration over "
+                           "more seeds)")
+    if ensemble and ensemble > 1:
+        return export_ensemble(name, ensemble, out, storage_url, tracking_uri, register)
+    if reseed:
+        rows = run_reseed(study, spec, _splits(study, spec), reseed, spec.export_reseed[1],
+                          echo)
+        number = rows[0].number
+        echo(f"reseed: trial {number}'s configuration wins over {reseed + 1} seeds (mean "
+             f"{rows[0].mean:.4f} ± {rows[0].se:.4f}; " + ", ".join(
+                 f"trial {r.number} {r.mean:.4f}" for r in rows[1:]) + ")")
+    return export_trial(name, number, out, storage_url, tracking_uri, register)
 
 
 def _pick_trial(study: Any, number: int | None) -> Any:
@@ -96,18 +131,28 @@ def _find_checkpoint(study: Any, spec: SweepSpec, number: int, tracking_uri: str
         f"theirs (raise checkpoints.keep)")
 
 
-def _export(name: str, study: Any, spec: SweepSpec, trial: Any, ckpt: Path,
-            out: str | Path | None, tracking_uri: str | None, register: bool) -> ExportResult:
-    attrs = study.user_attrs
-    model = load_model(ckpt)  # every array checked; a tampered file ends here
-
+def _splits(study: Any, spec: SweepSpec) -> datasets.Splits:
+    """The sweep's splits, checked against the fingerprint it recorded."""
     d = spec.data
     splits = datasets.load_splits(d)
-    recorded = attrs.get(StudyKey.DATA, {}).get("fingerprint")
+    recorded = study.user_attrs.get(StudyKey.DATA, {}).get("fingerprint")
     if recorded and recorded != splits.fingerprint:
         raise DataError(f"{d.dataset}: the data or its split changed since the sweep "
                         f"(fingerprint {splits.fingerprint}, sweep used {recorded}); the test "
                         f"score would not be honest")
+    return splits
+
+
+def _export(name: str, study: Any, spec: SweepSpec, trial: Any, ckpt: Path,
+            out: str | Path | None, tracking_uri: str | None, register: bool,
+            splits: datasets.Splits | None = None,
+            card: Callable[[Any, dict[str, Any]], str] | None = None,
+            value: float | None = None) -> ExportResult:
+    """Export the model in ``ckpt`` (a checkpoint, or an ensemble directory with ``card``
+    writing its model card and ``value`` its validation score)."""
+    model = load_model(ckpt)  # every array checked; a tampered file ends here
+    splits = splits or _splits(study, spec)
+    value = float(trial.value) if value is None else value
     x_test, y_test = splits.test
     proba = model.predict_proba(x_test)
     y_idx = np.searchsorted(model.classes_, y_test)
@@ -123,16 +168,19 @@ def _export(name: str, study: Any, spec: SweepSpec, trial: Any, ckpt: Path,
         model_dir = staging / "model"
         save_pyfunc(model_dir, ckpt, x_test[:3], splits.feature_names)
         metrics = {"trial": trial.number, "objective": spec.objective.metric,
-                   "validation_value": trial.value, "test_accuracy": test_accuracy,
+                   "validation_value": value, "test_accuracy": test_accuracy,
                    "test_loss": test_loss, "test_samples": int(len(y_test)),
                    "test_accuracy_per_class": per_class, "data_fingerprint": splits.fingerprint,
                    "hpsearch_version": __version__}
         (model_dir / "test_metrics.json").write_text(json.dumps(metrics, indent=1))
-        learning_curves(model.history_, model.best_epoch_, f"{name} trial {trial.number}",
-                        model_dir / "learning_curve.png")
-        (model_dir / "MODEL_CARD.md").write_text(
-            model_card(name, spec, trial, model, splits, metrics,
-                       verdicts(study.get_trials(deepcopy=False), spec).get(trial.number)))
+        if card is not None:
+            (model_dir / "MODEL_CARD.md").write_text(card(model, metrics))
+        else:
+            learning_curves(model.history_, model.best_epoch_, f"{name} trial {trial.number}",
+                            model_dir / "learning_curve.png")
+            (model_dir / "MODEL_CARD.md").write_text(
+                model_card(name, spec, trial, model, splits, metrics,
+                           verdicts(study.get_trials(deepcopy=False), spec).get(trial.number)))
         if final.exists():
             shutil.rmtree(final)
         model_dir.rename(final)  # the export appears whole or not at all
@@ -142,17 +190,91 @@ def _export(name: str, study: Any, spec: SweepSpec, trial: Any, ckpt: Path,
     version = champion = None
     message = "not registered (--no-register)"
     if register:
-        version, champion, message = _register(name, final, trial, study, tracking_uri,
-                                               test_accuracy)
-    return ExportResult(final, trial.number, float(trial.value), test_accuracy, test_loss,
-                        version, champion, message)
+        tracker = make_tracker(tracking_uri or study.user_attrs.get(StudyKey.TRACKING_URI))
+        version, champion, message = tracker.register_model(
+            name, final, trial.number, value, direction_sign(study) < 0, test_accuracy)
+    return ExportResult(final, trial.number, value, test_accuracy, test_loss, version, champion,
+                        message)
 
 
-def _register(name: str, path: Path, trial: Any, study: Any, tracking_uri: str | None,
-              test_accuracy: float) -> tuple[str | None, str | None, str]:
-    tracker = make_tracker(tracking_uri or study.user_attrs.get(StudyKey.TRACKING_URI))
-    return tracker.register_model(name, path, trial.number, float(trial.value),
-                                  direction_sign(study) < 0, test_accuracy)
+def export_ensemble(name: str, k: int, out: str | Path | None = None,
+                    storage_url: str | None = None, tracking_uri: str | None = None,
+                    register: bool = True) -> ExportResult:
+    """Export up to ``k`` picks of study NAME's kept checkpoints as one model averaging their
+    probabilities, chosen on validation predictions only (ensemble.select)."""
+    study = join_storage_study(name, storage_url)
+    spec: SweepSpec = study_spec(study)
+    kept = ranked(study)[:spec.keep_checkpoints]
+    if not kept:
+        raise StorageError(f"study {name!r} has no completed trial to export")
+    splits = _splits(study, spec)
+    with tempfile.TemporaryDirectory(prefix="hpsearch-fetch-") as fetched:
+        library = []
+        for t in kept:
+            try:
+                where = Path(fetched) / str(t.number)
+                library.append((t, load_model(_find_checkpoint(study, spec, t.number,
+                                                               tracking_uri, where))))
+            except CheckpointError:
+                continue  # pushed out of the top k by another worker's trial meanwhile
+        if not library:
+            raise CheckpointError(f"study {name!r}: none of its top {spec.keep_checkpoints} "
+                                  f"trials' checkpoints can be found (local cache or tracking "
+                                  f"store)")
+        x_val, y_val = splits.val
+        y_idx = np.searchsorted(library[0][1].classes_, y_val)
+        probas = [m.predict_proba(x_val) for _, m in library]
+        picks, trail = select(probas, y_idx, k, spec.objective.metric)
+        counts = Counter(picks)
+        ens = EnsembleClassifier([(library[i][1], float(c), library[i][0].number)
+                                  for i, c in sorted(counts.items())])
+        ens_dir = ens.save(Path(fetched) / "ensemble", {"picks": [library[i][0].number
+                                                                  for i in picks]})
+        ens_proba = ens.predict_proba(x_val)
+        val_acc = float(np.mean(ens_proba.argmax(axis=1) == y_idx))
+        val_loss = cross_entropy(np.log(np.clip(ens_proba, 1e-30, None)), y_idx)
+        value = val_acc if spec.objective.metric == "val_accuracy" else val_loss
+        rows = [(t, float(np.mean(p.argmax(axis=1) == y_idx)), counts.get(i, 0))
+                for i, ((t, _), p) in enumerate(zip(library, probas, strict=True))]
+
+        def card(model: Any, metrics: dict[str, Any]) -> str:
+            return ensemble_card(name, spec, splits, metrics, rows, len(picks),
+                                 (val_acc, val_loss), model)
+
+        result = _export(name, study, spec, library[picks[0]][0], ens_dir, out, tracking_uri,
+                         register, splits, card, value)
+    result.members = [t.number for t, _, c in rows if c]
+    return result
+
+
+def ensemble_card(name: str, spec: SweepSpec, splits: datasets.Splits, metrics: dict[str, Any],
+                  rows: list[tuple[Any, float, int]], n_picks: int, val: tuple[float, float],
+                  model: Any) -> str:
+    lines = [
+        f"# Model card: {name}, ensemble of {len(model.members)} checkpoints", "",
+        f"The average of the class probabilities of {len(model.members)} of the study's "
+        f"{len(rows)} kept checkpoints, weighted by how often greedy forward selection with "
+        f"replacement picked each ({n_picks} picks) on the validation split; trained by "
+        f"hpsearch {__version__}. Loading it never unpickles.", "",
+        "## Data and splits", "",
+        f"- dataset: `{spec.data.dataset}` from `{splits.source}`",
+        f"- splits: {len(splits.train[1])} train / {len(splits.val[1])} validation / "
+        f"{len(splits.test[1])} test ({splits.info['test']} test split), seed "
+        f"{spec.data.seed}; fingerprint `{splits.fingerprint}`", "",
+        "## Scores", "",
+        f"- validation accuracy / loss of the ensemble (chose it): {val[0]:.4f} / {val[1]:.4f}",
+        f"- **test accuracy, computed once at export: {metrics['test_accuracy']:.4f}** "
+        f"(loss {metrics['test_loss']:.4f}, {metrics['test_samples']} samples)", "",
+        "## Members", "",
+        "| trial | validation accuracy | picks | weight |", "|---|---|---|---|",
+        *[f"| {t.number} | {acc:.4f} | {c} | {c / n_picks:.3f} |" for t, acc, c in rows], "",
+        "## How to use", "",
+        "```python",
+        "import hpsearch, mlflow",
+        "model = hpsearch.load(\"DIR\")              # EnsembleClassifier; never unpickles",
+        "pyfunc = mlflow.pyfunc.load_model(\"DIR\")  # arrays, lists, DataFrames in",
+        "```", ""]
+    return "\n".join(lines)
 
 
 def model_card(name: str, spec: SweepSpec, trial: Any, model: Any, splits: datasets.Splits,

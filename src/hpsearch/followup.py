@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,14 +20,15 @@ import yaml
 from .advice import Change, plan, top_trials
 from .config import parse_spec
 from .errors import HpsearchError
-from .store import join_storage_study, ranked, study_spec
+from .noise import noise_floor
+from .store import StudyKey, join_storage_study, ranked, sibling_studies, study_spec
 from .verdicts import verdicts
 from .warmstart import candidates
 
 WARM_TRIALS = 3  # the parent's best trials (that fit) the follow-up runs first
 SECTIONS = ("data", "training", "objective", "budget", "sampler", "pruner", "checkpoints",
-            "diagnostics")
-FLOW = ("sampler", "pruner", "checkpoints")  # short sections, written on one line
+            "export", "diagnostics")
+FLOW = ("sampler", "pruner", "checkpoints", "export")  # short sections, written on one line
 
 
 @dataclass
@@ -38,12 +40,19 @@ class FollowUp:
     summary: list[str]  # the diff-style lines printed by the command
 
 
-def next_name(name: str) -> str:
-    """fashion-mnist -> fashion-mnist-next -> fashion-mnist-next2 -> ..."""
+def next_name(name: str, taken: Collection[str] = ()) -> str:
+    """fashion-mnist -> fashion-mnist-next -> fashion-mnist-next2 -> ...; the first that is not
+    ``taken`` (a study of that name in the storage)."""
     stem, sep, n = name.rpartition("-next")
-    if sep and (n == "" or n.isdigit()) and stem:
-        return f"{stem}-next{int(n or 1) + 1}"
-    return f"{name}-next"[:100]
+    if not (sep and (n == "" or n.isdigit()) and stem):
+        stem, n = name, "0"
+    k = int(n or 1) + 1
+    while True:
+        suffix = "-next" if k == 1 else f"-next{k}"
+        candidate = stem[:100 - len(suffix)] + suffix
+        if candidate not in taken:
+            return candidate
+        k += 1
 
 
 def _flow(value: Any) -> str:
@@ -61,13 +70,15 @@ def write_next(name: str, out: str | Path | None = None, force: bool = False,
     if not best:
         raise HpsearchError(f"study {name!r} has no complete trial ({len(trials)} trial(s)): "
                             f"nothing to base a follow-up on; run more trials first")
-    new_name = next_name(name)
+    new_name = next_name(name, sibling_studies(study))
     path = Path(out) if out else Path("sweeps") / f"{new_name}.yaml"
     if path.exists() and not force:
         raise HpsearchError(f"{path} exists: choose another --out, or --force to overwrite it")
     if path.is_dir():
         raise HpsearchError(f"{path} is a directory: --out takes a file name")
-    changes = plan(spec, best, trials, verdicts(trials, spec))
+    floor = noise_floor(best[0], spec.objective.metric,
+                        study.user_attrs.get(StudyKey.DATA, {}).get("n_val"))
+    changes = plan(spec, best, trials, verdicts(trials, spec), floor[0] if floor else 0.0)
     by_key = {c.key: c for c in changes}
     raw = yaml.safe_load(spec.text) or {}
 

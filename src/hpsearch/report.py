@@ -23,6 +23,7 @@ from .advice import TOP, plan
 from .config import SweepSpec
 from .diagnostics import VERDICTS
 from .errors import StorageError
+from .noise import accuracy_se, noise_floor
 from .plots import draw_curves, study_plots
 from .space import hidden_sizes
 from .store import StudyKey, TrialKey, join_storage_study, lost_trials, ranked, study_spec
@@ -76,7 +77,10 @@ class Report:
         self.metric = self.spec.objective.metric
         self._histories: dict[int, list[dict[str, float]]] = {}
         self.fits = verdicts(self.trials, self.spec)  # (verdict, summary) against the final study
-        self.changes = plan(self.spec, self.ranked, self.trials, self.fits)
+        floor = noise_floor(self.ranked[0], self.metric, self.data.get("n_val")) \
+            if self.ranked else None
+        self.changes = plan(self.spec, self.ranked, self.trials, self.fits,
+                            floor[0] if floor else 0.0)
 
     def _verdict(self, t: FrozenTrial) -> str:
         return self.fits.get(t.number, ("", ""))[0]
@@ -194,6 +198,16 @@ class Report:
                 f", verdict **{self._verdict(b) or '-'}** "
                 f"({self.fits.get(b.number, ('', ''))[1]}).")
         undiagnosed = len(self.trials) - sum(verdicts.values())
+        floor = noise_floor(self.ranked[0], self.metric, d.get("n_val")) if self.ranked else None
+        if floor is not None:
+            b, sign = self.ranked[0], -1.0 if self.study.direction.name == "MAXIMIZE" else 1.0
+            near = [t.number for t in self.ranked[1:]
+                    if sign * (t.value - b.value) <= floor[0]]  # type: ignore[operator]
+            s.text.append(f"Noise floor of the objective: ±{floor[0]:.4f} ({floor[1]}); "
+                          f"{len(near)} other trial(s) lie within it of the best.")
+        if self.study.user_attrs.get(StudyKey.STOPPED):
+            s.text.append(f"Stopped early by `budget.stop`: "
+                          f"{self.study.user_attrs[StudyKey.STOPPED]}.")
         s.text.append(_table(["verdict", "trials"], [[v, verdicts[v]] for v in VERDICTS] +
                              ([["(none: failed or running)", undiagnosed]] if undiagnosed else [])))
         return s
@@ -318,7 +332,7 @@ class Report:
         s.text.append(_table(["trial", "val accuracy", "test accuracy", "difference",
                               "noise band", "within"], rows))
         w = top[0].user_attrs[TrialKey.VAL_ACCURACY_AT_BEST]
-        se_val = math.sqrt(max(w * (1 - w), 1e-6) / n_val)
+        se_val = accuracy_se(w, n_val)  # the noise floor (noise.py), for accuracy
         close = [t.number for t in top[1:]
                  if w - t.user_attrs[TrialKey.VAL_ACCURACY_AT_BEST] <= 2 * math.sqrt(2) * se_val]
         if close:
@@ -332,6 +346,14 @@ class Report:
         else:
             s.text.append(f"The validation winner (trial {top[0].number}) leads by more than "
                           f"validation noise, and its test accuracy agrees.")
+        reseeded = self.study.user_attrs.get(StudyKey.RESEED)
+        if reseeded:  # written by `hpsearch export --reseed R`
+            s.text.append(f"Reseeded (`hpsearch export --reseed`): the top configurations "
+                          f"trained with model seeds {reseeded['seeds']}, ranked by the mean "
+                          f"validation {reseeded['metric']}; the export takes the first.")
+            s.text.append(_table(["trial", "per seed", "mean", "standard error"], [
+                [r["trial"], ", ".join(f"{v:.4f}" for v in r["values"]), r["mean"],
+                 f"±{r['se']:.4f}"] for r in reseeded["rows"]]))
         return s
 
     # -- output ----------------------------------------------------------------------------------

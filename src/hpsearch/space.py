@@ -46,6 +46,19 @@ def suggest(trial: optuna.Trial, space: tuple[ParamSpec, ...]) -> dict[str, Any]
     return chosen
 
 
+def chosen_of(params: dict[str, Any], space: tuple[ParamSpec, ...]) -> dict[str, Any]:
+    """What ``suggest`` returned for a trial whose sampled values are ``params`` (an Optuna
+    trial's ``params``): those values plus the fixed entries active with them."""
+    chosen: dict[str, Any] = {}
+    for p in space:
+        if active(p, chosen):
+            if p.type == "fixed":
+                chosen[p.name] = p.value
+            elif p.name in params:
+                chosen[p.name] = params[p.name]
+    return chosen
+
+
 def grid(space: tuple[ParamSpec, ...]) -> dict[str, list[Any]]:
     """The grid sampler's search space: every value of every non-fixed entry."""
     out: dict[str, list[Any]] = {}

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .errors import StorageError
-from .store import TrialKey, join_storage_study, lost_trials, study_spec
+from .noise import noise_floor
+from .store import StudyKey, TrialKey, join_storage_study, lost_trials, study_spec
 from .verdicts import verdicts
 
 KEY_PARAMS = ("optimizer", "learning_rate", "schedule", "n_layers", "hidden_size", "dropout", "l2")
@@ -15,7 +16,8 @@ def status_table(name: str, storage_url: str | None = None) -> str:
     study = join_storage_study(name, storage_url)
     rows = []
     trials = study.get_trials(deepcopy=False)
-    fits = verdicts(trials, study_spec(study))
+    spec = study_spec(study)
+    fits = verdicts(trials, spec)
     lost = lost_trials(trials)
     for t in trials:
         row: dict[str, object] = {"trial": t.number, "state": t.state.name,
@@ -48,6 +50,13 @@ def status_table(name: str, storage_url: str | None = None) -> str:
         best = study.best_trial
         lines.append(f"best: trial {best.number}, value {best.value:.4f} "
                      f"({study.direction.name.lower()})")
+        floor = noise_floor(best, spec.objective.metric,
+                            study.user_attrs.get(StudyKey.DATA, {}).get("n_val"))
+        if floor is not None:
+            lines.append(f"noise floor: ±{floor[0]:.4f} ({floor[1]}): trials closer to the best "
+                         f"than this are not told apart by the validation split")
     except ValueError:
         lines.append("best: no trial completed yet")
+    if study.user_attrs.get(StudyKey.STOPPED):
+        lines.append(f"stopped early: {study.user_attrs[StudyKey.STOPPED]}")
     return "\n".join(lines)

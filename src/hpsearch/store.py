@@ -40,6 +40,9 @@ class StudyKey:
     DATA = "hpsearch.data"  # split sizes and fingerprint
     REVISITED = "hpsearch.revisited"  # trial number -> verdict its run was re-tagged with
     WARM_START = "hpsearch.warm_start"  # {"study": parent, "trials": parent trial numbers}
+    NOISE_FLOOR = "hpsearch.noise_floor"  # {"value": standard error, "how": how it was measured}
+    STOPPED = "hpsearch.stopped"  # why the stop rule ended the sweep (budget.stop)
+    RESEED = "hpsearch.reseed"  # the top configurations' scores over more seeds (reseed.py)
 
 
 class TrialKey:
@@ -53,6 +56,7 @@ class TrialKey:
     REASON = "reason"
     RETRY_OF = "retry_of"
     WARM_START_OF = "warm_start_of"  # "<parent study>#<trial number>"
+    NOISE = "noise"  # standard error of the trial's objective value on the validation split
     CHECKPOINT_ERROR = "checkpoint_error"
     VERDICT = "fit.verdict"
     SUMMARY = "fit.summary"
@@ -225,15 +229,19 @@ def lost_trials(trials: list[FrozenTrial]) -> dict[int, int]:
             if n in by_number and by_number[n].state == TrialState.FAIL}
 
 
+def counted_trials(trials: list[FrozenTrial]) -> set[int]:
+    """The numbers of the trials that count towards n_trials (see budget_counts)."""
+    lost = lost_trials(trials)
+    return {t.number for t in trials if t.state in FINISHED and t.number not in lost}
+
+
 def budget_counts(trials: list[FrozenTrial]) -> tuple[int, int, int]:
     """(counted, running, lost): trials that count towards n_trials (complete, pruned, and
     failed on their own: an exception in training, bad parameters), trials running now, and
     failed trials that were lost to a fault (a dead worker, a lost storage, a stopping signal)
     and retried with the same parameters; those do not count."""
-    lost = lost_trials(trials)
     running = sum(t.state == TrialState.RUNNING for t in trials)
-    counted = sum(t.state in FINISHED and t.number not in lost for t in trials)
-    return counted, running, len(lost)
+    return len(counted_trials(trials)), running, len(lost_trials(trials))
 
 
 def count_trials(study: optuna.Study) -> tuple[int, int]:
@@ -246,6 +254,11 @@ def heartbeat_enabled(study: optuna.Study) -> bool:
     from optuna.storages._heartbeat import is_heartbeat_enabled
 
     return is_heartbeat_enabled(study._storage)
+
+
+def sibling_studies(study: optuna.Study) -> list[str]:
+    """The names of the studies in ``study``'s storage."""
+    return optuna.get_all_study_names(study._storage)
 
 
 def stale_trial_callback(study: optuna.Study) -> Any:

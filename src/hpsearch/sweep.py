@@ -20,6 +20,7 @@ from .config import SweepSpec, check_study_name, load_spec
 from .datasets import load_splits
 from .errors import SpecError, mask_uri
 from .faults import StaleTrialHandler, signal_of, stop_signals
+from .noise import noise_floor
 from .plots import study_plots
 from .retention import checkpoint_root
 from .store import (
@@ -50,6 +51,8 @@ class SweepResult:
     experiment_id: str
     tracking_uri: str
     signal: int | None = None  # the stopping signal that interrupted the sweep
+    noise_floor: float | None = None  # the objective's standard error at the best value
+    stopped: str | None = None  # why budget.stop ended the sweep
 
     @property
     def interrupted(self) -> bool:
@@ -98,8 +101,8 @@ def prepare_study(spec: SweepSpec, storage_url: str, tracker: Tracker, study_nam
                        StudyKey.N_TRIALS: total, StudyKey.CHECKPOINT_DIR: checkpoints,
                        StudyKey.EXPERIMENT_ID: exp_id, StudyKey.PARENT_RUN_ID: parent,
                        StudyKey.TRACKING_URI: mask_uri(tracker.uri),
-                       StudyKey.GIT_COMMIT: commit}.items():
-        study.set_user_attr(key, value)
+                       StudyKey.GIT_COMMIT: commit, StudyKey.STOPPED: None}.items():
+        study.set_user_attr(key, value)  # (a resumed sweep judges the stop rule anew)
     handler = stale_trial_callback(study)
     if isinstance(handler, StaleTrialHandler):  # a dead worker's trial is failed and retried
         handler.attach(tracker.close_lost_trial)
@@ -149,8 +152,9 @@ def run_sweep(spec_path: str | Path, n_trials: int | None = None, timeout: float
             pass
         raise
     best = _finish(study, tracker, parent, spec, stopped is not None)
+    floor = study.user_attrs.get(StudyKey.NOISE_FLOOR, {}).get("value")
     return SweepResult(name, total, count_trials(study)[0] - finished, *best, parent, exp_id,
-                       tracker.uri, stopped)
+                       tracker.uri, stopped, floor, study.user_attrs.get(StudyKey.STOPPED))
 
 
 def _finish(study: optuna.Study, tracker: Tracker, parent: str, spec: SweepSpec,
@@ -159,8 +163,15 @@ def _finish(study: optuna.Study, tracker: Tracker, parent: str, spec: SweepSpec,
     try:
         best = study.best_trial
         result = best.number, best.value, tracker.trial_run_id(study.study_name, best.number)
+        floor = noise_floor(best, spec.objective.metric,
+                            study.user_attrs.get(StudyKey.DATA, {}).get("n_val"))
+        if floor is not None:
+            study.set_user_attr(StudyKey.NOISE_FLOOR, {"value": floor[0], "how": floor[1]})
+            tracker.log_values(parent, {"noise_floor": floor[0]})
     except ValueError:
         pass
+    if study.user_attrs.get(StudyKey.STOPPED):
+        tracker.set_tags(parent, {"hpsearch.stopped": study.user_attrs[StudyKey.STOPPED]})
     if not interrupted:
         _log_study_plots(study, tracker, parent)
     # every worker has closed its log: a logged model written after another worker's retention

@@ -312,6 +312,10 @@ class Tracker(ModelStore):
                         self._call("logging the dataset inputs", _raise, exc)
         return run_id
 
+    def log_values(self, run_id: str, values: dict[str, float]) -> None:
+        """Summary metrics of a run (step 0), e.g. the parent run's ``noise_floor``."""
+        self.log_metrics(run_id, [Metric(k, float(v), now_ms(), 0) for k, v in values.items()])
+
     def log_metrics(self, run_id: str, metrics: list[Metric]) -> None:
         for start in range(0, len(metrics), 900):  # up to 1000 metrics per call
             self._call("logging metrics", self.client.log_batch, run_id,

@@ -19,6 +19,7 @@ from .config import SweepSpec
 from .diagnostics import diagnose
 from .estimator import MLPClassifier, apply_input_transform, input_transform
 from .faults import StopCallback, describe, endless_trials, signal_name, signal_of
+from .noise import trial_noise
 from .retention import save_trial_checkpoint
 from .space import model_params, suggest
 from .store import TrialKey, stored_trial
@@ -197,6 +198,10 @@ def objective(ctx: Context, trial: optuna.Trial) -> float:
         close("FAIL", model.stop_reason_)
         raise TrialFailed(model.stop_reason_)
     value = float(model.history_[model.best_epoch_ - 1][spec.objective.metric])
+    x_val, y_val = ctx.splits.val  # the loss's noise needs the predictions (a bootstrap)
+    proba = model.predict_proba(x_val) if spec.objective.metric == "val_loss" else None
+    trial.set_user_attr(TrialKey.NOISE, trial_noise(spec.objective.metric, value, proba,
+                                                    np.searchsorted(model.classes_, y_val)))
     try:
         save_trial_checkpoint(ctx.study, trial.number, model, {"trial": {
             "study": ctx.study.study_name, "number": trial.number, "value": value,

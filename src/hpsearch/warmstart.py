@@ -18,13 +18,14 @@ from optuna.trial import FrozenTrial
 
 from .config import SweepSpec
 from .errors import HpsearchError, SpecError
-from .space import active
-from .store import StudyKey, TrialKey, join_storage_study, ranked
+from .space import active, chosen_of
+from .store import StudyKey, TrialKey, join_storage_study, ranked, study_spec
 
 
 def fitting(trial_params: dict[str, Any], spec: SweepSpec) -> dict[str, Any] | None:
-    """The values of ``trial_params`` that the sampler would set in ``spec``'s space, or None if
-    one of them lies outside it (a value outside a range, a dropped choice, another fixed
+    """The values of ``trial_params`` (everything the parent trial trained with, its fixed
+    entries included: space.chosen_of) that the sampler would set in ``spec``'s space, or None
+    if one of them lies outside it (a value outside a range, a dropped choice, another fixed
     value). An entry the parent did not have is left to the sampler."""
     chosen: dict[str, Any] = {}
     out: dict[str, Any] = {}
@@ -54,8 +55,11 @@ def candidates(parent: optuna.Study, spec: SweepSpec, n: int) -> list[tuple[Froz
                                                                             dict[str, Any]]]:
     """The parent's best ``n`` complete trials that fit ``spec``, with the values to enqueue."""
     out: list[tuple[FrozenTrial, dict[str, Any]]] = []
+    if n <= 0:
+        return out
+    parent_space = study_spec(parent).space
     for t in ranked(parent):
-        params = fitting(t.params, spec)
+        params = fitting(chosen_of(t.params, parent_space), spec)
         if params is not None and params not in [p for _, p in out]:
             out.append((t, params))
         if len(out) == n:

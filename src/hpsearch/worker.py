@@ -30,6 +30,7 @@ from .faults import (
     signal_of,
     stop_signals,
 )
+from .noise import converged, noise_floor
 from .retention import retain
 from .search import make_pruner, make_sampler
 from .space import grid
@@ -39,7 +40,9 @@ from .store import (
     TrialKey,
     budget_counts,
     count_trials,
+    counted_trials,
     join_storage_study,
+    ranked,
     stale_trial_callback,
     storage_retries,
     study_spec,
@@ -113,6 +116,8 @@ def run_trials(ctx: Context, quota: int | None, deadline: float | None) -> int:
                        ctx.experiment_id, ctx.splits)
                 done += 1
                 _report_trial(ctx)
+                if stop_reason(ctx):
+                    break
             except KeyboardInterrupt:
                 _retry_interrupted(ctx)
                 raise
@@ -198,6 +203,29 @@ def _retry_interrupted(ctx: Context) -> None:
         return
     ctx.study.enqueue_trial(trial.params, user_attrs={TrialKey.RETRY_OF: number},
                             skip_if_exists=False)
+
+
+def stop_reason(ctx: Context) -> str | None:
+    """``budget.stop: converged``: the reason to stop (recorded in the study, so that every
+    worker stops), or None to go on."""
+    budget, study = ctx.spec.budget, ctx.study
+    if budget.stop != "converged":
+        return None
+    recorded = study.user_attrs.get(StudyKey.STOPPED)
+    if recorded:
+        return str(recorded)
+    trials = study.get_trials(deepcopy=False)
+    best = ranked(study)
+    floor = noise_floor(best[0], ctx.spec.objective.metric,
+                        study.user_attrs.get(StudyKey.DATA, {}).get("n_val")) if best else None
+    if floor is None:
+        return None
+    reason = converged(trials, counted_trials(trials), budget.patience_trials,
+                       ctx.spec.objective.direction == "maximize", floor[0])
+    if reason:
+        study.set_user_attr(StudyKey.STOPPED, reason)
+        ctx.echo(f"stopping: {reason}")
+    return reason
 
 
 def _report_trial(ctx: Context) -> None:

@@ -1,0 +1,186 @@
+"""Model quality against wall-clock time, over sweep seeds: three ways to spend the same budget.
+
+Arms, each with the same budget, one after the other, each getting the whole machine:
+  shipped  `hpsearch sweep sweeps/fashion-mnist.yaml` as shipped (TPE, median pruning), its
+           sampler seed set per run;
+  random   the same engine and space, random search and no pruning;
+  peer     the hand-written Optuna TPE + scikit-learn MLPClassifier loop (bench/peer_sweep.py),
+           the baseline named in the figures.
+For every run: the best validation accuracy against time (trial completion times), and the test
+accuracy of what it would export: for hpsearch the single best trial (`hpsearch export`), the
+reseeded winner (`--reseed 2`: the top 3 configurations with 2 more model seeds, time reported)
+and the ensemble of the kept checkpoints (`--ensemble K`); for the loop its best trial. Every
+choice reads validation only; the test split is read by the exports.
+
+Each run is kept in DIR/<arm>-s<seed>/result.json when it ends; `--reuse` keeps finished runs,
+so a comparison can be spread over several sittings. Prints the table (mean and spread over the
+seeds) and writes DIR/anytime.png (mean best validation against time, the seeds' range shaded).
+
+    python bench/anytime.py [--minutes 20] [--seeds 0 1] [--arms shipped random peer]
+                            [--dir bench-anytime] [--reuse] [--reseed-arms shipped random]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from hpcli import hpsearch as cli  # noqa: E402
+
+SPEC = ROOT / "sweeps" / "fashion-mnist.yaml"
+MARKS = (120, 300, 600, 900, 1200)
+
+
+def exported_test(out: str) -> tuple[int, float]:
+    found = re.search(r"exported (?:an ensemble led by )?trial (\d+) .*test accuracy ([0-9.]+)",
+                      out)
+    assert found, out
+    return int(found[1]), float(found[2])
+
+
+def run_hpsearch(arm: str, seed: int, seconds: float, where: Path, reseed: bool) -> dict:
+    import optuna
+
+    from hpsearch.store import open_storage
+
+    spec = yaml.safe_load(SPEC.read_text())
+    spec["name"] = f"{arm}-s{seed}"
+    if arm == "random":
+        spec["sampler"], spec["pruner"] = {"name": "random", "seed": seed}, "none"
+    else:
+        spec["sampler"]["seed"] = seed
+    where.mkdir(parents=True, exist_ok=True)
+    (where / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    t0 = time.time()
+    cli(where, "sweep", "spec.yaml", "--trials", "100000", "--timeout", str(seconds))
+    elapsed = time.time() - t0
+    study = optuna.load_study(study_name=spec["name"], storage=open_storage(
+        f"journal:{where / 'mlruns' / 'optuna.journal'}"))
+    start = min(t.datetime_start.timestamp() for t in study.trials if t.datetime_start)
+    trials = [{"number": t.number, "state": t.state.name, "val_accuracy": t.value,
+               "finished_s": t.datetime_complete.timestamp() - start}
+              for t in study.trials if t.datetime_complete]
+    keep = int(spec.get("checkpoints", {}).get("keep", 3))
+    exports = {"single": exported_test(cli(where, "export", spec["name"], "--no-register",
+                                           "--ensemble", "1", "--out", "exports/single"))}
+    exports["ensemble"] = exported_test(cli(where, "export", spec["name"], "--no-register",
+                                            "--ensemble", str(keep), "--out",
+                                            "exports/ensemble"))
+    if reseed:
+        t1 = time.time()
+        out = cli(where, "export", spec["name"], "--no-register", "--reseed", "2", "--out",
+                  "exports/reseed")
+        exports["reseed"] = exported_test(out)
+        exports["reseed_seconds"] = (time.time() - t1, 0.0)
+    return {"arm": arm, "seed": seed, "budget_s": seconds, "elapsed_s": elapsed,
+            "trials": trials, "exports": exports}
+
+
+def run_peer(seed: int, seconds: float) -> dict:
+    from peer_sweep import run
+
+    r = run(seconds, seed)
+    trials = [{"number": t["number"], "state": "COMPLETE", "val_accuracy": t["val_accuracy"],
+               "finished_s": t["finished_s"]} for t in r["trials"]]
+    return {"arm": "peer", "seed": seed, "budget_s": seconds, "elapsed_s": r["elapsed_s"],
+            "trials": trials, "exports": {"single": (r["best_trial"],
+                                                     r["best_test_accuracy"])}}
+
+
+def best_at(result: dict, seconds: float) -> float | None:
+    values = [t["val_accuracy"] for t in result["trials"] if t["state"] == "COMPLETE"
+              and t["val_accuracy"] is not None and t["finished_s"] <= seconds]
+    return max(values) if values else None
+
+
+def plot(results: list[dict], arms: list[str], horizon: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    grid = np.linspace(60, horizon, 120)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for arm in arms:
+        runs = [r for r in results if r["arm"] == arm]
+        curves = np.array([[best_at(r, s) or np.nan for s in grid] for r in runs], dtype=float)
+        if not len(curves):
+            continue
+        mean = np.nanmean(curves, axis=0)
+        line, = ax.plot(grid / 60, mean, label=f"{arm} (mean of {len(runs)} seeds)")
+        ax.fill_between(grid / 60, np.nanmin(curves, axis=0), np.nanmax(curves, axis=0),
+                        color=line.get_color(), alpha=0.2)
+    ax.set_xlabel("minutes")
+    ax.set_ylabel("best validation accuracy so far")
+    ax.set_ylim(0.86, 0.915)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=20)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--arms", nargs="+", default=["shipped", "random", "peer"],
+                    choices=["shipped", "random", "peer"])
+    ap.add_argument("--dir", type=Path, default=Path("bench-anytime"))
+    ap.add_argument("--reuse", action="store_true", help="keep the runs that have finished")
+    ap.add_argument("--reseed-arms", nargs="*", default=["shipped", "random"],
+                    help="the hpsearch arms whose reseeded export is measured (it retrains 6 "
+                         "models: minutes on Fashion-MNIST)")
+    args = ap.parse_args()
+    seconds = args.minutes * 60
+    results = []
+    for seed in args.seeds:
+        for arm in args.arms:
+            where = (args.dir / f"{arm}-s{seed}").resolve()
+            record = where / "result.json"
+            if args.reuse and record.exists():
+                results.append(json.loads(record.read_text()))
+                print(f"{arm} seed {seed}: reused", flush=True)
+                continue
+            print(f"{arm} seed {seed}: {args.minutes:g} minutes", flush=True)
+            r = run_peer(seed, seconds) if arm == "peer" else \
+                run_hpsearch(arm, seed, seconds, where, arm in args.reseed_arms)
+            where.mkdir(parents=True, exist_ok=True)
+            record.write_text(json.dumps(r, indent=1))
+            results.append(r)
+    marks = [m for m in MARKS if m <= seconds] or [seconds]
+    print(f"\nbest validation accuracy at {', '.join(f'{m / 60:g}' for m in marks)} min, and "
+          f"the exported models' test accuracy; mean (min-max) over seeds {args.seeds}")
+    print("| arm | trials | " + " | ".join(f"val {m / 60:g} min" for m in marks) +
+          " | test: single | test: reseeded | test: ensemble |")
+    print("|---|---|" + "---|" * (len(marks) + 3))
+
+    def cell(values: list[float | None]) -> str:
+        vs = [v for v in values if v is not None]
+        if not vs:
+            return "-"
+        return f"{sum(vs) / len(vs):.4f} ({min(vs):.4f}-{max(vs):.4f})" if len(vs) > 1 \
+            else f"{vs[0]:.4f}"
+
+    for arm in args.arms:
+        runs = [r for r in results if r["arm"] == arm]
+        row = [arm, cell([len(r["trials"]) for r in runs]).split(" ")[0]]
+        row += [cell([best_at(r, m) for r in runs]) for m in marks]
+        row += [cell([r["exports"].get(k, (None, None))[1] for r in runs])
+                for k in ("single", "reseed", "ensemble")]
+        print("| " + " | ".join(row) + " |")
+    args.dir.mkdir(parents=True, exist_ok=True)
+    plot(results, args.arms, seconds, args.dir / "anytime.png")
+    print(f"\nplot: {args.dir / 'anytime.png'}")
+
+
+if __name__ == "__main__":
+    main()

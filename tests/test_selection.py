@@ -1,0 +1,192 @@
+"""Choosing what to export: the objective's noise floor, the stop rule, and the ensemble of kept
+checkpoints (greedy forward selection on validation predictions), on real digits sweeps."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import numpy as np
+import optuna
+import pytest
+import yaml
+from click.testing import CliRunner
+
+import hpsearch
+from hpsearch import datasets
+from hpsearch.cli import main
+from hpsearch.config import parse_spec
+from hpsearch.ensemble import EnsembleClassifier, select
+from hpsearch.errors import SpecError
+from hpsearch.noise import accuracy_se, bootstrap_se
+from hpsearch.report import build_report
+from hpsearch.space import chosen_of, model_params
+from hpsearch.store import StudyKey, TrialKey, open_storage, resolve_storage_url
+from hpsearch.sweep import run_sweep
+from hpsearch.tracking import resolve_tracking_uri
+
+SPEC = """\
+name: sel
+data: {dataset: digits, seed: 0}
+training: {max_epochs: 15, batch_size: 64, early_stopping_patience: 4}
+budget: {n_trials: 400, workers: 1, stop: converged, patience_trials: 6}
+sampler: {name: random, seed: 5}
+pruner: none
+checkpoints: {keep: 5}
+export: {ensemble: 5}
+space:
+  learning_rate: {type: float, low: 3.0e-3, high: 0.03, log: true}
+  hidden_size: {type: int, low: 16, high: 96, log: true}
+  dropout: {type: float, low: 0.0, high: 0.3}
+"""
+
+
+def test_standard_errors():
+    assert accuracy_se(0.9, 12_000) == pytest.approx(0.00274, abs=1e-5)
+    rng = np.random.default_rng(1)
+    x = rng.exponential(size=5000)
+    # the bootstrap agrees with the analytic standard error of a mean to within ~10 %
+    assert bootstrap_se(x) == pytest.approx(x.std() / np.sqrt(len(x)), rel=0.15)
+
+
+def test_spec_keys_are_checked():
+    base = SPEC.replace("export: {ensemble: 5}\n", "")
+    with pytest.raises(SpecError, match=r"x.yaml: budget.stop is unknown: 'soon'"):
+        parse_spec(yaml.safe_load(base.replace("stop: converged", "stop: soon")),
+                   "x.yaml")
+    with pytest.raises(SpecError, match=r"x.yaml: export.ensemble is 9, more than "
+                                         r"checkpoints.keep \(5\): raise checkpoints.keep"):
+        parse_spec(yaml.safe_load(base + "export: {ensemble: 9}\n"), "x.yaml")
+    with pytest.raises(SpecError, match=r"export.reseed_top is 6, more than checkpoints.keep"):
+        parse_spec(yaml.safe_load(base + "export: {reseed: 2, reseed_top: 6}\n"), "x.yaml")
+    with pytest.raises(SpecError, match=r"export sets both ensemble and reseed"):
+        parse_spec(yaml.safe_load(base + "export: {reseed: 2, ensemble: 3}\n"), "x.yaml")
+
+
+def test_select_is_greedy_with_replacement():
+    y = np.array([0, 1, 0, 1, 0, 1])
+    rows = np.arange(6)[:, None]
+
+    def model(confident_on: np.ndarray) -> np.ndarray:
+        """0.9 on the true class where confident, 0.45 (a narrow miss) elsewhere."""
+        p_true = np.where(confident_on, 0.9, 0.45)
+        return np.where(np.eye(2)[y] == 1, p_true[:, None], 1 - p_true[:, None])
+
+    a = model(rows[:, 0] < 4)  # right on 4 of 6 rows
+    b = model(rows[:, 0] >= 4)  # right on 2 of 6
+    c = np.full((6, 2), 0.5)  # no information
+    picks, trail = select([c, a, b], y, 5)
+    assert picks[:2] == [1, 2]  # the best single model first, then the one that fixes its misses
+    assert 0 not in picks
+    assert trail[0][0] == pytest.approx(4 / 6) and trail[1][0] == 1.0  # 6 of 6 together
+    # with replacement: a again, which keeps 6 of 6 and lowers the loss (the tie-break)
+    assert picks.count(1) >= 2 and trail[-1][1] > trail[1][1]
+    assert select([c, a, b], y, 2)[0] == [1, 2]  # at most k picks
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    root = tmp_path_factory.mktemp("selection")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.delenv("HPSEARCH_STORAGE", raising=False)
+        (root / "sel.yaml").write_text(SPEC)
+        lines: list[str] = []
+        result = run_sweep("sel.yaml", echo=lines.append)
+        yield root, result, lines
+
+
+def test_stop_rule_ends_the_sweep_and_says_why(swept, monkeypatch):
+    root, result, lines = swept
+    monkeypatch.chdir(root)
+    study = optuna.load_study(study_name="sel", storage=open_storage(resolve_storage_url(None)))
+    n = len(study.trials)
+    assert n < 400, "the stop rule never fired"
+    reason = study.user_attrs[StudyKey.STOPPED]
+    assert reason.startswith("converged: the last 6 trials")
+    assert result.stopped == reason and f"stopping: {reason}" in lines
+    # the rule, checked from the record: the last 6 trials to finish did not beat the best of
+    # the trials before them by more than the noise floor
+    done = sorted(study.trials, key=lambda t: t.datetime_complete)
+    floor = study.user_attrs[StudyKey.NOISE_FLOOR]["value"]
+    before = max(t.value for t in done[:-6] if t.value is not None)
+    recent = max(t.value for t in done[-6:] if t.value is not None)
+    assert recent - before <= floor
+    # the noise floor: binomial at the best value on the validation split's images
+    best = study.best_trial
+    n_val = study.user_attrs[StudyKey.DATA]["n_val"]
+    assert 300 < n_val < 400
+    assert floor == pytest.approx(accuracy_se(best.value, n_val))
+    assert best.user_attrs[TrialKey.NOISE] == pytest.approx(floor)
+    client = mlflow.MlflowClient(resolve_tracking_uri(None))
+    parent = client.get_run(study.user_attrs[StudyKey.PARENT_RUN_ID])
+    assert parent.data.metrics["noise_floor"] == pytest.approx(floor)
+    assert parent.data.tags["hpsearch.stopped"] == reason
+    status = CliRunner().invoke(main, ["status", "sel"]).output
+    assert f"noise floor: ±{floor:.4f} (binomial standard error" in status
+    assert f"stopped early: {reason}" in status
+
+
+def test_ensemble_export_is_chosen_on_validation_and_served(swept, monkeypatch):
+    root, _, _ = swept
+    monkeypatch.chdir(root)
+    r = CliRunner().invoke(main, ["export", "sel", "--no-register"])  # export.ensemble: 5
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith("exported an ensemble led by trial")
+    model = hpsearch.load(root / "exports" / "sel")
+    assert isinstance(model, EnsembleClassifier) and 1 <= len(model.members) <= 5
+    meta = json.loads((root / "exports/sel/artifacts/checkpoint/ensemble.json").read_text())
+    assert len(meta["picks"]) <= 5
+    splits = datasets.load_splits(parse_spec(yaml.safe_load(SPEC)).data)
+    # chosen on validation: the ensemble is at least as good there as its best member alone
+    x_val, y_val = splits.val
+    best_single = max(m.score(x_val, y_val) for m, _, _ in model.members)
+    assert model.score(x_val, y_val) >= best_single
+    metrics = json.loads((root / "exports/sel/test_metrics.json").read_text())
+    assert metrics["test_accuracy"] == pytest.approx(model.score(*splits.test))
+    card = (root / "exports/sel/MODEL_CARD.md").read_text()
+    assert "greedy forward selection with replacement" in card and "| picks |" in card
+    pyfunc = mlflow.pyfunc.load_model(str(root / "exports" / "sel"))
+    out = pyfunc.predict(splits.test[0][:5])
+    assert list(out["label"]) == list(model.predict(splits.test[0][:5]))
+    # a single model on request, and the two options exclude each other
+    r = CliRunner().invoke(main, ["export", "sel", "--ensemble", "1", "--no-register",
+                                  "--out", "exports/one"])
+    assert r.exit_code == 0 and isinstance(hpsearch.load(root / "exports/one"),
+                                           hpsearch.MLPClassifier)
+    r = CliRunner().invoke(main, ["export", "sel", "--ensemble", "3", "--trial", "0"])
+    assert r.exit_code == 2 and r.output.startswith("error: --trial excludes --ensemble")
+
+
+def test_reseed_exports_the_best_configuration_over_seeds(swept, monkeypatch):
+    root, _, _ = swept
+    monkeypatch.chdir(root)
+    r = CliRunner().invoke(main, ["export", "sel", "--reseed", "2", "--no-register",
+                                  "--out", "exports/rs"])
+    assert r.exit_code == 0, r.output
+    study = optuna.load_study(study_name="sel", storage=open_storage(resolve_storage_url(None)))
+    rec = study.user_attrs[StudyKey.RESEED]
+    assert rec["seeds"] == [0, 1, 2] and len(rec["rows"]) == 3  # export.reseed_top: 3
+    by_number = {t.number: t for t in study.trials}
+    means = [row["mean"] for row in rec["rows"]]
+    assert means == sorted(means, reverse=True)  # best mean first
+    for row in rec["rows"]:
+        assert len(row["values"]) == 3
+        assert row["values"][0] == by_number[row["trial"]].value  # the sweep's own seed
+        assert row["mean"] == pytest.approx(np.mean(row["values"]))
+    winner = rec["rows"][0]["trial"]
+    # the retraining is the trial's own configuration: with the sweep's seed it reproduces
+    # the trial's score (so the other seeds differ by the seed alone)
+    spec = parse_spec(yaml.safe_load(SPEC))
+    params = model_params(chosen_of(by_number[winner].params, spec.space), spec)
+    splits = datasets.load_splits(spec.data)
+    params.setdefault("preprocessing", splits.preprocessing)
+    again = hpsearch.MLPClassifier(**params).fit(*splits.train, eval_sets={"val": splits.val})
+    assert again.history_[again.best_epoch_ - 1]["val_accuracy"] == pytest.approx(
+        by_number[winner].value, abs=1e-9)
+    assert f"reseed: trial {winner}'s configuration wins over 3 seeds" in r.output
+    assert f"exported trial {winner} to exports/rs" in r.output
+    # the report shows the table
+    md = (build_report("sel") / "report.md").read_text()
+    assert "Reseeded (`hpsearch export --reseed`)" in md and f"| {winner} |" in md
