@@ -427,3 +427,54 @@ def test_password_in_storage_url_is_masked(workdir):
                                        "postgresql://user:s3cret@127.0.0.1:1/db"])
     assert result.exit_code == 2 and "s3cret" not in result.output + result.stderr
     assert "user:***@" in result.stderr
+
+
+
+class _OtherWorkerCompletes(optuna.Study):
+    """A study in which another worker's running trial completes, with the best value, right
+    after read number ``after`` of the trials: every interleaving of retention with it."""
+
+    def __init__(self, study: optuna.Study, trial: optuna.Trial, after: int) -> None:
+        super().__init__(study_name=study.study_name, storage=study._storage)
+        self._pending: optuna.Trial | None = trial
+        self._reads_left = after
+
+    def get_trials(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        trials = super().get_trials(*args, **kwargs)
+        self._reads_left -= 1
+        if self._pending is not None and self._reads_left == 0:
+            self.tell(self._pending, 0.99)
+            self._pending = None
+        return trials
+
+
+@pytest.mark.parametrize("after", [1, 2, 3, 4, 5])
+def test_retention_never_drops_a_trial_that_completes_while_it_reads(after, tmp_path,
+                                                                    monkeypatch):
+    from hpsearch.retention import retain
+
+    monkeypatch.setenv("HPSEARCH_CHECKPOINTS", str(tmp_path / "ckpt"))
+    study = optuna.create_study(study_name="race", direction="maximize")
+    for v in (0.5, 0.6, 0.7):
+        study.add_trial(optuna.trial.create_trial(value=v, params={}, distributions={}))
+    running = study.ask()  # trial 3, on another worker; it will be the best
+    ckpts = tmp_path / "ckpt" / "race"
+    for n in range(4):
+        (ckpts / f"trial-{n}").mkdir(parents=True)
+
+    class Log:
+        dropped: list[int] = []
+
+        def drop_models(self, study_name: str, numbers: list[int]) -> None:
+            self.dropped += numbers
+
+    log, view = Log(), _OtherWorkerCompletes(study, running, after)
+    retain(view, 2, 0, log, "0", None)  # type: ignore[arg-type]
+    if view._pending is not None:  # it completes after retention read all it reads
+        study.tell(running, 0.99)
+    top = {t.number for t in sorted(study.get_trials(), key=lambda t: -(t.value or 0))[:2]}
+    assert top == {3, 2}
+    assert not set(log.dropped) & top, f"dropped {log.dropped}, final top {sorted(top)}"
+    assert 0 in log.dropped, log.dropped  # outside the top in any snapshot
+    assert (ckpts / "trial-3").is_dir() and (ckpts / "trial-2").is_dir()
+    assert not (ckpts / "trial-0").exists()

@@ -48,17 +48,26 @@ def retain(study: optuna.Study, keep: int, number: int, log: AsyncTrialLog,
     """After trial ``number`` ended: keep the top ``keep`` checkpoints, in the local cache
     (``prune_checkpoints``) and as logged models in the tracking store: the trial's own is
     logged when it is among them (written by the background log, from a copy), and the logged
-    models of finished trials outside them are deleted (any worker's)."""
+    models of finished trials outside them are deleted (any worker's). The top and the finished
+    trials come from one snapshot: read apart, a trial that completed in between would be
+    finished and outside a top read before it, and its new model deleted."""
     prune_checkpoints(study, keep)
-    top = {t.number for t in ranked(study)[:keep]}
+    trials = study.get_trials(deepcopy=False)
+    top = {t.number for t in ranked(study, trials)[:keep]}
     ckpt = checkpoint_dir(study, number)
     if number in top and (ckpt / META).is_file():
         staged = Path(tempfile.mkdtemp(prefix="hpsearch-keep-")) / "checkpoint"
         shutil.copytree(ckpt, staged)
         log.log_model(number, experiment_id, study.study_name, staged, splits.val[0][:3],
                       splits.feature_names, split_inputs(splits))
-    log.drop_models(study.study_name, [t.number for t in study.get_trials(deepcopy=False)
-                                       if t.state in FINISHED and t.number not in top])
+    log.drop_models(study.study_name, outside_top(trials, top))
+
+
+def outside_top(trials: list[optuna.trial.FrozenTrial], top: set[int]) -> list[int]:
+    """The finished trials of one snapshot that are not in its top: they never will be again
+    (a study's top k only gets better), so their checkpoints can go. A running trial is never
+    among them: it may enter the top when it completes."""
+    return [t.number for t in trials if t.state in FINISHED and t.number not in top]
 
 
 def prune_checkpoints(study: optuna.Study, keep: int) -> list[int]:
@@ -66,8 +75,8 @@ def prune_checkpoints(study: optuna.Study, keep: int) -> list[int]:
     Safe with several workers: a running trial's checkpoint is never touched, and deleting is
     idempotent. Returns the trial numbers whose checkpoints were removed."""
     trials = study.get_trials(deepcopy=False)
-    top = {t.number for t in ranked(study)[:keep]}
-    finished = {t.number for t in trials if t.state in FINISHED}
+    top = {t.number for t in ranked(study, trials)[:keep]}
+    finished = set(outside_top(trials, top))
     removed: list[int] = []
     root = checkpoint_dir(study, 0).parent
     if not root.is_dir():
@@ -76,7 +85,7 @@ def prune_checkpoints(study: optuna.Study, keep: int) -> list[int]:
         if not d.name.startswith("trial-") or not d.name[6:].isdigit():
             continue
         n = int(d.name[6:])
-        if n in finished and n not in top:
+        if n in finished:
             shutil.rmtree(d, ignore_errors=True)
             removed.append(n)
     return removed

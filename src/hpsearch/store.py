@@ -201,11 +201,13 @@ def direction_sign(study: optuna.Study) -> float:
     return -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
 
 
-def ranked(study: optuna.Study) -> list[FrozenTrial]:
-    """The complete trials, best first."""
+def ranked(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> list[FrozenTrial]:
+    """The complete trials, best first: of ``trials`` when given (one snapshot, so that a
+    caller who also asks which trials finished sees the same states), else of the study now."""
     sign = direction_sign(study)
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return sorted((t for t in complete if t.value is not None),
+    if trials is None:
+        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return sorted((t for t in trials if t.state == TrialState.COMPLETE and t.value is not None),
                   key=lambda t: sign * float(t.value or 0.0))
 
 

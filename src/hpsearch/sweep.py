@@ -22,7 +22,7 @@ from .errors import SpecError, mask_uri
 from .faults import StaleTrialHandler, signal_of, stop_signals
 from .noise import noise_floor
 from .plots import study_plots
-from .retention import checkpoint_root
+from .retention import checkpoint_root, outside_top
 from .store import (
     StudyKey,
     count_trials,
@@ -176,9 +176,9 @@ def _finish(study: optuna.Study, tracker: Tracker, parent: str, spec: SweepSpec,
         _log_study_plots(study, tracker, parent)
     # every worker has closed its log: a logged model written after another worker's retention
     # pass (a race of two workers) is deleted now, so that exactly the top k stay
-    keep = {t.number for t in ranked(study)[:spec.keep_checkpoints]}
-    tracker.delete_trial_models(study.study_name, [t.number for t in study.get_trials(
-        deepcopy=False) if t.number not in keep])
+    trials = study.get_trials(deepcopy=False)  # one snapshot; another worker may still run
+    keep = {t.number for t in ranked(study, trials)[:spec.keep_checkpoints]}
+    tracker.delete_trial_models(study.study_name, outside_top(trials, keep))
     tracker.set_status(parent, "KILLED" if interrupted else "FINISHED")
     refresh_verdicts(study, spec, tracker)  # after closing the run: a failure here loses nothing
     return result
