@@ -113,8 +113,4 @@ class EnsembleClassifier:
         return cls([(MLPClassifier.load(root / d), w, n) for d, w, n in listed])
 
 
-def is_ensemble(path: str | Path) -> bool:
-    return (Path(path) / ENSEMBLE).is_file()
-
-
 checkpoint.register_model(EnsembleClassifier.load, marker=ENSEMBLE)

@@ -19,7 +19,7 @@ from typing import Any
 from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial, TrialState
 
-from .advice import TOP, plan
+from .advice import TOP, fmt, plan
 from .config import SweepSpec
 from .diagnostics import VERDICTS
 from .errors import StorageError
@@ -49,15 +49,9 @@ def _units(t: FrozenTrial) -> int | None:
     return None if sizes is None else sum(sizes)
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.3g}" if (abs(v) < 1e-2 or abs(v) >= 1e4) and v != 0 else f"{v:.4g}"
-    return str(v)
-
-
 def _table(header: list[str], rows: list[list[Any]]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
+    out += ["| " + " | ".join(fmt(c) for c in row) + " |" for row in rows]
     return "\n".join(out)
 
 
@@ -77,10 +71,10 @@ class Report:
         self.metric = self.spec.objective.metric
         self._histories: dict[int, list[dict[str, float]]] = {}
         self.fits = verdicts(self.trials, self.spec)  # (verdict, summary) against the final study
-        floor = noise_floor(self.ranked[0], self.metric, self.data.get("n_val")) \
-            if self.ranked else None
+        self.floor = noise_floor(self.ranked[0], self.metric, self.data.get("n_val")) \
+            if self.ranked else None  # (value, how): the summary and the rules use the same
         self.changes = plan(self.spec, self.ranked, self.trials, self.fits,
-                            floor[0] if floor else 0.0)
+                            self.floor[0] if self.floor else 0.0)
 
     def _verdict(self, t: FrozenTrial) -> str:
         return self.fits.get(t.number, ("", ""))[0]
@@ -198,7 +192,7 @@ class Report:
                 f", verdict **{self._verdict(b) or '-'}** "
                 f"({self.fits.get(b.number, ('', ''))[1]}).")
         undiagnosed = len(self.trials) - sum(verdicts.values())
-        floor = noise_floor(self.ranked[0], self.metric, d.get("n_val")) if self.ranked else None
+        floor = self.floor
         if floor is not None:
             b, sign = self.ranked[0], -1.0 if self.study.direction.name == "MAXIMIZE" else 1.0
             near = [t.number for t in self.ranked[1:]
