@@ -4,6 +4,7 @@ checkpoints (greedy forward selection on validation predictions), on real digits
 from __future__ import annotations
 
 import json
+import time
 
 import mlflow
 import numpy as np
@@ -59,8 +60,8 @@ def test_spec_keys_are_checked():
         parse_spec(yaml.safe_load(base + "export: {ensemble: 9}\n"), "x.yaml")
     with pytest.raises(SpecError, match=r"export.reseed_top is 6, more than checkpoints.keep"):
         parse_spec(yaml.safe_load(base + "export: {reseed: 2, reseed_top: 6}\n"), "x.yaml")
-    with pytest.raises(SpecError, match=r"export sets both ensemble and reseed"):
-        parse_spec(yaml.safe_load(base + "export: {reseed: 2, ensemble: 3}\n"), "x.yaml")
+    both = parse_spec(yaml.safe_load(base + "export: {reseed: 2, ensemble: 3}\n"), "x.yaml")
+    assert both.export_reseed == (2, 3) and both.export_ensemble == 3  # reseeds join the library
 
 
 def test_select_is_greedy_with_replacement():
@@ -189,4 +190,121 @@ def test_reseed_exports_the_best_configuration_over_seeds(swept, monkeypatch):
     assert f"exported trial {winner} to exports/rs" in r.output
     # the report shows the table
     md = (build_report("sel") / "report.md").read_text()
-    assert "Reseeded (`hpsearch export --reseed`)" in md and f"| {winner} |" in md
+    assert "Reseeded by `hpsearch export --reseed`" in md and f"| {winner} |" in md
+
+
+RESEED_SPEC = """\
+name: rs
+data: {dataset: digits, seed: 0}
+training: {max_epochs: 12, batch_size: 64, early_stopping_patience: 4, seed: 0}
+budget: {n_trials: 8, workers: 1}
+sampler: {name: random, seed: 3}
+pruner: {name: median, n_startup_trials: 2, n_warmup_steps: 1}
+checkpoints: {keep: 6}
+export: {reseed: 2, reseed_top: 2}
+space:
+  learning_rate: {type: float, low: 3.0e-3, high: 0.03, log: true}
+  hidden_size: {type: int, low: 16, high: 96, log: true}
+  dropout: {type: float, low: 0.0, high: 0.3}
+"""
+
+
+def test_the_sweep_ends_with_its_reseed_trials(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("HPSEARCH_STORAGE", raising=False)
+    (tmp_path / "rs.yaml").write_text(RESEED_SPEC)
+    lines: list[str] = []
+    run_sweep("rs.yaml", echo=lines.append)
+    study = optuna.load_study(study_name="rs", storage=open_storage(resolve_storage_url(None)))
+    search = [t for t in study.trials if TrialKey.RESEED_OF not in t.user_attrs]
+    again = [t for t in study.trials if TrialKey.RESEED_OF in t.user_attrs]
+    assert len(search) == 8  # n_trials counts the search; the reseed trials come after it
+    top = sorted((t for t in search if t.state.name == "COMPLETE"), key=lambda t: -t.value)[:2]
+    assert sorted((t.user_attrs[TrialKey.RESEED_OF], t.user_attrs[TrialKey.MODEL_SEED])
+                  for t in again) == sorted((t.number, s) for t in top for s in (1, 2))
+    assert all(t.state.name == "COMPLETE" for t in again), [t.state for t in again]
+    assert all(t.params == next(p for p in top if p.number == t.user_attrs[
+        TrialKey.RESEED_OF]).params for t in again)
+    assert (f"reseed: the search ends; trials {top[0].number}, {top[1].number} train again with "
+            f"model seeds [1, 2] (4 trials, about") in "\n".join(lines)
+    assert any(f"(reseed of trial {top[0].number}, seed 2)" in line for line in lines)
+    # each is its own child run, tagged, with the seed it trained with ...
+    client = mlflow.MlflowClient(resolve_tracking_uri(None))
+    exp = client.get_experiment_by_name("rs")
+    runs = {int(r.data.tags["optuna.trial.number"]): r for r in client.search_runs(
+        [exp.experiment_id], "tags.`optuna.trial.number` != ''")}
+    for t in again:
+        run = runs[t.number]
+        assert run.data.tags["hpsearch.reseed_of"] == str(t.user_attrs[TrialKey.RESEED_OF])
+        assert run.data.tags["model.seed"] == str(t.user_attrs[TrialKey.MODEL_SEED])
+        assert run.data.params["random_state"] == str(t.user_attrs[TrialKey.MODEL_SEED])
+        assert run.info.status == "FINISHED"
+    # ... and it is that seed: training the configuration with it reproduces the score
+    spec = parse_spec(yaml.safe_load(RESEED_SPEC))
+    splits = datasets.load_splits(spec.data)
+    one = again[-1]
+    params = model_params(chosen_of(one.params, spec.space), spec)
+    params |= {"preprocessing": splits.preprocessing,
+               "random_state": one.user_attrs[TrialKey.MODEL_SEED]}
+    fit = hpsearch.MLPClassifier(**params).fit(*splits.train, eval_sets={"val": splits.val})
+    assert fit.history_[fit.best_epoch_ - 1]["val_accuracy"] == pytest.approx(one.value, abs=1e-9)
+    # the export takes the configuration with the best mean over its three seeds
+    means = {t.number: np.mean([t.value] + [a.value for a in again
+                                            if a.user_attrs[TrialKey.RESEED_OF] == t.number])
+             for t in top}
+    winner = max(means, key=means.get)
+    r = CliRunner().invoke(main, ["export", "rs", "--no-register"])
+    assert r.exit_code == 0, r.output
+    assert f"reseed: trial {winner}'s configuration wins over 3 seeds" in r.output
+    members = {winner} | {a.number for a in again if a.user_attrs[TrialKey.RESEED_OF] == winner}
+    exported = int(r.output.split("exporting trial ")[1].split(")")[0].split()[0])
+    assert exported in members, r.output
+    assert max(members, key=lambda n: study.trials[n].value) == exported or \
+        study.trials[exported].value == max(study.trials[n].value for n in members)
+    status = CliRunner().invoke(main, ["status", "rs"]).output
+    assert (f"reseed: the search is over; trials {top[0].number}, {top[1].number} train again "
+            f"with model seeds [1, 2]: 4 of 4 complete") in status
+    md = (build_report("rs") / "report.md").read_text()
+    assert "Reseeded in the sweep's last stretch (`export.reseed`)" in md
+    assert f"| {winner} | " in md
+    # with an ensemble the reseed trials are in its library (kept checkpoints)
+    r = CliRunner().invoke(main, ["export", "rs", "--ensemble", "6", "--no-register",
+                                  "--out", "exports/ens"])
+    assert r.exit_code == 0, r.output
+    assert "| picks |" in (tmp_path / "exports/ens/MODEL_CARD.md").read_text()
+
+
+def test_the_search_leaves_the_reseed_trials_the_time_they_need():
+    from hpsearch.reseed import reseed_due
+
+    spec = parse_spec(yaml.safe_load(RESEED_SPEC))  # reseed 2 x top 2, one worker
+    study = optuna.create_study(direction="maximize")
+    for value, seconds in ((0.9, 100.0), (0.8, 100.0), (0.7, 5000.0)):
+        study.add_trial(optuna.trial.create_trial(value=value, params={}, distributions={},
+                                                  user_attrs={"train_time_s": seconds}))
+    now = time.time()
+    # the top two need 2 x (100 + 100) s = 400 s on one worker; the third is not reseeded
+    assert not reseed_due(study, spec, now + 4000)
+    assert reseed_due(study, spec, now + 300)
+    study.ask()  # a second worker is busy: the same work over two workers, at least 100 s
+    assert not reseed_due(study, spec, now + 1000)
+    assert reseed_due(study, spec, now + 150)
+
+
+def test_a_retried_reseed_trial_keeps_its_seed_and_a_twin_is_not_trained():
+    from hpsearch.faults import fail_and_retry
+    from hpsearch.reseed import duplicate_of
+
+    study = optuna.create_study(direction="maximize")
+    attrs = {TrialKey.RESEED_OF: 3, TrialKey.MODEL_SEED: 2}
+    for _ in range(2):  # two workers began the reseed trials at the same moment
+        study.enqueue_trial({"x": 1.0}, user_attrs=attrs)
+    first, second = study.ask(), study.ask()
+    first.suggest_float("x", 0, 2)
+    assert duplicate_of(study, first) is None and duplicate_of(study, second) == first.number
+    study.tell(second, state=optuna.trial.TrialState.PRUNED)  # as the objective does
+    assert fail_and_retry(study, study.trials[first.number]) is True  # lost to a fault
+    retry = study.ask()
+    assert retry.user_attrs == {**attrs, "retry_of": first.number}
+    assert duplicate_of(study, retry) is None  # it is not a twin of the trial it retries

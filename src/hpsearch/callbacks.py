@@ -22,10 +22,11 @@ __all__ = ["EpochLogger", "PruningCallback", "explain_prune"]
 
 class PruningCallback:
     """Reports the objective metric each epoch and stops training when the pruner says so,
-    remembering why (``reason``): what the pruner compared the trial with."""
+    remembering why (``reason``): what the pruner compared the trial with. Without a
+    ``pruner`` it reports and never prunes."""
 
     def __init__(self, study: optuna.Study, trial: optuna.Trial, metric: str,
-                 pruner: PrunerSpec) -> None:
+                 pruner: PrunerSpec | None) -> None:
         self.study, self.trial, self.metric, self.pruner = study, trial, metric, pruner
         self.reason = ""
 
@@ -34,7 +35,7 @@ class PruningCallback:
         if not math.isfinite(value):
             return False
         self.trial.report(value, epoch)
-        if not self.trial.should_prune():
+        if self.pruner is None or not self.trial.should_prune():
             return False
         self.reason = (f"pruned at epoch {epoch}: "
                        + explain_prune(self.study, self.trial, self.metric, self.pruner, epoch))

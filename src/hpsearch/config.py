@@ -140,7 +140,8 @@ class SweepSpec:
     text: str = ""  # the file as written, logged with the sweep
     warm_start: WarmStartSpec | None = None
     export_ensemble: int = 0  # export.ensemble: `hpsearch export` averages up to K checkpoints
-    export_reseed: tuple[int, int] = (0, 3)  # export.reseed, .reseed_top: R more seeds, top K
+    export_reseed: tuple[int, int] = (0, 3)  # export.reseed, .reseed_top: R more seeds, top K,
+    # trained in the sweep's last stretch (reseed.py)
 
 
 class _Checker:
@@ -315,8 +316,6 @@ def parse_spec(raw: Any, file: str = "<spec>", text: str = "") -> SweepSpec:
     for key, n in (("ensemble", ensemble), ("reseed_top", reseed[1] if reseed[0] else 0)):
         if n > keep:
             x.fail(f"is {n}, more than checkpoints.keep ({keep}): raise checkpoints.keep", key)
-    if ensemble > 1 and reseed[0]:
-        x.fail("sets both ensemble and reseed: choose one (an export is one model)")
     w = _Checker(file, "warm_start", top.node.get("warm_start"), {"study", "trials"})
     warm = WarmStartSpec(w.get("study", str, required=True),
                          w.number("trials", 3, 0, integer=True)) if w.node else None

@@ -36,6 +36,7 @@ from .models import save_pyfunc
 from .nn.functional import cross_entropy
 from .plots import learning_curves
 from .reseed import reseed as run_reseed
+from .reseed import sweep_rows
 from .retention import checkpoint_dir
 from .store import StudyKey, direction_sign, join_storage_study, ranked, study_spec
 from .tracking import make_tracker
@@ -68,8 +69,13 @@ def export_model(name: str, number: int | None = None, out: str | Path | None = 
     spec's ``export`` section gives both defaults when no trial is named)."""
     study = join_storage_study(name, storage_url)
     spec = study_spec(study)
+    swept = sweep_rows(study, spec)  # the sweep's reseed trials (spec export.reseed)
     if number is None and ensemble is None and reseed is None:
-        ensemble, reseed = spec.export_ensemble or None, spec.export_reseed[0] or None
+        ensemble = spec.export_ensemble or None
+        if swept and not (ensemble and ensemble > 1):  # an ensemble's library holds them
+            return export_trial(name, _robust_winner(study, spec, swept, echo), out,
+                                storage_url, tracking_uri, register)
+        reseed = None if swept else spec.export_reseed[0] or None
     if number is not None and (ensemble or reseed):
         raise StorageError("--trial excludes --ensemble and --reseed: they choose the model")
     if ensemble and ensemble > 1 and reseed:
@@ -86,6 +92,19 @@ def export_model(name: str, number: int | None = None, out: str | Path | None = 
              f"{rows[0].mean:.4f} ± {rows[0].se:.4f}; " + ", ".join(
                  f"trial {r.number} {r.mean:.4f}" for r in rows[1:]) + ")")
     return export_trial(name, number, out, storage_url, tracking_uri, register)
+
+
+def _robust_winner(study: Any, spec: SweepSpec, rows: list[Any],
+                   echo: Callable[[str], None]) -> int:
+    """The configuration with the best mean over its seeds; of its trials, the best one whose
+    checkpoint is kept (its seeds compete for ``checkpoints.keep`` like any trial)."""
+    kept = [t.number for t in ranked(study)[:spec.keep_checkpoints]]
+    best = rows[0]
+    number = next((n for n in kept if n in best.members), best.number)
+    echo(f"reseed: trial {best.number}'s configuration wins over {len(best.values)} seeds "
+         f"(mean {best.mean:.4f} ± {best.se:.4f}; " + ", ".join(
+             f"trial {r.number} {r.mean:.4f}" for r in rows[1:]) + f"); exporting trial {number}")
+    return number
 
 
 def _pick_trial(study: Any, number: int | None) -> Any:

@@ -26,6 +26,7 @@ from typing import Any
 import optuna
 
 from .errors import first_line, mask_uri
+from .store import inherited_attrs
 
 DISK_ERRNOS = {errno.ENOSPC: "no space left on the device",
                errno.EROFS: "the file system is read-only",
@@ -136,7 +137,8 @@ def fail_and_retry(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool
         return None
     if not trial.params:
         return False
-    study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number},
+    study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number,
+                                                  **inherited_attrs(trial)},
                         skip_if_exists=False)
     return True
 

@@ -25,6 +25,7 @@ from .diagnostics import VERDICTS
 from .errors import StorageError
 from .noise import accuracy_se, noise_floor
 from .plots import draw_curves, study_plots
+from .reseed import table as reseed_table
 from .space import hidden_sizes
 from .store import StudyKey, TrialKey, join_storage_study, lost_trials, ranked, study_spec
 from .tracking import Tracker, make_tracker
@@ -340,14 +341,17 @@ class Report:
         else:
             s.text.append(f"The validation winner (trial {top[0].number}) leads by more than "
                           f"validation noise, and its test accuracy agrees.")
-        reseeded = self.study.user_attrs.get(StudyKey.RESEED)
-        if reseeded:  # written by `hpsearch export --reseed R`
-            s.text.append(f"Reseeded (`hpsearch export --reseed`): the top configurations "
-                          f"trained with model seeds {reseeded['seeds']}, ranked by the mean "
-                          f"validation {reseeded['metric']}; the export takes the first.")
-            s.text.append(_table(["trial", "per seed", "mean", "standard error"], [
+        reseeded = reseed_table(self.study, self.spec)
+        if reseeded:  # the sweep's reseed trials, or `hpsearch export --reseed R`
+            how = ("in the sweep's last stretch (`export.reseed`)" if reseeded.get("in_sweep")
+                   else "by `hpsearch export --reseed`")
+            s.text.append(f"Reseeded {how}: the top configurations trained with model seeds "
+                          f"{reseeded['seeds']}, ranked by the mean validation "
+                          f"{reseeded['metric']}; the single-model export takes the first.")
+            s.text.append(_table(["trial", "per seed", "mean", "standard error", "trials"], [
                 [r["trial"], ", ".join(f"{v:.4f}" for v in r["values"]), r["mean"],
-                 f"±{r['se']:.4f}"] for r in reseeded["rows"]]))
+                 f"±{r['se']:.4f}", ", ".join(map(str, r.get("members") or [r["trial"]]))]
+                for r in reseeded["rows"]]))
         return s
 
     # -- output ----------------------------------------------------------------------------------

@@ -1,12 +1,23 @@
 """A winner it can trust: the top configurations trained again with more model seeds.
 
 A trial's validation score mixes what its hyperparameters are worth with the luck of its one
-model seed (the initial weights, the minibatch order, the dropout masks). ``reseed`` trains each
-of the top ``k`` complete trials' configurations ``r`` more times on the same split, with seeds
-``training.seed + 1 .. + r``, measures each on the validation split only (the test split is not
-passed to training at all), and ranks the configurations by the mean of their ``r + 1`` scores,
-with its standard error. The results are recorded in the study (``hpsearch.reseed``), where the
-report reads its table; the export takes the first configuration's own checkpoint.
+model seed (the initial weights, the minibatch order, the dropout masks). The top ``k``
+configurations are trained ``r`` more times on the same split, with seeds ``training.seed + 1
+.. + r``, measured on the validation split only, and ranked by the mean of their ``r + 1``
+scores, with its standard error; the report shows the table.
+
+In the sweep (spec ``export: {reseed: R, reseed_top: K}``) this is the budget's last stretch:
+the search stops when the time left is what the reseed trials need (R x the top K trials'
+training times, spread over the workers), and the top K configurations are enqueued again as
+trials with model seeds ``training.seed + 1 .. + R`` (user attributes ``reseed_of`` and
+``model_seed``). They run like any trial (child runs, checkpoints, retries after a fault), are
+never pruned, do not count towards ``n_trials``, and their checkpoints join the kept ones, so an
+ensemble export can use them. With only ``n_trials`` (no timeout) they run after the search.
+
+``hpsearch export --reseed R`` (``reseed``) does the same after the sweep, outside its budget,
+for a study swept without it: in one process, the test split not passed to training at all;
+its table is recorded in the study (``hpsearch.reseed``). Either way the single-model export
+takes the first configuration's best kept checkpoint.
 """
 
 from __future__ import annotations
@@ -15,7 +26,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import optuna
 
@@ -24,7 +35,10 @@ from .config import SweepSpec
 from .errors import StorageError
 from .estimator import MLPClassifier
 from .space import chosen_of, model_params
-from .store import StudyKey, direction_sign, ranked
+from .store import StudyKey, TrialKey, direction_sign, ranked
+
+RUNNING = optuna.trial.TrialState.RUNNING
+WAITING = optuna.trial.TrialState.WAITING
 
 
 @dataclass
@@ -32,6 +46,7 @@ class Reseeded:
     number: int  # the trial whose configuration this is
     values: list[float]  # its objective value per seed, the sweep's own first
     seconds: float
+    members: list[int] = field(default_factory=list)  # in the sweep: the trials, its own first
 
     @property
     def mean(self) -> float:
@@ -73,3 +88,110 @@ def reseed(study: optuna.Study, spec: SweepSpec, splits: datasets.Splits, r: int
         "rows": [{"trial": row.number, "values": row.values, "mean": row.mean,
                   "se": row.se, "seconds": row.seconds} for row in rows]})
     return rows
+
+
+# -- in the sweep ----------------------------------------------------------------------------------
+def search_top(trials: list[optuna.trial.FrozenTrial], study: optuna.Study,
+               k: int) -> list[optuna.trial.FrozenTrial]:
+    """The top ``k`` complete search trials (reseed trials are not configurations of their own)."""
+    return [t for t in ranked(study, trials) if TrialKey.RESEED_OF not in t.user_attrs][:k]
+
+
+def reseed_seconds(study: optuna.Study, spec: SweepSpec) -> float | None:
+    """The wall-clock time the reseed trials need now: R x the top K's training times over the
+    workers (the ones running now and this one), at least the longest one. None when the spec
+    has no reseed or no trial has completed."""
+    r, k = spec.export_reseed
+    trials = study.get_trials(deepcopy=False)
+    times = [float(t.user_attrs.get(TrialKey.TRAIN_TIME_S, 0.0))
+             for t in search_top(trials, study, k)]
+    if not r or not times:
+        return None
+    workers = 1 + sum(t.state == RUNNING for t in trials)
+    return max(max(times), r * sum(times) / workers)
+
+
+def reseed_due(study: optuna.Study, spec: SweepSpec, deadline: float | None) -> bool:
+    """Whether the search should end here for the reseed trials: they started already, or the
+    time left before ``deadline`` is what they need."""
+    if StudyKey.RESEED_PHASE in study.user_attrs:
+        return True
+    need = reseed_seconds(study, spec) if deadline is not None else None
+    return need is not None and time.time() + need >= deadline  # type: ignore[operator]
+
+
+def reseeding(study: optuna.Study, spec: SweepSpec, echo: Callable[[str], None]) -> bool:
+    """Start the reseed trials (once per study: the first worker to come enqueues them) and say
+    whether one still waits for a worker."""
+    r, k = spec.export_reseed
+    if not r:
+        return False
+    if StudyKey.RESEED_PHASE not in study.user_attrs:
+        need = reseed_seconds(study, spec) or 0.0
+        top = search_top(study.get_trials(deepcopy=False), study, k)
+        if not top:
+            return False
+        seeds = [spec.training.seed + i for i in range(1, r + 1)]
+        study.set_user_attr(StudyKey.RESEED_PHASE, {"top": [t.number for t in top],
+                                                    "seeds": seeds, "started": time.time()})
+        for t in top:
+            for seed in seeds:
+                study.enqueue_trial(t.params, user_attrs={TrialKey.RESEED_OF: t.number,
+                                                          TrialKey.MODEL_SEED: seed},
+                                    skip_if_exists=False)
+        echo(f"reseed: the search ends; trials {', '.join(str(t.number) for t in top)} train "
+             f"again with model seeds {seeds} ({len(top) * r} trials, about {need:.0f} s)")
+    return any(TrialKey.RESEED_OF in t.user_attrs
+               for t in study.get_trials(deepcopy=False, states=(WAITING,)))
+
+
+def duplicate_of(study: optuna.Study, trial: optuna.Trial) -> int | None:
+    """An earlier trial with this reseed trial's configuration and seed (two workers that began
+    the reseed trials at the same moment both enqueue them), running or complete: its number,
+    else None. A failed one (lost to a fault, retried) or a pruned twin does not count."""
+    attrs = trial.user_attrs
+    key = (attrs.get(TrialKey.RESEED_OF), attrs.get(TrialKey.MODEL_SEED))
+    if key[0] is None:
+        return None
+    retried = attrs.get(TrialKey.RETRY_OF)
+    return next((t.number for t in study.get_trials(deepcopy=False)
+                 if t.number < trial.number and t.number != retried
+                 and t.state in (RUNNING, optuna.trial.TrialState.COMPLETE)
+                 and (t.user_attrs.get(TrialKey.RESEED_OF),
+                      t.user_attrs.get(TrialKey.MODEL_SEED)) == key), None)
+
+
+def sweep_rows(study: optuna.Study, spec: SweepSpec) -> list[Reseeded]:
+    """The configurations of a sweep that ran its reseed trials, best mean first (each with its
+    complete trials: a configuration whose original is not complete is left out). Empty
+    without them."""
+    phase = study.user_attrs.get(StudyKey.RESEED_PHASE)
+    if not phase:
+        return []
+    trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    by_number = {t.number: t for t in trials}
+    rows = []
+    for n in phase["top"]:
+        if n not in by_number:
+            continue
+        members = [by_number[n]] + [t for t in trials if t.user_attrs.get(TrialKey.RESEED_OF) == n]
+        rows.append(Reseeded(n, [float(t.value) for t in members if t.value is not None],
+                             sum(float(t.user_attrs.get(TrialKey.TRAIN_TIME_S, 0.0))
+                                 for t in members[1:]),
+                             [t.number for t in members]))
+    sign = direction_sign(study)
+    rows.sort(key=lambda row: sign * row.mean)
+    return rows
+
+
+def table(study: optuna.Study, spec: SweepSpec) -> dict | None:
+    """The reseed table as the report shows it: the sweep's reseed trials, else what
+    `hpsearch export --reseed` recorded, else None."""
+    rows = sweep_rows(study, spec)
+    if not rows:
+        return study.user_attrs.get(StudyKey.RESEED)
+    seeds = [spec.training.seed] + list(study.user_attrs[StudyKey.RESEED_PHASE]["seeds"])
+    return {"seeds": seeds, "metric": spec.objective.metric, "in_sweep": True,
+            "rows": [{"trial": row.number, "values": row.values, "mean": row.mean,
+                      "se": row.se, "seconds": row.seconds, "members": row.members}
+                     for row in rows]}

@@ -59,4 +59,12 @@ def status_table(name: str, storage_url: str | None = None) -> str:
         lines.append("best: no trial completed yet")
     if study.user_attrs.get(StudyKey.STOPPED):
         lines.append(f"stopped early: {study.user_attrs[StudyKey.STOPPED]}")
+    phase = study.user_attrs.get(StudyKey.RESEED_PHASE)
+    if phase:
+        again = [t for t in trials if TrialKey.RESEED_OF in t.user_attrs]
+        done = sum(t.state.name == "COMPLETE" for t in again)
+        lines.append(f"reseed: the search is over; trials {', '.join(map(str, phase['top']))} "
+                     f"train again with model seeds {phase['seeds']}: {done} of "
+                     f"{len(phase['top']) * len(phase['seeds'])} complete (not counted in "
+                     f"n_trials)")
     return "\n".join(lines)

@@ -43,6 +43,7 @@ class StudyKey:
     NOISE_FLOOR = "hpsearch.noise_floor"  # {"value": standard error, "how": how it was measured}
     STOPPED = "hpsearch.stopped"  # why the stop rule ended the sweep (budget.stop)
     RESEED = "hpsearch.reseed"  # the top configurations' scores over more seeds (reseed.py)
+    RESEED_PHASE = "hpsearch.reseed_phase"  # the sweep's reseed trials began: top, seeds, when
 
 
 class TrialKey:
@@ -56,6 +57,8 @@ class TrialKey:
     REASON = "reason"
     RETRY_OF = "retry_of"
     WARM_START_OF = "warm_start_of"  # "<parent study>#<trial number>"
+    RESEED_OF = "reseed_of"  # a reseed trial: the trial whose configuration it trains again
+    MODEL_SEED = "model_seed"  # ... with this model seed (training.seed otherwise)
     NOISE = "noise"  # standard error of the trial's objective value on the validation split
     CHECKPOINT_ERROR = "checkpoint_error"
     VERDICT = "fit.verdict"
@@ -234,12 +237,20 @@ def lost_trials(trials: list[FrozenTrial]) -> dict[int, int]:
 def counted_trials(trials: list[FrozenTrial]) -> set[int]:
     """The numbers of the trials that count towards n_trials (see budget_counts)."""
     lost = lost_trials(trials)
-    return {t.number for t in trials if t.state in FINISHED and t.number not in lost}
+    return {t.number for t in trials if t.state in FINISHED and t.number not in lost
+            and TrialKey.RESEED_OF not in t.user_attrs}
+
+
+def inherited_attrs(trial: FrozenTrial) -> dict[str, Any]:
+    """What a retry of ``trial`` keeps besides its parameters: a reseed trial's seed."""
+    return {k: trial.user_attrs[k] for k in (TrialKey.RESEED_OF, TrialKey.MODEL_SEED)
+            if k in trial.user_attrs}
 
 
 def budget_counts(trials: list[FrozenTrial]) -> tuple[int, int, int]:
     """(counted, running, lost): trials that count towards n_trials (complete, pruned, and
-    failed on their own: an exception in training, bad parameters), trials running now, and
+    failed on their own: an exception in training, bad parameters; not the reseed trials of
+    the sweep's end, which the budget's time but not its count covers), trials running now, and
     failed trials that were lost to a fault (a dead worker, a lost storage, a stopping signal)
     and retried with the same parameters; those do not count."""
     running = sum(t.state == TrialState.RUNNING for t in trials)

@@ -20,6 +20,7 @@ from .diagnostics import diagnose
 from .estimator import MLPClassifier, apply_input_transform, input_transform
 from .faults import StopCallback, describe, endless_trials, signal_name, signal_of
 from .noise import trial_noise
+from .reseed import duplicate_of
 from .retention import save_trial_checkpoint
 from .space import model_params, suggest
 from .store import TrialKey, stored_trial
@@ -142,6 +143,9 @@ def objective(ctx: Context, trial: optuna.Trial) -> float:
     chosen = suggest(trial, spec.space)
     params = model_params(chosen, spec)
     params.setdefault("preprocessing", ctx.splits.preprocessing)
+    reseed_of = trial.user_attrs.get(TrialKey.RESEED_OF)  # enqueued by reseed.reseeding
+    if reseed_of is not None:
+        params["random_state"] = trial.user_attrs[TrialKey.MODEL_SEED]
     if trial.number in endless_trials():  # fault tests only: a trial that cannot end first
         params["max_epochs"] = 10**9
     logged = {**MLPClassifier(**params).get_params(),
@@ -155,12 +159,16 @@ def objective(ctx: Context, trial: optuna.Trial) -> float:
         trial.set_user_attr(TrialKey.RETRY_OF, retry_of)
     if TrialKey.WARM_START_OF in trial.user_attrs:  # "<parent>#<number>", enqueued by warmstart
         tags["hpsearch.warm_start_of"] = str(trial.user_attrs[TrialKey.WARM_START_OF])
+    if reseed_of is not None:
+        tags |= {"hpsearch.reseed_of": str(reseed_of), "model.seed": str(params["random_state"])}
     log.start(ctx.experiment_id, ctx.parent_id, ctx.study.study_name, trial.number, logged, tags,
               split_inputs(ctx.splits))
     if retry_of is not None:  # the lost trial's run links to its retry
         log.tag_trial(ctx.study.study_name, retry_of, {"hpsearch.retried_as": str(trial.number)})
     logger = EpochLogger(log, trial.number)
-    pruning = PruningCallback(ctx.study, trial, spec.objective.metric, spec.pruner)
+    # a reseed trial measures a configuration's seed noise: pruning it would bias the mean
+    pruning = PruningCallback(ctx.study, trial, spec.objective.metric,
+                              spec.pruner if reseed_of is None else None)
     started = time.perf_counter()
 
     def close(state: str, reason: str = "", storage_ok: bool = True) -> None:
@@ -170,6 +178,11 @@ def objective(ctx: Context, trial: optuna.Trial) -> float:
         _record(ctx, trial, trial_outcome(model, state, reason, time.perf_counter() - started,
                                           reference, spec), storage_ok)
 
+    twin = duplicate_of(ctx.study, trial)
+    if twin is not None:
+        close("PRUNED", f"the same configuration and seed as trial {twin} (two workers began "
+                        f"the reseed trials at once): not trained twice")
+        raise optuna.TrialPruned(f"duplicate of trial {twin}")
     try:
         sp = ctx.splits
         model.fit(data.train, sp.train[1], eval_sets={"val": (data.val, sp.val[1]),

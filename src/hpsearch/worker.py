@@ -31,6 +31,7 @@ from .faults import (
     stop_signals,
 )
 from .noise import converged, noise_floor
+from .reseed import reseed_due, reseeding
 from .retention import retain
 from .search import make_pruner, make_sampler
 from .space import grid
@@ -41,6 +42,7 @@ from .store import (
     budget_counts,
     count_trials,
     counted_trials,
+    inherited_attrs,
     join_storage_study,
     ranked,
     stale_trial_callback,
@@ -90,7 +92,8 @@ def join_study(study_name: str, storage_url: str | None = None, tracking_uri: st
 
 def run_trials(ctx: Context, quota: int | None, deadline: float | None) -> int:
     """Run trials until ``quota`` are done here (None: until the study holds n_trials finished
-    trials) or the deadline passes. Returns how many ran here.
+    trials) or the deadline passes, then the reseed trials (reseed.py) if the spec asks for
+    them. Returns how many ran here.
 
     When the storage connection drops, wait with exponential backoff; if it comes back, the
     trial that was running is failed and enqueued again and the sweep goes on; if not, stop
@@ -104,20 +107,16 @@ def run_trials(ctx: Context, quota: int | None, deadline: float | None) -> int:
         while True:
             try:
                 check_stop()  # a stopping signal that came between two trials
-                if quota is not None and done >= quota:
-                    break
-                if quota is None and sum(count_trials(ctx.study)) >= ctx.n_trials:
-                    break
-                if deadline is not None and time.time() >= deadline:
-                    break
+                if _search_over(ctx, quota, done, deadline) and not reseeding(
+                        ctx.study, ctx.spec, ctx.echo):
+                    break  # the search is over and no reseed trial waits
                 ctx.study.optimize(lambda t: objective(ctx, t), n_trials=1,
                                    catch=(TrialFailed,))
                 retain(ctx.study, ctx.spec.keep_checkpoints, ctx.last_trial, ctx.log,
                        ctx.experiment_id, ctx.splits)
                 done += 1
                 _report_trial(ctx)
-                if stop_reason(ctx):
-                    break
+                stop_reason(ctx)  # recorded in the study: the next _search_over sees it
             except KeyboardInterrupt:
                 _retry_interrupted(ctx)
                 raise
@@ -201,8 +200,22 @@ def _retry_interrupted(ctx: Context) -> None:
     trial = next((t for t in ctx.study.get_trials(deepcopy=False) if t.number == number), None)
     if trial is None or trial.state != TrialState.FAIL or not trial.params:
         return
-    ctx.study.enqueue_trial(trial.params, user_attrs={TrialKey.RETRY_OF: number},
+    ctx.study.enqueue_trial(trial.params, user_attrs={TrialKey.RETRY_OF: number,
+                                                      **inherited_attrs(trial)},
                             skip_if_exists=False)
+
+
+def _search_over(ctx: Context, quota: int | None, done: int, deadline: float | None) -> bool:
+    """Whether this worker starts no more search trials: its quota or the study's n_trials is
+    reached, the deadline passed, ``budget.stop`` fired, or the time left is the reseed's."""
+    if quota is not None and done >= quota:
+        return True
+    if quota is None and sum(count_trials(ctx.study)) >= ctx.n_trials:
+        return True
+    if deadline is not None and time.time() >= deadline:
+        return True
+    return bool(ctx.study.user_attrs.get(StudyKey.STOPPED)) or reseed_due(ctx.study, ctx.spec,
+                                                                         deadline)
 
 
 def stop_reason(ctx: Context) -> str | None:
@@ -253,9 +266,12 @@ def _report_trial(ctx: Context) -> None:
         pass  # no complete trial yet
     epochs = mine.user_attrs.get(TrialKey.EPOCHS_RUN, "-")
     secs = mine.user_attrs.get(TrialKey.TRAIN_TIME_S)
+    of = mine.user_attrs.get(TrialKey.RESEED_OF)
     ctx.echo(f"[{bar}] {finished:>3}/{ctx.n_trials}  trial {mine.number:<3} "
              f"{mine.state.name:<8} {ctx.spec.objective.metric} {value}  best {best_txt}  "
-             f"{epochs} epochs" + (f" {secs:.1f}s" if secs is not None else ""))
+             f"{epochs} epochs" + (f" {secs:.1f}s" if secs is not None else "") +
+             (f"  (reseed of trial {of}, seed {mine.user_attrs.get(TrialKey.MODEL_SEED)})"
+              if of is not None else ""))
 
 
 def worker_process(study_name: str, storage_url: str, tracking_uri: str, quota: int,
