@@ -187,7 +187,8 @@ def test_reseed_exports_the_best_configuration_over_seeds(swept, monkeypatch):
     assert again.history_[again.best_epoch_ - 1]["val_accuracy"] == pytest.approx(
         by_number[winner].value, abs=1e-9)
     assert f"reseed: trial {winner}'s configuration wins over 3 seeds" in r.output
-    assert f"exported trial {winner} to exports/rs" in r.output
+    assert f"; exporting trial {winner}\n" in r.output and f"exported trial {winner} to exports/rs" \
+        in r.output
     # the report shows the table
     md = (build_report("sel") / "report.md").read_text()
     assert "Reseeded by `hpsearch export --reseed`" in md and f"| {winner} |" in md
@@ -256,6 +257,8 @@ def test_the_sweep_ends_with_its_reseed_trials(tmp_path, monkeypatch):
     winner = max(means, key=means.get)
     r = CliRunner().invoke(main, ["export", "rs", "--no-register"])
     assert r.exit_code == 0, r.output
+    assert "reseed: the sweep's reseed trials decide (seeds [1, 2]); nothing is retrained" \
+        in r.output
     assert f"reseed: trial {winner}'s configuration wins over 3 seeds" in r.output
     members = {winner} | {a.number for a in again if a.user_attrs[TrialKey.RESEED_OF] == winner}
     exported = int(r.output.split("exporting trial ")[1].split(")")[0].split()[0])

@@ -65,17 +65,14 @@ def export_model(name: str, number: int | None = None, out: str | Path | None = 
                  reseed: int | None = None, echo: Callable[[str], None] = print
                  ) -> ExportResult:
     """``hpsearch export``: the best (or trial ``number``'s) checkpoint; with ``ensemble`` an
-    ensemble of the kept ones; with ``reseed`` the best configuration over more seeds (the
-    spec's ``export`` section gives both defaults when no trial is named)."""
+    ensemble of the kept ones; with ``reseed`` the best configuration over more seeds: the
+    sweep's reseed trials when it ran them, else R more seeds trained now (the spec's
+    ``export`` section gives both defaults when no trial is named; an ensemble wins, its library
+    holds the reseed trials)."""
     study = join_storage_study(name, storage_url)
     spec = study_spec(study)
-    swept = sweep_rows(study, spec)  # the sweep's reseed trials (spec export.reseed)
     if number is None and ensemble is None and reseed is None:
-        ensemble = spec.export_ensemble or None
-        if swept and not (ensemble and ensemble > 1):  # an ensemble's library holds them
-            return export_trial(name, _robust_winner(study, spec, swept, echo), out,
-                                storage_url, tracking_uri, register)
-        reseed = None if swept else spec.export_reseed[0] or None
+        ensemble, reseed = spec.export_ensemble or None, spec.export_reseed[0] or None
     if number is not None and (ensemble or reseed):
         raise StorageError("--trial excludes --ensemble and --reseed: they choose the model")
     if ensemble and ensemble > 1 and reseed:
@@ -85,12 +82,14 @@ def export_model(name: str, number: int | None = None, out: str | Path | None = 
     if ensemble and ensemble > 1:
         return export_ensemble(name, ensemble, out, storage_url, tracking_uri, register)
     if reseed:
-        rows = run_reseed(study, spec, _splits(study, spec), reseed, spec.export_reseed[1],
-                          echo)
-        number = rows[0].number
-        echo(f"reseed: trial {number}'s configuration wins over {reseed + 1} seeds (mean "
-             f"{rows[0].mean:.4f} ± {rows[0].se:.4f}; " + ", ".join(
-                 f"trial {r.number} {r.mean:.4f}" for r in rows[1:]) + ")")
+        rows = sweep_rows(study, spec)  # the sweep's own reseed trials (spec export.reseed)
+        if rows:
+            echo(f"reseed: the sweep's reseed trials decide (seeds "
+                 f"{study.user_attrs[StudyKey.RESEED_PHASE]['seeds']}); nothing is retrained")
+        else:
+            rows = run_reseed(study, spec, _splits(study, spec), reseed, spec.export_reseed[1],
+                              echo)
+        number = _robust_winner(study, spec, rows, echo)
     return export_trial(name, number, out, storage_url, tracking_uri, register)
 
 
@@ -100,7 +99,7 @@ def _robust_winner(study: Any, spec: SweepSpec, rows: list[Any],
     checkpoint is kept (its seeds compete for ``checkpoints.keep`` like any trial)."""
     kept = [t.number for t in ranked(study)[:spec.keep_checkpoints]]
     best = rows[0]
-    number = next((n for n in kept if n in best.members), best.number)
+    number = next((n for n in kept if n in (best.members or [best.number])), best.number)
     echo(f"reseed: trial {best.number}'s configuration wins over {len(best.values)} seeds "
          f"(mean {best.mean:.4f} ± {best.se:.4f}; " + ", ".join(
              f"trial {r.number} {r.mean:.4f}" for r in rows[1:]) + f"); exporting trial {number}")
