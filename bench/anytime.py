@@ -119,7 +119,9 @@ def plot(results: list[dict], arms: list[str], horizon: float, path: Path) -> No
         curves = np.array([[best_at(r, s) or np.nan for s in grid] for r in runs], dtype=float)
         if not len(curves):
             continue
-        mean = np.nanmean(curves, axis=0)
+        # the mean only where every seed has a complete trial (a mean of the seeds that have
+        # one would jump down when a slower seed's first, weaker trial arrives)
+        mean = np.where(np.isnan(curves).any(axis=0), np.nan, np.nanmean(curves, axis=0))
         line, = ax.plot(grid / 60, mean, label=f"{arm} (mean of {len(runs)} seeds)")
         ax.fill_between(grid / 60, np.nanmin(curves, axis=0), np.nanmax(curves, axis=0),
                         color=line.get_color(), alpha=0.2)

@@ -187,8 +187,8 @@ def test_reseed_exports_the_best_configuration_over_seeds(swept, monkeypatch):
     assert again.history_[again.best_epoch_ - 1]["val_accuracy"] == pytest.approx(
         by_number[winner].value, abs=1e-9)
     assert f"reseed: trial {winner}'s configuration wins over 3 seeds" in r.output
-    assert f"; exporting trial {winner}\n" in r.output and f"exported trial {winner} to exports/rs" \
-        in r.output
+    assert f"; exporting trial {winner}\n" in r.output
+    assert f"exported trial {winner} to exports/rs" in r.output
     # the report shows the table
     md = (build_report("sel") / "report.md").read_text()
     assert "Reseeded by `hpsearch export --reseed`" in md and f"| {winner} |" in md
@@ -198,11 +198,11 @@ RESEED_SPEC = """\
 name: rs
 data: {dataset: digits, seed: 0}
 training: {max_epochs: 12, batch_size: 64, early_stopping_patience: 4, seed: 0}
-budget: {n_trials: 8, workers: 1}
+budget: {n_trials: 8, workers: 2}
 sampler: {name: random, seed: 3}
 pruner: {name: median, n_startup_trials: 2, n_warmup_steps: 1}
 checkpoints: {keep: 6}
-export: {reseed: 2, reseed_top: 2}
+export: {reseed: 2, reseed_top: 2, ensemble: 6}
 space:
   learning_rate: {type: float, low: 3.0e-3, high: 0.03, log: true}
   hidden_size: {type: int, low: 16, high: 96, log: true}
@@ -210,17 +210,20 @@ space:
 """
 
 
-def test_the_sweep_ends_with_its_reseed_trials(tmp_path, monkeypatch):
+def test_the_sweep_ends_with_its_reseed_trials(tmp_path, monkeypatch, capfd):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("HPSEARCH_STORAGE", raising=False)
     (tmp_path / "rs.yaml").write_text(RESEED_SPEC)
     lines: list[str] = []
     run_sweep("rs.yaml", echo=lines.append)
+    lines += capfd.readouterr().out.splitlines()  # the worker processes print their own lines
     study = optuna.load_study(study_name="rs", storage=open_storage(resolve_storage_url(None)))
     search = [t for t in study.trials if TrialKey.RESEED_OF not in t.user_attrs]
     again = [t for t in study.trials if TrialKey.RESEED_OF in t.user_attrs]
     assert len(search) == 8  # n_trials counts the search; the reseed trials come after it
+    # two workers with quotas of 4: the reseed trials began when the whole search was over
+    assert min(t.datetime_start for t in again) >= max(t.datetime_complete for t in search)
     top = sorted((t for t in search if t.state.name == "COMPLETE"), key=lambda t: -t.value)[:2]
     assert sorted((t.user_attrs[TrialKey.RESEED_OF], t.user_attrs[TrialKey.MODEL_SEED])
                   for t in again) == sorted((t.number, s) for t in top for s in (1, 2))
@@ -229,7 +232,7 @@ def test_the_sweep_ends_with_its_reseed_trials(tmp_path, monkeypatch):
         TrialKey.RESEED_OF]).params for t in again)
     assert (f"reseed: the search ends; trials {top[0].number}, {top[1].number} train again with "
             f"model seeds [1, 2] (4 trials, about") in "\n".join(lines)
-    assert any(f"(reseed of trial {top[0].number}, seed 2)" in line for line in lines)
+    assert sum(f"reseed of trial {top[0].number}, seed" in line for line in lines) == 2
     # each is its own child run, tagged, with the seed it trained with ...
     client = mlflow.MlflowClient(resolve_tracking_uri(None))
     exp = client.get_experiment_by_name("rs")
@@ -255,7 +258,8 @@ def test_the_sweep_ends_with_its_reseed_trials(tmp_path, monkeypatch):
                                             if a.user_attrs[TrialKey.RESEED_OF] == t.number])
              for t in top}
     winner = max(means, key=means.get)
-    r = CliRunner().invoke(main, ["export", "rs", "--no-register"])
+    r = CliRunner().invoke(main, ["export", "rs", "--no-register", "--reseed", "2",
+                                  "--ensemble", "1"])
     assert r.exit_code == 0, r.output
     assert "reseed: the sweep's reseed trials decide (seeds [1, 2]); nothing is retrained" \
         in r.output
@@ -271,11 +275,23 @@ def test_the_sweep_ends_with_its_reseed_trials(tmp_path, monkeypatch):
     md = (build_report("rs") / "report.md").read_text()
     assert "Reseeded in the sweep's last stretch (`export.reseed`)" in md
     assert f"| {winner} | " in md
-    # with an ensemble the reseed trials are in its library (kept checkpoints)
-    r = CliRunner().invoke(main, ["export", "rs", "--ensemble", "6", "--no-register",
-                                  "--out", "exports/ens"])
+    # the spec's default with both: the ensemble, the reseed trials in its library
+    r = CliRunner().invoke(main, ["export", "rs", "--no-register", "--out", "exports/ens"])
     assert r.exit_code == 0, r.output
+    assert r.output.startswith("exported an ensemble led by trial"), r.output
     assert "| picks |" in (tmp_path / "exports/ens/MODEL_CARD.md").read_text()
+    # run again with more search budget: the search goes on, then the new top is reseeded,
+    # no (configuration, seed) trained twice
+    run_sweep("rs.yaml", n_trials=10, echo=lines.append)
+    study = optuna.load_study(study_name="rs", storage=open_storage(resolve_storage_url(None)))
+    search = [t for t in study.trials if TrialKey.RESEED_OF not in t.user_attrs]
+    again = [t for t in study.trials if TrialKey.RESEED_OF in t.user_attrs]
+    assert len(search) == 10
+    pairs = [(t.user_attrs[TrialKey.RESEED_OF], t.user_attrs[TrialKey.MODEL_SEED])
+             for t in again]
+    assert len(pairs) == len(set(pairs)) and all(t.state.name == "COMPLETE" for t in again)
+    top = sorted((t for t in search if t.state.name == "COMPLETE"), key=lambda t: -t.value)[:2]
+    assert {(t.number, sd) for t in top for sd in (1, 2)} <= set(pairs)
 
 
 def test_the_search_leaves_the_reseed_trials_the_time_they_need():

@@ -23,7 +23,7 @@ __all__ = ["EpochLogger", "PruningCallback", "explain_prune"]
 class PruningCallback:
     """Reports the objective metric each epoch and stops training when the pruner says so,
     remembering why (``reason``): what the pruner compared the trial with. Without a
-    ``pruner`` it reports and never prunes."""
+    ``pruner`` it neither reports nor prunes."""
 
     def __init__(self, study: optuna.Study, trial: optuna.Trial, metric: str,
                  pruner: PrunerSpec | None) -> None:
@@ -34,8 +34,10 @@ class PruningCallback:
         epoch, value = int(record["epoch"]), float(record[self.metric])
         if not math.isfinite(value):
             return False
+        if self.pruner is None:  # not reported either: the pruner of others would read it
+            return False
         self.trial.report(value, epoch)
-        if self.pruner is None or not self.trial.should_prune():
+        if not self.trial.should_prune():
             return False
         self.reason = (f"pruned at epoch {epoch}: "
                        + explain_prune(self.study, self.trial, self.metric, self.pruner, epoch))

@@ -71,14 +71,15 @@ def export_model(name: str, number: int | None = None, out: str | Path | None = 
     holds the reseed trials)."""
     study = join_storage_study(name, storage_url)
     spec = study_spec(study)
-    if number is None and ensemble is None and reseed is None:
-        ensemble, reseed = spec.export_ensemble or None, spec.export_reseed[0] or None
     if number is not None and (ensemble or reseed):
         raise StorageError("--trial excludes --ensemble and --reseed: they choose the model")
     if ensemble and ensemble > 1 and reseed:
         raise StorageError("--ensemble and --reseed exclude each other (choose one: an "
                            "ensemble of the kept checkpoints, or the best configuration over "
                            "more seeds)")
+    if number is None and ensemble is None and reseed is None:  # the spec's; an ensemble wins
+        ensemble = spec.export_ensemble or None
+        reseed = None if ensemble and ensemble > 1 else spec.export_reseed[0] or None
     if ensemble and ensemble > 1:
         return export_ensemble(name, ensemble, out, storage_url, tracking_uri, register)
     if reseed:
@@ -98,7 +99,8 @@ def _robust_winner(study: Any, spec: SweepSpec, rows: list[Any],
     """The configuration with the best mean over its seeds; of its trials, the best one whose
     checkpoint is kept (its seeds compete for ``checkpoints.keep`` like any trial)."""
     kept = [t.number for t in ranked(study)[:spec.keep_checkpoints]]
-    best = rows[0]
+    # the first configuration with a kept checkpoint (its seeds compete for them)
+    best = next((r for r in rows if set(r.members or [r.number]) & set(kept)), rows[0])
     number = next((n for n in kept if n in (best.members or [best.number])), best.number)
     echo(f"reseed: trial {best.number}'s configuration wins over {len(best.values)} seeds "
          f"(mean {best.mean:.4f} ± {best.se:.4f}; " + ", ".join(

@@ -35,7 +35,7 @@ from .config import SweepSpec
 from .errors import StorageError
 from .estimator import MLPClassifier
 from .space import chosen_of, model_params
-from .store import StudyKey, TrialKey, direction_sign, ranked
+from .store import StudyKey, TrialKey, counted_trials, direction_sign, ranked
 
 RUNNING = optuna.trial.TrialState.RUNNING
 WAITING = optuna.trial.TrialState.WAITING
@@ -98,9 +98,9 @@ def search_top(trials: list[optuna.trial.FrozenTrial], study: optuna.Study,
 
 
 def reseed_seconds(study: optuna.Study, spec: SweepSpec) -> float | None:
-    """The wall-clock time the reseed trials need now: R x the top K's training times over the
-    workers (the ones running now and this one), at least the longest one. None when the spec
-    has no reseed or no trial has completed."""
+    """The wall-clock time the reseed trials need now: the R x K trials in rounds over the
+    workers (the ones running now and this one), each round the top K's mean training time, at
+    least the longest one. None when the spec has no reseed or no trial has completed."""
     r, k = spec.export_reseed
     trials = study.get_trials(deepcopy=False)
     times = [float(t.user_attrs.get(TrialKey.TRAIN_TIME_S, 0.0))
@@ -108,41 +108,77 @@ def reseed_seconds(study: optuna.Study, spec: SweepSpec) -> float | None:
     if not r or not times:
         return None
     workers = 1 + sum(t.state == RUNNING for t in trials)
-    return max(max(times), r * sum(times) / workers)
+    # whole trials per worker: ceil(R K / W) rounds of the mean, at least the longest one
+    return max(max(times), math.ceil(r * len(times) / workers) * statistics.fmean(times))
 
 
 def reseed_due(study: optuna.Study, spec: SweepSpec, deadline: float | None) -> bool:
     """Whether the search should end here for the reseed trials: they started already, or the
     time left before ``deadline`` is what they need."""
-    if StudyKey.RESEED_PHASE in study.user_attrs:
+    if not spec.export_reseed[0]:
+        return False
+    if study.user_attrs.get(StudyKey.RESEED_PHASE):
         return True
     need = reseed_seconds(study, spec) if deadline is not None else None
     return need is not None and time.time() + need >= deadline  # type: ignore[operator]
 
 
-def reseeding(study: optuna.Study, spec: SweepSpec, echo: Callable[[str], None]) -> bool:
-    """Start the reseed trials (once per study: the first worker to come enqueues them) and say
-    whether one still waits for a worker."""
+def _may_start(study: optuna.Study, spec: SweepSpec, deadline: float | None) -> bool:
+    """The reseed trials start when the time left is theirs (never after the deadline), when
+    ``budget.stop`` fired, or when the whole study's search is over (n_trials counted and no
+    search trial running); not when one worker's quota ends while the others search on."""
+    if deadline is not None and time.time() >= deadline:
+        return False
+    if reseed_due(study, spec, deadline) or study.user_attrs.get(StudyKey.STOPPED):
+        return True
+    trials = study.get_trials(deepcopy=False)
+    return len(counted_trials(trials)) >= int(study.user_attrs.get(StudyKey.N_TRIALS, 0)) and \
+        not any(t.state == RUNNING and TrialKey.RESEED_OF not in t.user_attrs for t in trials)
+
+
+def waiting(study: optuna.Study) -> int:
+    """How many reseed trials wait for a worker."""
+    return sum(TrialKey.RESEED_OF in t.user_attrs
+               for t in study.get_trials(deepcopy=False, states=(WAITING,)))
+
+
+def resume(study: optuna.Study, remaining: int) -> int:
+    """A sweep run again: with search budget left its reseed trials come again at its new end
+    (pairs already trained are not trained twice: ``duplicate_of``); the reseed trials that
+    wait (a sweep stopped in its last stretch) are returned, to be run."""
+    if remaining and study.user_attrs.get(StudyKey.RESEED_PHASE):
+        study.set_user_attr(StudyKey.RESEED_PHASE, None)
+    return waiting(study)
+
+
+def reseeding(study: optuna.Study, spec: SweepSpec, echo: Callable[[str], None],
+              deadline: float | None) -> bool:
+    """Start the reseed trials when they may start (once per study: the first worker to come
+    enqueues them) and say whether one waits for a worker."""
     r, k = spec.export_reseed
     if not r:
         return False
-    if StudyKey.RESEED_PHASE not in study.user_attrs:
+    if not study.user_attrs.get(StudyKey.RESEED_PHASE):
+        if not _may_start(study, spec, deadline):
+            return waiting(study) > 0
         need = reseed_seconds(study, spec) or 0.0
         top = search_top(study.get_trials(deepcopy=False), study, k)
         if not top:
             return False
         seeds = [spec.training.seed + i for i in range(1, r + 1)]
-        study.set_user_attr(StudyKey.RESEED_PHASE, {"top": [t.number for t in top],
-                                                    "seeds": seeds, "started": time.time()})
-        for t in top:
-            for seed in seeds:
+        done = {(t.user_attrs[TrialKey.RESEED_OF], t.user_attrs[TrialKey.MODEL_SEED])
+                for t in study.get_trials(deepcopy=False) if TrialKey.RESEED_OF in t.user_attrs
+                and t.state in (RUNNING, WAITING, optuna.trial.TrialState.COMPLETE)}
+        for t in top:  # enqueued first: a worker that sees the phase finds them waiting
+            for seed in (sd for sd in seeds if (t.number, sd) not in done):  # (a resumed sweep)
                 study.enqueue_trial(t.params, user_attrs={TrialKey.RESEED_OF: t.number,
                                                           TrialKey.MODEL_SEED: seed},
                                     skip_if_exists=False)
+        study.set_user_attr(StudyKey.RESEED_PHASE, {"top": [t.number for t in top],
+                                                    "seeds": seeds, "started": time.time()})
         echo(f"reseed: the search ends; trials {', '.join(str(t.number) for t in top)} train "
              f"again with model seeds {seeds} ({len(top) * r} trials, about {need:.0f} s)")
-    return any(TrialKey.RESEED_OF in t.user_attrs
-               for t in study.get_trials(deepcopy=False, states=(WAITING,)))
+    return waiting(study) > 0
 
 
 def duplicate_of(study: optuna.Study, trial: optuna.Trial) -> int | None:
@@ -174,7 +210,9 @@ def sweep_rows(study: optuna.Study, spec: SweepSpec) -> list[Reseeded]:
     for n in phase["top"]:
         if n not in by_number:
             continue
-        members = [by_number[n]] + [t for t in trials if t.user_attrs.get(TrialKey.RESEED_OF) == n]
+        seeds = {t.user_attrs[TrialKey.MODEL_SEED]: t for t in reversed(trials)
+                 if t.user_attrs.get(TrialKey.RESEED_OF) == n}  # one per seed: the first
+        members = [by_number[n]] + [seeds[sd] for sd in sorted(seeds)]
         rows.append(Reseeded(n, [float(t.value) for t in members if t.value is not None],
                              sum(float(t.user_attrs.get(TrialKey.TRAIN_TIME_S, 0.0))
                                  for t in members[1:]),

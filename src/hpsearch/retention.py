@@ -55,9 +55,15 @@ def retain(study: optuna.Study, keep: int, number: int, log: AsyncTrialLog,
     trials = study.get_trials(deepcopy=False)
     top = {t.number for t in ranked(study, trials)[:keep]}
     ckpt = checkpoint_dir(study, number)
+    staged: Path | None = None
     if number in top and (ckpt / META).is_file():
         staged = Path(tempfile.mkdtemp(prefix="hpsearch-keep-")) / "checkpoint"
-        shutil.copytree(ckpt, staged)
+        try:
+            shutil.copytree(ckpt, staged)
+        except (FileNotFoundError, shutil.Error):  # another worker's retention removed it
+            shutil.rmtree(staged.parent, ignore_errors=True)
+            staged = None
+    if staged is not None:
         log.log_model(number, experiment_id, study.study_name, staged, splits.val[0][:3],
                       splits.feature_names, split_inputs(splits))
     log.drop_models(study.study_name, outside_top(trials, top))

@@ -22,6 +22,7 @@ from .errors import SpecError, mask_uri
 from .faults import StaleTrialHandler, signal_of, stop_signals
 from .noise import noise_floor
 from .plots import study_plots
+from .reseed import resume as resume_reseed
 from .retention import checkpoint_root, outside_top
 from .store import (
     StudyKey,
@@ -127,6 +128,7 @@ def run_sweep(spec_path: str | Path, n_trials: int | None = None, timeout: float
              f"run first, with their parameters")
     finished, running = count_trials(study)
     remaining = max(0, total - finished - running)
+    again = resume_reseed(study, remaining)  # reseed trials left waiting by a stopped sweep
     workers = workers or spec.budget.workers or os.cpu_count() or 1  # auto: one per core
     timeout = timeout if timeout is not None else spec.budget.timeout
     deadline = time.time() + timeout if timeout else None
@@ -137,12 +139,12 @@ def run_sweep(spec_path: str | Path, n_trials: int | None = None, timeout: float
     try:
         # in-process trials stop at a safe point; a coordinator of processes at once
         with stop_signals("cooperative" if workers == 1 else "immediate"):
-            if remaining and workers == 1:
+            if (remaining or again) and workers == 1:
                 ctx = join_study(name, storage_url, tracker.uri, echo, splits=splits)
                 run_trials(ctx, remaining, deadline)
-            elif remaining:
+            elif remaining or again:
                 stopped = run_processes(name, storage_url, tracker.uri, remaining,
-                                        min(workers, remaining), deadline)
+                                        min(workers, max(remaining, again)), deadline)
     except KeyboardInterrupt as exc:
         stopped = signal_of(exc)
     except Exception:

@@ -108,7 +108,7 @@ def run_trials(ctx: Context, quota: int | None, deadline: float | None) -> int:
             try:
                 check_stop()  # a stopping signal that came between two trials
                 if _search_over(ctx, quota, done, deadline) and not reseeding(
-                        ctx.study, ctx.spec, ctx.echo):
+                        ctx.study, ctx.spec, ctx.echo, deadline):
                     break  # the search is over and no reseed trial waits
                 ctx.study.optimize(lambda t: objective(ctx, t), n_trials=1,
                                    catch=(TrialFailed,))
