@@ -176,6 +176,7 @@ def test_the_first_error_wins_when_tracking_fails_while_closing(tmp_path):
 
     class Study:
         study_name = "s"
+        user_attrs: dict = {}
 
         def optimize(self, *args, **kwargs):
             raise RuntimeError("the study's own error")
@@ -185,13 +186,14 @@ def test_the_first_error_wins_when_tracking_fails_while_closing(tmp_path):
             raise OSError(28, "No space left on device", str(tmp_path / "mlflow.db"))
 
     said: list[str] = []
-    ctx = SimpleNamespace(study=Study(), log=Log(), echo=said.append)
+    spec = SimpleNamespace(export_reseed=(0, 3))
+    ctx = SimpleNamespace(study=Study(), log=Log(), echo=said.append, spec=spec)
     with pytest.raises(RuntimeError, match="the study's own error"):
         run_trials(ctx, quota=1, deadline=None)  # type: ignore[arg-type]
     assert len(said) == 1 and said[0].startswith("tracking also failed: ")
     assert "mlflow.db" in said[0]
 
     # With nothing else on its way out (quota 0: no trial runs), the tracking error is raised.
-    ctx = SimpleNamespace(study=Study(), log=Log(), echo=said.append)
+    ctx = SimpleNamespace(study=Study(), log=Log(), echo=said.append, spec=spec)
     with pytest.raises(OSError):
         run_trials(ctx, quota=0, deadline=None)  # type: ignore[arg-type]
