@@ -264,6 +264,12 @@ def test_the_sweep_ends_with_its_reseed_trials(tmp_path, monkeypatch, capfd):
     assert "reseed: the sweep's reseed trials decide (seeds [1, 2]); nothing is retrained" \
         in r.output
     assert f"reseed: trial {winner}'s configuration wins over 3 seeds" in r.output
+    # another R than the sweep's is said to be unused, not silently dropped
+    r3 = CliRunner().invoke(main, ["export", "rs", "--no-register", "--reseed", "3",
+                                   "--ensemble", "1", "--out", "exports/r3"])
+    assert r3.exit_code == 0, r3.output
+    assert "(--reseed 3 is not applied: the sweep trained 2 more seed(s) in its budget)" \
+        in r3.output
     members = {winner} | {a.number for a in again if a.user_attrs[TrialKey.RESEED_OF] == winner}
     exported = int(r.output.split("exporting trial ")[1].split(")")[0].split()[0])
     assert exported in members, r.output
@@ -280,6 +286,12 @@ def test_the_sweep_ends_with_its_reseed_trials(tmp_path, monkeypatch, capfd):
     assert r.exit_code == 0, r.output
     assert r.output.startswith("exported an ensemble led by trial"), r.output
     assert "| picks |" in (tmp_path / "exports/ens/MODEL_CARD.md").read_text()
+    # `hpsearch next` reads the search trials only: the reseed trials repeat the top
+    r = CliRunner().invoke(main, ["next", "rs", "--out", "rs-next.yaml"])
+    assert r.exit_code == 0, r.output
+    n_complete = sum(t.state.name == "COMPLETE" for t in search)
+    assert f"# from its {n_complete} complete of 8 trials" in \
+        (tmp_path / "rs-next.yaml").read_text()
     # run again with more search budget: the search goes on, then the new top is reseeded,
     # no (configuration, seed) trained twice
     run_sweep("rs.yaml", n_trials=10, echo=lines.append)

@@ -85,8 +85,11 @@ def export_model(name: str, number: int | None = None, out: str | Path | None = 
     if reseed:
         rows = sweep_rows(study, spec)  # the sweep's own reseed trials (spec export.reseed)
         if rows:
-            echo(f"reseed: the sweep's reseed trials decide (seeds "
-                 f"{study.user_attrs[StudyKey.RESEED_PHASE]['seeds']}); nothing is retrained")
+            seeds = study.user_attrs[StudyKey.RESEED_PHASE]["seeds"]
+            echo(f"reseed: the sweep's reseed trials decide (seeds {seeds}); nothing is "
+                 "retrained" + (f" (--reseed {reseed} is not applied: the sweep trained "
+                                f"{len(seeds)} more seed(s) in its budget)"
+                                if reseed != len(seeds) else ""))
         else:
             rows = run_reseed(study, spec, _splits(study, spec), reseed, spec.export_reseed[1],
                               echo)

@@ -21,7 +21,7 @@ from .advice import Change, plan, top_trials
 from .config import parse_spec
 from .errors import HpsearchError
 from .noise import noise_floor
-from .store import StudyKey, join_storage_study, ranked, sibling_studies, study_spec
+from .store import StudyKey, join_storage_study, ranked, search_trials, sibling_studies, study_spec
 from .verdicts import verdicts
 from .warmstart import candidates
 
@@ -65,8 +65,9 @@ def write_next(name: str, out: str | Path | None = None, force: bool = False,
                storage_url: str | None = None) -> FollowUp:
     study = join_storage_study(name, storage_url)
     spec = study_spec(study)
-    best = ranked(study)
-    trials = study.get_trials(deepcopy=False)
+    # the reseed trials repeat the top configurations: no evidence about the space
+    trials = search_trials(study.get_trials(deepcopy=False))
+    best = ranked(study, trials)
     if not best:
         raise HpsearchError(f"study {name!r} has no complete trial ({len(trials)} trial(s)): "
                             f"nothing to base a follow-up on; run more trials first")

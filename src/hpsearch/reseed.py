@@ -35,7 +35,7 @@ from .config import SweepSpec
 from .errors import StorageError
 from .estimator import MLPClassifier
 from .space import chosen_of, model_params
-from .store import StudyKey, TrialKey, counted_trials, direction_sign, ranked
+from .store import StudyKey, TrialKey, counted_trials, direction_sign, ranked, search_trials
 
 RUNNING = optuna.trial.TrialState.RUNNING
 WAITING = optuna.trial.TrialState.WAITING
@@ -57,6 +57,11 @@ class Reseeded:
         if len(self.values) < 2:
             return math.nan
         return statistics.stdev(self.values) / math.sqrt(len(self.values))
+
+    def row(self) -> dict:
+        """As the study records it and the report reads it."""
+        return {"trial": self.number, "values": self.values, "mean": self.mean, "se": self.se,
+                "seconds": self.seconds, "members": self.members}
 
 
 def reseed(study: optuna.Study, spec: SweepSpec, splits: datasets.Splits, r: int, k: int,
@@ -85,8 +90,7 @@ def reseed(study: optuna.Study, spec: SweepSpec, splits: datasets.Splits, r: int
     rows.sort(key=lambda row: sign * row.mean if not math.isnan(row.mean) else math.inf)
     study.set_user_attr(StudyKey.RESEED, {
         "seeds": [spec.training.seed + i for i in range(r + 1)], "metric": metric,
-        "rows": [{"trial": row.number, "values": row.values, "mean": row.mean,
-                  "se": row.se, "seconds": row.seconds} for row in rows]})
+        "rows": [row.row() for row in rows]})
     return rows
 
 
@@ -94,7 +98,7 @@ def reseed(study: optuna.Study, spec: SweepSpec, splits: datasets.Splits, r: int
 def search_top(trials: list[optuna.trial.FrozenTrial], study: optuna.Study,
                k: int) -> list[optuna.trial.FrozenTrial]:
     """The top ``k`` complete search trials (reseed trials are not configurations of their own)."""
-    return [t for t in ranked(study, trials) if TrialKey.RESEED_OF not in t.user_attrs][:k]
+    return search_trials(ranked(study, trials))[:k]
 
 
 def reseed_seconds(study: optuna.Study, spec: SweepSpec) -> float | None:
@@ -133,7 +137,7 @@ def _may_start(study: optuna.Study, spec: SweepSpec, deadline: float | None) -> 
         return True
     trials = study.get_trials(deepcopy=False)
     return len(counted_trials(trials)) >= int(study.user_attrs.get(StudyKey.N_TRIALS, 0)) and \
-        not any(t.state == RUNNING and TrialKey.RESEED_OF not in t.user_attrs for t in trials)
+        not any(t.state == RUNNING for t in search_trials(trials))
 
 
 def waiting(study: optuna.Study) -> int:
@@ -230,6 +234,4 @@ def table(study: optuna.Study, spec: SweepSpec) -> dict | None:
         return study.user_attrs.get(StudyKey.RESEED)
     seeds = [spec.training.seed] + list(study.user_attrs[StudyKey.RESEED_PHASE]["seeds"])
     return {"seeds": seeds, "metric": spec.objective.metric, "in_sweep": True,
-            "rows": [{"trial": row.number, "values": row.values, "mean": row.mean,
-                      "se": row.se, "seconds": row.seconds, "members": row.members}
-                     for row in rows]}
+            "rows": [row.row() for row in rows]}

@@ -234,11 +234,17 @@ def lost_trials(trials: list[FrozenTrial]) -> dict[int, int]:
             if n in by_number and by_number[n].state == TrialState.FAIL}
 
 
+def search_trials(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials the search sampled or enqueued: not the reseed trials (repeats of the top
+    configurations with other model seeds, no evidence about the space of their own)."""
+    return [t for t in trials if TrialKey.RESEED_OF not in t.user_attrs]
+
+
 def counted_trials(trials: list[FrozenTrial]) -> set[int]:
     """The numbers of the trials that count towards n_trials (see budget_counts)."""
     lost = lost_trials(trials)
-    return {t.number for t in trials if t.state in FINISHED and t.number not in lost
-            and TrialKey.RESEED_OF not in t.user_attrs}
+    return {t.number for t in search_trials(trials) if t.state in FINISHED
+            and t.number not in lost}
 
 
 def inherited_attrs(trial: FrozenTrial) -> dict[str, Any]:
