@@ -110,6 +110,21 @@ def test_decaying_state_never_goes_subnormal(name):
     assert np.all(np.isfinite(p))
 
 
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_parameters_never_go_subnormal(name):
+    """Weights that shrink geometrically (coupled L2 through Adam drives a dead unit's weights to
+    zero) must not stay subnormal: epochs of a Fashion-MNIST trial ran 10-15x slower so."""
+    opt = make_optimizer(name, 4, np.float32)
+    tiny = np.finfo(np.float32).tiny
+    p = np.array([1.0, -1.0, 1e-31, -1e-31], np.float32)  # the last two: below the threshold
+    opt.step(p, np.zeros(4, np.float32), 1e-3)
+    assert p[2] == 0 and p[3] == 0 and abs(p[0]) > 0.9 and abs(p[1]) > 0.9
+    for _ in range(200):  # the gradient is the weight itself: p shrinks 10x a step with SGD
+        opt.step(p, p / 1e-3 * 0.9 if name == "sgd" else p.copy(), 1e-3)
+        assert not np.any((p != 0) & (np.abs(p) < tiny)), p
+    assert np.all(np.isfinite(p))
+
+
 # Every optimizer of the table, and Nesterov's variant of momentum (its own code path).
 EVERY_OPTIMIZER: list[tuple[str, dict[str, bool]]] = [
     *[(name, {}) for name in sorted(OPTIMIZERS)], ("momentum", {"nesterov": True})]

@@ -165,6 +165,7 @@ def _train(net: Network, optimizer: Optimizer, schedule: Schedule, x: Array, y: 
                 average += grad
 
         if average is not None and live is not None:  # measure (and keep) the average
+            optimizer.flush(average)  # it decays by 0.7 an epoch at most: once is enough
             np.copyto(live, net.params)
             np.copyto(net.params, average)
         record: Record = {"epoch": epoch + 1, "learning_rate": lr}
