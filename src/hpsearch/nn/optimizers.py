@@ -11,10 +11,12 @@ from __future__ import annotations
 import numpy as np
 
 Array = np.ndarray
-# Steps between the parameters' flushes. Every step: weights can fall by 1e8 in a few steps
-# (bench/subnormal_weights.py: CPU time 0.17x the unflushed run's at every step, 0.25x at
-# every 4th, 0.32x at every 16th; no measurable cost on a trial without subnormals).
-PARAM_FLUSH_EVERY = 1
+# Steps between the parameters' flushes (bench/subnormal_weights.py, a trial whose weights go
+# subnormal: CPU time 0.17x the unflushed run's at every step, 0.25x at every 4th, 0.32x at every
+# 16th). A flush is 3 passes over the parameters, ~6 % of an Adam step on 784-256-10 at every
+# step (Adam's 10 passes are ~0.54 ms of a ~2 ms step): every 4th step costs ~1.5 % on every
+# trial, and a weight falling 10x a step stays normal between two flushes.
+PARAM_FLUSH_EVERY = 4
 
 
 class Optimizer:
@@ -29,12 +31,11 @@ class Optimizer:
     no effect on any update: they are 1e-30 in float32). The parameters themselves can shrink
     there too (coupled L2 through Adam's normalisation drives the weights of dead units towards
     zero geometrically; measured on a Fashion-MNIST trial after its learning-rate step: 80,000
-    subnormal first-layer weights, epochs 10-15x slower), so after every step
-    (``PARAM_FLUSH_EVERY``) the same is done to them (``flush``; the training loop calls it on
-    its weight average too).
+    subnormal first-layer weights, epochs 10-15x slower), so every ``PARAM_FLUSH_EVERY`` steps
+    the same is done to them (``flush``; the training loop calls it on its weight average too).
 
-    Scratch: ``_tmp`` (parameter-sized, free for ``_step`` to overwrite) and, with decaying
-    state, the mask ``_below`` that the flush writes after ``_step`` has returned.
+    Scratch: ``_tmp`` (parameter-sized, free for ``_step`` to overwrite) and the mask
+    ``_below`` that the flushes write after ``_step`` has returned.
     """
 
     name = "base"
