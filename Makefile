@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.stamp-setup
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= --durations=15  # list the slowest: the whole suite must stay under 15 minutes
 SWEEP ?= sweeps/quickstart.yaml
 TRIALS ?=
 WORKERS ?=

@@ -105,6 +105,34 @@ def best_at(result: dict, seconds: float) -> float | None:
     return max(values) if values else None
 
 
+def lead(results: list[dict], arm: str, other: str, horizon: float) -> str:
+    """How often, after the first two minutes, arm's mean best validation score is ahead of
+    other's, on a 5-second grid (the target: ahead at every point)."""
+    def mean_at(name: str, s: float) -> float | None:
+        values = [best_at(r, s) for r in results if r["arm"] == name]
+        return None if not values or None in values else sum(values) / len(values)
+
+    ahead = tied = behind = 0
+    worst = 0.0
+    for s in range(120, int(horizon) + 1, 5):
+        a, b = mean_at(arm, s), mean_at(other, s)
+        if a is None or b is None:
+            continue
+        if abs(a - b) < 1e-9:
+            tied += 1
+        elif a > b:
+            ahead += 1
+        else:
+            behind += 1
+            worst = max(worst, b - a)
+    n = ahead + tied + behind
+    if not n:
+        return f"{arm} vs {other}: no common points after 2 minutes"
+    return (f"{arm} vs {other} after 2 minutes (mean over seeds, {n} points 5 s apart): ahead at "
+            f"{ahead / n:.0%}, tied at {tied / n:.0%}, behind at {behind / n:.0%}"
+            + (f" (by up to {worst:.4f})" if behind else ""))
+
+
 def plot(results: list[dict], arms: list[str], horizon: float, path: Path) -> None:
     import matplotlib
 
@@ -187,6 +215,8 @@ def main() -> None:
         row += [cell([r["exports"].get(k, (None, None))[1] for r in runs])
                 for k in ("single", "reseed", "ensemble")]
         print("| " + " | ".join(row) + " |")
+    if {"shipped", "random"} <= set(args.arms):
+        print(lead(results, "shipped", "random", seconds))
     args.dir.mkdir(parents=True, exist_ok=True)
     plot(results, args.arms, seconds, args.dir / "anytime.png")
     print(f"\nplot: {args.dir / 'anytime.png'}")
