@@ -11,8 +11,10 @@ accuracy of what it would export: for hpsearch the single best trial (`--ensembl
 reseeded winner (the spec's `export.reseed` runs inside the sweep's budget and the export reads
 it; a spec without it is reseeded after the sweep with `--reseed 2`, outside the budget, time
 reported) and the ensemble of the kept checkpoints (`--ensemble K`); for the loop its best
-trial. Every
-choice reads validation only; the test split is read by the exports.
+trial. With `--refit`, also the reseeded winner refit on train + validation (`--refit`): its
+minutes come after the sweep's, so the time to that model is the sweep's budget plus the refit's
+(printed; give the sweep `--minutes` less to keep the total). Every choice reads validation only;
+the test split is read by the exports.
 
 Each run is kept in DIR/<arm>-s<seed>/result.json when it ends; `--reuse` keeps finished runs,
 so a comparison can be spread over several sittings. Prints the table (mean and spread over the
@@ -20,6 +22,7 @@ seeds) and writes DIR/anytime.png (mean best validation against time, the seeds'
 
     python bench/anytime.py [--minutes 20] [--seeds 0 1] [--arms shipped random peer]
                             [--dir bench-anytime] [--reuse] [--reseed-arms shipped random]
+                            [--refit]
 """
 
 from __future__ import annotations
@@ -86,6 +89,18 @@ def run_hpsearch(arm: str, seed: int, seconds: float, where: Path, reseed: bool)
         exports["reseed_seconds"] = (time.time() - t1, 0.0)
     return {"arm": arm, "seed": seed, "budget_s": seconds, "elapsed_s": elapsed,
             "trials": trials, "exports": exports}
+
+
+def refit_export(result: dict, where: Path) -> None:
+    """The reseeded winner (or the best trial, when the run has no reseed) refit on train +
+    validation, and how long the export took, into ``result``."""
+    spec = yaml.safe_load((where / "spec.yaml").read_text())
+    reseed = int(spec.get("export", {}).get("reseed", 0)) or None
+    t1 = time.time()
+    out = cli(where, "export", spec["name"], "--no-register", "--ensemble", "1", "--refit",
+              *(["--reseed", str(reseed)] if reseed else []), "--out", "exports/refit")
+    result["exports"]["refit"] = exported_test(out)
+    result["exports"]["refit_seconds"] = (time.time() - t1, 0.0)
 
 
 def run_peer(seed: int, seconds: float) -> dict:
@@ -173,6 +188,8 @@ def main() -> None:
     ap.add_argument("--reseed-arms", nargs="*", default=["shipped", "random"],
                     help="the hpsearch arms whose reseeded export is measured (it retrains 6 "
                          "models: minutes on Fashion-MNIST)")
+    ap.add_argument("--refit", action="store_true",
+                    help="also export the reseed arms' winner refit on train + validation")
     args = ap.parse_args()
     seconds = args.minutes * 60
     results = []
@@ -180,13 +197,16 @@ def main() -> None:
         for arm in args.arms:
             where = (args.dir / f"{arm}-s{seed}").resolve()
             record = where / "result.json"
+            refit = args.refit and arm in args.reseed_arms and arm != "peer"
             if args.reuse and record.exists():
-                results.append(json.loads(record.read_text()))
+                r = json.loads(record.read_text())
                 print(f"{arm} seed {seed}: reused", flush=True)
-                continue
-            print(f"{arm} seed {seed}: {args.minutes:g} minutes", flush=True)
-            r = run_peer(seed, seconds) if arm == "peer" else \
-                run_hpsearch(arm, seed, seconds, where, arm in args.reseed_arms)
+            else:
+                print(f"{arm} seed {seed}: {args.minutes:g} minutes", flush=True)
+                r = run_peer(seed, seconds) if arm == "peer" else \
+                    run_hpsearch(arm, seed, seconds, where, arm in args.reseed_arms)
+            if refit and "refit" not in r["exports"]:
+                refit_export(r, where)
             where.mkdir(parents=True, exist_ok=True)
             record.write_text(json.dumps(r, indent=1))
             results.append(r)
@@ -195,8 +215,8 @@ def main() -> None:
           f"the exported models' test accuracy; mean (min-max) over seeds {args.seeds}")
     print("| arm | trials (search+reseed) per seed | " +
           " | ".join(f"val {m / 60:g} min" for m in marks) +
-          " | test: single | test: reseeded | test: ensemble |")
-    print("|---|---|" + "---|" * (len(marks) + 3))
+          " | test: single | test: reseeded | test: ensemble | test: refit |")
+    print("|---|---|" + "---|" * (len(marks) + 4))
 
     def cell(values: list[float | None]) -> str:
         vs = [v for v in values if v is not None]
@@ -213,8 +233,15 @@ def main() -> None:
                               for r in runs)]
         row += [cell([best_at(r, m) for r in runs]) for m in marks]
         row += [cell([r["exports"].get(k, (None, None))[1] for r in runs])
-                for k in ("single", "reseed", "ensemble")]
+                for k in ("single", "reseed", "ensemble", "refit")]
         print("| " + " | ".join(row) + " |")
+    for r in results:
+        if "refit" in r["exports"]:
+            print(f"{r['arm']} seed {r['seed']}: the sweep {r['elapsed_s'] / 60:.1f} min + the "
+                  f"refit export {r['exports']['refit_seconds'][0] / 60:.1f} min = "
+                  f"{(r['elapsed_s'] + r['exports']['refit_seconds'][0]) / 60:.1f} min to the "
+                  f"refit model (test {r['exports']['refit'][1]:.4f}; trial "
+                  f"{r['exports']['refit'][0]})")
     if {"shipped", "random"} <= set(args.arms):
         print(lead(results, "shipped", "random", seconds))
     args.dir.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,13 @@ from typing import Any
 
 import pytest
 
+# Under pytest-xdist (`make test` runs two test processes on two cores), one BLAS thread per test
+# process and for every process it starts: two processes each with a BLAS pool the size of the
+# machine spin against each other (a Fashion-MNIST test took 5x its serial time).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+
 ADMIN = os.environ.get("HPSEARCH_TEST_POSTGRES",
                        "postgresql://hpsearch:hpsearch@127.0.0.1:5432/postgres")
 FASHION_DIR = Path(os.environ.get("HPSEARCH_FASHION_DIR", "/usr/share/datasets/fashion-mnist"))
@@ -66,14 +73,34 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def databases():
+# Modules that share the one PostgreSQL server run on one pytest-xdist worker, one after the
+# other (`make test` runs `-n 2 --dist loadgroup`): side by side, their workers, MLflow server
+# and pools exhaust the server's connection slots. Every other module is a group of its own, so
+# its module-scoped fixtures are built once.
+POSTGRES_MODULES = {"test_distributed", "test_distributed_faults"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = Path(str(item.fspath)).stem
+        item.add_marker(pytest.mark.xdist_group(
+            "postgresql" if module in POSTGRES_MODULES else module))
+
+
+def connect_admin() -> Any:
+    """An autocommit connection to the test server's ``postgres`` database, or a failure that
+    says how to start the server."""
     import psycopg  # in the dev extra: a missing driver fails, it is not skipped
     try:
-        admin = psycopg.connect(ADMIN, connect_timeout=5, autocommit=True)
+        return psycopg.connect(ADMIN, connect_timeout=5, autocommit=True)
     except psycopg.OperationalError as exc:
         pytest.fail(f"PostgreSQL is not reachable at {ADMIN} ({exc}). `make test` starts it "
                     f"(scripts/sysdeps.sh); by hand: bash scripts/postgres.sh")
+
+
+@pytest.fixture(scope="module")
+def databases():
+    admin = connect_admin()
     names = [f"hps_{uuid.uuid4().hex[:8]}_{k}" for k in ("optuna", "mlflow")]
     with admin.cursor() as cur:
         for n in names:

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import pytest
 
-from conftest import ADMIN, HANG, StatusServer, free_port
+from conftest import ADMIN, HANG, StatusServer, connect_admin, free_port
 
 PASSWORD = "hunter2pw"
 SPEC = """\
@@ -123,6 +123,7 @@ def test_postgresql_with_a_password_is_never_shown(studies, where):
     if where == "unreachable":
         url = f"postgresql://bob:{PASSWORD}@127.0.0.1:{free_port()}/hps"
     else:  # the live server of the distributed tests, with a password that is not the role's
+        connect_admin().close()  # the server is up: a refusal below is the password's
         base = ADMIN.rsplit("@", 1)[1]
         url = f"postgresql://hpsearch:{PASSWORD}@{base}"
     for args in storage_commands(url):

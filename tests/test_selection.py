@@ -62,6 +62,9 @@ def test_spec_keys_are_checked():
         parse_spec(yaml.safe_load(base + "export: {reseed: 2, reseed_top: 6}\n"), "x.yaml")
     both = parse_spec(yaml.safe_load(base + "export: {reseed: 2, ensemble: 3}\n"), "x.yaml")
     assert both.export_reseed == (2, 3) and both.export_ensemble == 3  # reseeds join the library
+    assert parse_spec(yaml.safe_load(base + "export: {refit: true}\n"), "x.yaml").export_refit
+    with pytest.raises(SpecError, match=r"x.yaml: export.refit must be"):
+        parse_spec(yaml.safe_load(base + "export: {refit: 3}\n"), "x.yaml")
 
 
 def test_select_is_greedy_with_replacement():
@@ -192,6 +195,59 @@ def test_reseed_exports_the_best_configuration_over_seeds(swept, monkeypatch):
     # the report shows the table
     md = (build_report("sel") / "report.md").read_text()
     assert "Reseeded by `hpsearch export --reseed`" in md and f"| {winner} |" in md
+
+
+def test_refit_trains_the_chosen_model_again_on_train_and_validation(swept, monkeypatch):
+    """`--refit`: the choice is made first, on validation; then the chosen checkpoint's
+    configuration and seed train on train + validation for its best epoch count, and the test
+    split is scored once, on the refit model."""
+    from hpsearch.refit import refit_params
+    from hpsearch.store import join_storage_study
+
+    root, _, _ = swept
+    monkeypatch.chdir(root)
+    r = CliRunner().invoke(main, ["export", "sel", "--ensemble", "1", "--refit",
+                                  "--no-register", "--out", "exports/refit"])
+    assert r.exit_code == 0, r.output
+    best = join_storage_study("sel").best_trial
+    splits = datasets.load_splits(parse_spec(yaml.safe_load(SPEC)).data)
+    n = len(splits.train[1]) + len(splits.val[1])
+    chosen = hpsearch.load(root / "mlruns" / "checkpoints" / "sel" / f"trial-{best.number}")
+    assert f"refit: trial {best.number} on train + validation ({n} samples, " \
+           f"{chosen.best_epoch_} epochs, seed {chosen.random_state})" in r.output
+    assert f"exported trial {best.number} (refit on train + validation) to exports/refit: " \
+           f"validation {best.value:.4f}" in r.output
+    model = hpsearch.load(root / "exports" / "refit")
+    assert model.n_epochs_ == chosen.best_epoch_ and not model.restore_best_weights
+    # the refit is exactly the chosen configuration fitted on train + validation
+    x = np.concatenate([splits.train[0], splits.val[0]])
+    y = np.concatenate([splits.train[1], splits.val[1]])
+    again = hpsearch.MLPClassifier(**refit_params(chosen)).fit(x, y)
+    np.testing.assert_allclose(model.predict_proba(splits.test[0]),
+                               again.predict_proba(splits.test[0]), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(model.predict_proba(splits.test[0]),
+                           chosen.predict_proba(splits.test[0]), atol=1e-3)
+    metrics = json.loads((root / "exports/refit/test_metrics.json").read_text())
+    assert metrics["test_accuracy"] == pytest.approx(model.score(*splits.test))
+    assert metrics["validation_value"] == pytest.approx(best.value)
+    assert metrics["refit"]["samples"] == n and metrics["refit"]["epochs"] == chosen.best_epoch_
+    card = (root / "exports/refit/MODEL_CARD.md").read_text()
+    assert "**Refit**: once chosen on validation" in card and f"({n} samples)" in card
+    # an ensemble: the members validation chose, each refit, with the same weights
+    r = CliRunner().invoke(main, ["export", "sel", "--no-register", "--out", "exports/ens"])
+    assert r.exit_code == 0, r.output
+    plain = hpsearch.load(root / "exports" / "ens")
+    r = CliRunner().invoke(main, ["export", "sel", "--refit", "--no-register",
+                                  "--out", "exports/ens-refit"])
+    assert r.exit_code == 0, r.output
+    ens = hpsearch.load(root / "exports" / "ens-refit")
+    assert [(w, t) for _, w, t in ens.members] == [(w, t) for _, w, t in plain.members]
+    for (m, _, _), (p, _, _) in zip(ens.members, plain.members, strict=True):
+        assert m.n_epochs_ == p.best_epoch_ and m.random_state == p.random_state
+    assert r.output.count("refit: member ") == 2 * len(ens.members)  # start and end lines
+    meta = json.loads((root / "exports/ens-refit/test_metrics.json").read_text())
+    assert meta["refit"]["epochs"] == [p.best_epoch_ for p, _, _ in plain.members]
+    assert "**Refit**" in (root / "exports/ens-refit/MODEL_CARD.md").read_text()
 
 
 RESEED_SPEC = """\

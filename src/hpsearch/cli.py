@@ -198,17 +198,22 @@ def report_cmd(name: str, out: str | None, storage: str | None, tracking_uri: st
               help="Train the top configurations (export.reseed_top, 3) with R more model "
                    "seeds and export the best by mean validation score (default: the spec's "
                    "export.reseed).")
+@click.option("--refit/--no-refit", default=None,
+              help="Once chosen on validation, train the model (each ensemble member) again on "
+                   "train + validation for its best epoch count (default: the spec's "
+                   "export.refit).")
 @click.option("--storage", envvar="HPSEARCH_STORAGE", default=None, help=STORAGE_HELP)
 @click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", default=None, help=TRACKING_HELP)
 def export_cmd(name: str, number: int | None, out: str | None, register: bool,
-               ensemble: int | None, reseed: int | None, storage: str | None,
-               tracking_uri: str | None) -> None:
+               ensemble: int | None, reseed: int | None, refit: bool | None,
+               storage: str | None, tracking_uri: str | None) -> None:
     """Export study NAME's best (or --trial N's) checkpoint: MLflow model, checkpoint, card."""
     from .export import export_model
 
     r = export_model(name, number, out, storage, tracking_uri, register, ensemble, reseed,
-                     click.echo)
+                     click.echo, refit)
     what = f"an ensemble led by trial {r.trial}" if r.members else f"trial {r.trial}"
+    what += " (refit on train + validation)" if r.refit else ""
     click.echo(f"exported {what} to {r.path}: validation {r.value:.4f}, "
                f"test accuracy {r.test_accuracy:.4f} (computed once, now)")
     click.echo(r.message)

@@ -140,8 +140,8 @@ class SweepSpec:
     text: str = ""  # the file as written, logged with the sweep
     warm_start: WarmStartSpec | None = None
     export_ensemble: int = 0  # export.ensemble: `hpsearch export` averages up to K checkpoints
-    export_reseed: tuple[int, int] = (0, 3)  # export.reseed, .reseed_top: R more seeds, top K,
-    # trained in the sweep's last stretch (reseed.py)
+    export_reseed: tuple[int, int] = (0, 3)  # export.reseed, .reseed_top (reseed.py)
+    export_refit: bool = False  # export.refit: retrain on train + val (refit.py)
 
 
 class _Checker:
@@ -149,8 +149,7 @@ class _Checker:
 
     def __init__(self, file: str, where: str, node: Any, allowed: set[str] | None = None):
         self.file, self.where = file, where
-        if node is None:
-            node = {}
+        node = {} if node is None else node
         if not isinstance(node, dict):
             self.fail(f"must be a mapping, not {type(node).__name__}")
         self.node = node
@@ -310,9 +309,11 @@ def parse_spec(raw: Any, file: str = "<spec>", text: str = "") -> SweepSpec:
     keep = c.number("keep", 3, 1, integer=True)
     g = _Checker(file, "diagnostics", top.node.get("diagnostics"), set(THRESHOLDS))
     diagnostics = {k: float(g.number(k, THRESHOLDS[k], 0)) for k in g.node}
-    x = _Checker(file, "export", top.node.get("export"), {"ensemble", "reseed", "reseed_top"})
+    x = _Checker(file, "export", top.node.get("export"),
+                 {"ensemble", "reseed", "reseed_top", "refit"})
     ensemble = x.number("ensemble", 0, 0, integer=True)
     reseed = (x.number("reseed", 0, 0, integer=True), x.number("reseed_top", 3, 1, integer=True))
+    refit = x.get("refit", bool, False)
     for key, n in (("ensemble", ensemble), ("reseed_top", reseed[1] if reseed[0] else 0)):
         if n > keep:
             x.fail(f"is {n}, more than checkpoints.keep ({keep}): raise checkpoints.keep", key)
@@ -330,7 +331,7 @@ def parse_spec(raw: Any, file: str = "<spec>", text: str = "") -> SweepSpec:
                                 f"(or make it categorical)")
     return SweepSpec(name, file, data, training, objective, budget,
                      SamplerSpec(sampler.name, sampler.options.pop("seed", 0), sampler.options),
-                     pruner, keep, space, diagnostics, text, warm, ensemble, reseed)
+                     pruner, keep, space, diagnostics, text, warm, ensemble, reseed, refit)
 
 
 def _sampler_or_pruner(file: str, where: str, node: Any, table: dict[str, Entry],

@@ -26,7 +26,7 @@ import numpy as np
 from optuna.trial import TrialState
 
 from . import __version__, datasets
-from .checkpoint import load, load_model, locate
+from .checkpoint import load, load_model, locate, save_model
 from .config import SweepSpec
 from .diagnostics import ADVICE
 from .ensemble import EnsembleClassifier, select
@@ -35,6 +35,7 @@ from .estimator import prediction_frame
 from .models import save_pyfunc
 from .nn.functional import cross_entropy
 from .plots import learning_curves
+from .refit import refit_ensemble, refit_model
 from .reseed import reseed as run_reseed
 from .reseed import sweep_rows
 from .retention import checkpoint_dir
@@ -57,18 +58,20 @@ class ExportResult:
     champion: str | None
     message: str
     members: list[int] | None = None  # an ensemble's member trials
+    refit: dict[str, Any] | None = None  # refit on train + validation: samples, epochs, s
 
 
 def export_model(name: str, number: int | None = None, out: str | Path | None = None,
                  storage_url: str | None = None, tracking_uri: str | None = None,
                  register: bool = True, ensemble: int | None = None,
-                 reseed: int | None = None, echo: Callable[[str], None] = print
-                 ) -> ExportResult:
+                 reseed: int | None = None, echo: Callable[[str], None] = print,
+                 refit: bool | None = None) -> ExportResult:
     """``hpsearch export``: the best (or trial ``number``'s) checkpoint; with ``ensemble`` an
     ensemble of the kept ones; with ``reseed`` the best configuration over more seeds: the
     sweep's reseed trials when it ran them, else R more seeds trained now (the spec's
     ``export`` section gives both defaults when no trial is named; an ensemble wins, its library
-    holds the reseed trials)."""
+    holds the reseed trials). With ``refit`` (default: the spec's ``export.refit``), the chosen
+    model (or each ensemble member) is trained again on train + validation (refit.py)."""
     study = join_storage_study(name, storage_url)
     spec = study_spec(study)
     if number is not None and (ensemble or reseed):
@@ -80,8 +83,10 @@ def export_model(name: str, number: int | None = None, out: str | Path | None = 
     if number is None and ensemble is None and reseed is None:  # the spec's; an ensemble wins
         ensemble = spec.export_ensemble or None
         reseed = None if ensemble and ensemble > 1 else spec.export_reseed[0] or None
+    refit = spec.export_refit if refit is None else refit
     if ensemble and ensemble > 1:
-        return export_ensemble(name, ensemble, out, storage_url, tracking_uri, register)
+        return export_ensemble(name, ensemble, out, storage_url, tracking_uri, register,
+                               refit, echo)
     if reseed:
         rows = sweep_rows(study, spec)  # the sweep's own reseed trials (spec export.reseed)
         if rows:
@@ -94,7 +99,7 @@ def export_model(name: str, number: int | None = None, out: str | Path | None = 
             rows = run_reseed(study, spec, _splits(study, spec), reseed, spec.export_reseed[1],
                               echo)
         number = _robust_winner(study, spec, rows, echo)
-    return export_trial(name, number, out, storage_url, tracking_uri, register)
+    return export_trial(name, number, out, storage_url, tracking_uri, register, refit, echo)
 
 
 def _robust_winner(study: Any, spec: SweepSpec, rows: list[Any],
@@ -128,13 +133,21 @@ def _pick_trial(study: Any, number: int | None) -> Any:
 
 def export_trial(name: str, number: int | None = None, out: str | Path | None = None,
                  storage_url: str | None = None, tracking_uri: str | None = None,
-                 register: bool = True) -> ExportResult:
+                 register: bool = True, refit: bool = False,
+                 echo: Callable[[str], None] = print) -> ExportResult:
     study = join_storage_study(name, storage_url)
     spec: SweepSpec = study_spec(study)
     trial = _pick_trial(study, number)
     with tempfile.TemporaryDirectory(prefix="hpsearch-fetch-") as fetched:
         ckpt = _find_checkpoint(study, spec, trial.number, tracking_uri, Path(fetched))
-        return _export(name, study, spec, trial, ckpt, out, tracking_uri, register)
+        if not refit:
+            return _export(name, study, spec, trial, ckpt, out, tracking_uri, register)
+        splits = _splits(study, spec)
+        chosen = load_model(ckpt)
+        model, note = refit_model(chosen, splits, f"trial {trial.number}", echo)
+        refit_dir = save_model(model, Path(fetched) / "refit")
+        return _export(name, study, spec, trial, refit_dir, out, tracking_uri, register, splits,
+                       refit=(note, chosen))
 
 
 def _find_checkpoint(study: Any, spec: SweepSpec, number: int, tracking_uri: str | None,
@@ -170,10 +183,13 @@ def _export(name: str, study: Any, spec: SweepSpec, trial: Any, ckpt: Path,
             out: str | Path | None, tracking_uri: str | None, register: bool,
             splits: datasets.Splits | None = None,
             card: Callable[[Any, dict[str, Any]], str] | None = None,
-            value: float | None = None) -> ExportResult:
+            value: float | None = None,
+            refit: tuple[dict[str, Any], Any] | None = None) -> ExportResult:
     """Export the model in ``ckpt`` (a checkpoint, or an ensemble directory with ``card``
-    writing its model card and ``value`` its validation score)."""
+    writing its model card and ``value`` its validation score; ``refit``: what the refit was,
+    and the chosen checkpoint's model, whose curves and validation scores the card shows)."""
     model = load_model(ckpt)  # every array checked; a tampered file ends here
+    shown = (refit[1] if refit else None) or model  # the model the validation split chose
     splits = splits or _splits(study, spec)
     value = float(trial.value) if value is None else value
     x_test, y_test = splits.test
@@ -194,15 +210,15 @@ def _export(name: str, study: Any, spec: SweepSpec, trial: Any, ckpt: Path,
                    "validation_value": value, "test_accuracy": test_accuracy,
                    "test_loss": test_loss, "test_samples": int(len(y_test)),
                    "test_accuracy_per_class": per_class, "data_fingerprint": splits.fingerprint,
-                   "hpsearch_version": __version__}
+                   "hpsearch_version": __version__, "refit": refit[0] if refit else None}
         (model_dir / "test_metrics.json").write_text(json.dumps(metrics, indent=1))
         if card is not None:
             (model_dir / "MODEL_CARD.md").write_text(card(model, metrics))
         else:
-            learning_curves(model.history_, model.best_epoch_, f"{name} trial {trial.number}",
+            learning_curves(shown.history_, shown.best_epoch_, f"{name} trial {trial.number}",
                             model_dir / "learning_curve.png")
             (model_dir / "MODEL_CARD.md").write_text(
-                model_card(name, spec, trial, model, splits, metrics,
+                model_card(name, spec, trial, shown, splits, metrics,
                            verdicts(study.get_trials(deepcopy=False), spec).get(trial.number)))
         if final.exists():
             shutil.rmtree(final)
@@ -217,14 +233,16 @@ def _export(name: str, study: Any, spec: SweepSpec, trial: Any, ckpt: Path,
         version, champion, message = tracker.register_model(
             name, final, trial.number, value, direction_sign(study) < 0, test_accuracy)
     return ExportResult(final, trial.number, value, test_accuracy, test_loss, version, champion,
-                        message)
+                        message, refit=refit[0] if refit else None)
 
 
 def export_ensemble(name: str, k: int, out: str | Path | None = None,
                     storage_url: str | None = None, tracking_uri: str | None = None,
-                    register: bool = True) -> ExportResult:
+                    register: bool = True, refit: bool = False,
+                    echo: Callable[[str], None] = print) -> ExportResult:
     """Export up to ``k`` picks of study NAME's kept checkpoints as one model averaging their
-    probabilities, chosen on validation predictions only (ensemble.select)."""
+    probabilities, chosen on validation predictions only (ensemble.select); with ``refit``,
+    each member trained again on train + validation once chosen."""
     study = join_storage_study(name, storage_url)
     spec: SweepSpec = study_spec(study)
     kept = ranked(study)[:spec.keep_checkpoints]
@@ -251,9 +269,12 @@ def export_ensemble(name: str, k: int, out: str | Path | None = None,
         counts = Counter(picks)
         ens = EnsembleClassifier([(library[i][1], float(c), library[i][0].number)
                                   for i, c in sorted(counts.items())])
+        ens_proba = ens.predict_proba(x_val)  # the chosen members', before any refit
+        note = None
+        if refit:
+            ens, note = refit_ensemble(ens, splits, echo)
         ens_dir = ens.save(Path(fetched) / "ensemble", {"picks": [library[i][0].number
                                                                   for i in picks]})
-        ens_proba = ens.predict_proba(x_val)
         val_acc = float(np.mean(ens_proba.argmax(axis=1) == y_idx))
         val_loss = cross_entropy(np.log(np.clip(ens_proba, 1e-30, None)), y_idx)
         value = val_acc if spec.objective.metric == "val_accuracy" else val_loss
@@ -265,7 +286,7 @@ def export_ensemble(name: str, k: int, out: str | Path | None = None,
                                  (val_acc, val_loss), model)
 
         result = _export(name, study, spec, library[picks[0]][0], ens_dir, out, tracking_uri,
-                         register, splits, card, value)
+                         register, splits, card, value, (note, None) if note else None)
     result.members = [t.number for t, _, c in rows if c]
     return result
 
@@ -278,7 +299,7 @@ def ensemble_card(name: str, spec: SweepSpec, splits: datasets.Splits, metrics: 
         f"The average of the class probabilities of {len(model.members)} of the study's "
         f"{len(rows)} kept checkpoints, weighted by how often greedy forward selection with "
         f"replacement picked each ({n_picks} picks) on the validation split; trained by "
-        f"hpsearch {__version__}. Loading it never unpickles.", "",
+        f"hpsearch {__version__}. Loading it never unpickles.", "", *_refit_lines(metrics),
         "## Data and splits", "",
         f"- dataset: `{spec.data.dataset}` from `{splits.source}`",
         f"- splits: {len(splits.train[1])} train / {len(splits.val[1])} validation / "
@@ -311,7 +332,7 @@ def model_card(name: str, spec: SweepSpec, trial: Any, model: Any, splits: datas
         f"# Model card: {name}, trial {trial.number}", "",
         f"An MLP classifier ({' - '.join(map(str, model.net_.sizes))} units) trained by "
         f"hpsearch {__version__}; exported with its best-epoch weights (epoch "
-        f"{model.best_epoch_} of {model.n_epochs_}).", "",
+        f"{model.best_epoch_} of {model.n_epochs_}).", "", *_refit_lines(metrics),
         "## Data and splits", "",
         f"- dataset: `{spec.data.dataset}` from `{splits.source}`",
         f"- splits: {len(splits.train[1])} train / {len(splits.val[1])} validation / "
@@ -345,6 +366,17 @@ def model_card(name: str, spec: SweepSpec, trial: Any, model: Any, splits: datas
         f"`hpsearch predict DIR input.csv`, or `mlflow models serve -m models:/{name}@champion "
         f"--env-manager local`.", ""]
     return "\n".join(lines)
+
+
+def _refit_lines(metrics: dict[str, Any]) -> list[str]:
+    note = metrics.get("refit")
+    if not note:
+        return []
+    return [f"**Refit**: once chosen on validation, trained again with the same hyperparameters "
+            f"and seed on train + validation ({note['samples']} samples) for the chosen epoch "
+            f"count ({note['epochs']}), in {note['seconds']:.0f} s. The validation scores below "
+            f"are the chosen checkpoint's (the refit model trained on those samples); the test "
+            f"accuracy is the refit model's.", ""]
 
 
 def _advice(verdict: str) -> str:
