@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.stamp-setup
 TEST_WORKERS ?= 2  # pytest-xdist processes: the suite is CPU-bound, one process per core
-PYTEST_ARGS ?= -n $(TEST_WORKERS) --dist loadgroup --durations=15  # slowest listed: < 15 min
+PYTEST_ARGS ?= -n $(TEST_WORKERS) --dist loadfile --durations=15  # slowest listed: < 15 min
 SWEEP ?= sweeps/quickstart.yaml
 TRIALS ?=
 WORKERS ?=

@@ -73,20 +73,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-# Modules that share the one PostgreSQL server run on one pytest-xdist worker, one after the
-# other (`make test` runs `-n 2 --dist loadgroup`): side by side, their workers, MLflow server
-# and pools exhaust the server's connection slots. Every other module is a group of its own, so
-# its module-scoped fixtures are built once.
-POSTGRES_MODULES = {"test_distributed", "test_distributed_faults"}
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        module = Path(str(item.fspath)).stem
-        item.add_marker(pytest.mark.xdist_group(
-            "postgresql" if module in POSTGRES_MODULES else module))
-
-
 def connect_admin() -> Any:
     """An autocommit connection to the test server's ``postgres`` database, or a failure that
     says how to start the server."""

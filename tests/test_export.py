@@ -179,6 +179,22 @@ def test_export_every_way_in(inside):
     np.testing.assert_array_equal(registry["label"].to_numpy(), expected)
     export_trial("ex", register=False)  # DIR holds the best trial again
 
+    # The same trial refit on train + validation: a version of its own, tagged, and the plain
+    # version (the champion) still serves the plain model: the two share no artifact.
+    refit = export_trial("ex", result.trial, out=inside / "exports" / "refit", refit=True)
+    client = mlflow.MlflowClient(resolve_tracking_uri(None))
+    plain_v, refit_v = (client.get_model_version("ex", v) for v in (result.version, refit.version))
+    assert refit_v.source != plain_v.source
+    assert (plain_v.tags["hpsearch.refit"], refit_v.tags["hpsearch.refit"]) == ("false", "true")
+    assert "champion stays" in refit.message  # the same validation score does not beat itself
+    served = mlflow.pyfunc.load_model("models:/ex@champion").predict(frame)
+    np.testing.assert_allclose(served.filter(like="proba_").to_numpy(), expected_proba,
+                               rtol=1e-5, atol=1e-8)
+    served = mlflow.pyfunc.load_model(f"models:/ex/{refit.version}").predict(frame)
+    np.testing.assert_allclose(served.filter(like="proba_").to_numpy(),
+                               hpsearch.load(refit.path).predict_proba(x_test), rtol=1e-5,
+                               atol=1e-8)
+
     # hpsearch predict on a CSV of raw features.
     frame.head(20).to_csv(inside / "rows.csv", index=False)
     res = CliRunner().invoke(main, ["predict", str(out), str(inside / "rows.csv")])

@@ -201,7 +201,7 @@ def test_refit_trains_the_chosen_model_again_on_train_and_validation(swept, monk
     """`--refit`: the choice is made first, on validation; then the chosen checkpoint's
     configuration and seed train on train + validation for its best epoch count, and the test
     split is scored once, on the refit model."""
-    from hpsearch.refit import refit_params
+    from hpsearch.refit import OVERRIDES, StopAfter, refit_epochs, refit_params
     from hpsearch.store import join_storage_study
 
     root, _, _ = swept
@@ -211,29 +211,39 @@ def test_refit_trains_the_chosen_model_again_on_train_and_validation(swept, monk
     assert r.exit_code == 0, r.output
     best = join_storage_study("sel").best_trial
     splits = datasets.load_splits(parse_spec(yaml.safe_load(SPEC)).data)
-    n = len(splits.train[1]) + len(splits.val[1])
+    x = np.concatenate([splits.train[0], splits.val[0]])
+    y = np.concatenate([splits.train[1], splits.val[1]])
     chosen = hpsearch.load(root / "mlruns" / "checkpoints" / "sel" / f"trial-{best.number}")
-    assert f"refit: trial {best.number} on train + validation ({n} samples, " \
-           f"{chosen.best_epoch_} epochs, seed {chosen.random_state})" in r.output
+    assert f"refit: trial {best.number} on train + validation ({len(y)} samples, " \
+           f"{chosen.best_epoch_} of 15 epochs, seed {chosen.random_state})" in r.output
     assert f"exported trial {best.number} (refit on train + validation) to exports/refit: " \
            f"validation {best.value:.4f}" in r.output
     model = hpsearch.load(root / "exports" / "refit")
-    assert model.n_epochs_ == chosen.best_epoch_ and not model.restore_best_weights
-    # the refit is exactly the chosen configuration fitted on train + validation
-    x = np.concatenate([splits.train[0], splits.val[0]])
-    y = np.concatenate([splits.train[1], splits.val[1]])
-    again = hpsearch.MLPClassifier(**refit_params(chosen)).fit(x, y)
+    # the chosen configuration, but for the three settings that need a validation split
+    assert OVERRIDES == {"early_stopping_patience": None, "restore_best_weights": False,
+                         "monitor": "train_loss"}
+    assert model.get_params() == {**chosen.get_params(), **OVERRIDES}
+    assert model.n_epochs_ == chosen.best_epoch_ and model.status_ == "completed"
+    # exactly that configuration fitted on train + validation, not the checkpoint
+    again = hpsearch.MLPClassifier(**refit_params(chosen)).fit(
+        x, y, callbacks=[StopAfter(refit_epochs(chosen))])
     np.testing.assert_allclose(model.predict_proba(splits.test[0]),
                                again.predict_proba(splits.test[0]), rtol=1e-5, atol=1e-6)
     assert not np.allclose(model.predict_proba(splits.test[0]),
                            chosen.predict_proba(splits.test[0]), atol=1e-3)
     metrics = json.loads((root / "exports/refit/test_metrics.json").read_text())
     assert metrics["test_accuracy"] == pytest.approx(model.score(*splits.test))
-    assert metrics["validation_value"] == pytest.approx(best.value)
-    assert metrics["refit"]["samples"] == n and metrics["refit"]["epochs"] == chosen.best_epoch_
+    assert metrics["validation_value"] == pytest.approx(best.value)  # the choice's, not the refit's
+    assert metrics["refit"]["samples"] == len(y)
+    assert metrics["refit"]["epochs"] == chosen.best_epoch_
+    meta = json.loads((root / "exports/refit/artifacts/checkpoint/checkpoint.json").read_text())
+    assert meta["trial"]["number"] == best.number and meta["trial"]["refit"]["samples"] == len(y)
     card = (root / "exports/refit/MODEL_CARD.md").read_text()
-    assert "**Refit**: once chosen on validation" in card and f"({n} samples)" in card
-    # an ensemble: the members validation chose, each refit, with the same weights
+    assert f"refit on train + validation for the {chosen.best_epoch_} epochs validation chose" \
+        in card and "**Refit**: once chosen on validation" in card
+    assert "| restore_best_weights | False |" in card  # the parameters of the model shipped
+    # an ensemble: the members validation chose, each refit, with the same weights; the
+    # validation score is the chosen ensemble's, computed before any refit
     r = CliRunner().invoke(main, ["export", "sel", "--no-register", "--out", "exports/ens"])
     assert r.exit_code == 0, r.output
     plain = hpsearch.load(root / "exports" / "ens")
@@ -243,11 +253,42 @@ def test_refit_trains_the_chosen_model_again_on_train_and_validation(swept, monk
     ens = hpsearch.load(root / "exports" / "ens-refit")
     assert [(w, t) for _, w, t in ens.members] == [(w, t) for _, w, t in plain.members]
     for (m, _, _), (p, _, _) in zip(ens.members, plain.members, strict=True):
-        assert m.n_epochs_ == p.best_epoch_ and m.random_state == p.random_state
+        assert m.get_params() == {**p.get_params(), **OVERRIDES}
+        assert m.n_epochs_ == p.best_epoch_
+    first = plain.members[0][0]
+    alone = hpsearch.MLPClassifier(**refit_params(first)).fit(
+        x, y, callbacks=[StopAfter(refit_epochs(first))])
+    np.testing.assert_allclose(ens.members[0][0].predict_proba(splits.test[0]),
+                               alone.predict_proba(splits.test[0]), rtol=1e-5, atol=1e-6)
     assert r.output.count("refit: member ") == 2 * len(ens.members)  # start and end lines
-    meta = json.loads((root / "exports/ens-refit/test_metrics.json").read_text())
-    assert meta["refit"]["epochs"] == [p.best_epoch_ for p, _, _ in plain.members]
+    ens_meta = json.loads((root / "exports/ens-refit/test_metrics.json").read_text())
+    plain_meta = json.loads((root / "exports/ens/test_metrics.json").read_text())
+    assert ens_meta["validation_value"] == plain_meta["validation_value"]
+    assert ens_meta["refit"]["epochs"] == [p.best_epoch_ for p, _, _ in plain.members]
+    assert ens_meta["test_accuracy"] == pytest.approx(ens.score(*splits.test))
     assert "**Refit**" in (root / "exports/ens-refit/MODEL_CARD.md").read_text()
+
+
+def test_refit_replays_the_chosen_learning_rate_schedule():
+    """A cosine schedule over 30 epochs, stopped early by validation at its best epoch: the
+    refit trains that many epochs at the same rates (the same max_epochs, stopped), not a
+    cosine squeezed into fewer epochs; weight averaging stays on."""
+    from hpsearch.refit import refit_model
+
+    splits = datasets.load_splits(parse_spec(yaml.safe_load(SPEC)).data)
+    chosen = hpsearch.MLPClassifier(
+        hidden_sizes=(32,), learning_rate=0.02, schedule="cosine", max_epochs=30,
+        early_stopping_patience=3, ema_decay=0.9, random_state=4).fit(
+        *splits.train, eval_sets={"val": splits.val})
+    assert chosen.best_epoch_ < chosen.n_epochs_ < 30, "early stopping never fired"
+    lines: list[str] = []
+    refit, note = refit_model(chosen, splits, "the test model", lines.append)
+    assert refit.n_epochs_ == chosen.best_epoch_ == note["epochs"]
+    assert [h["learning_rate"] for h in refit.history_] == \
+        [h["learning_rate"] for h in chosen.history_[:chosen.best_epoch_]]
+    assert refit.ema_decay == 0.9 and refit.max_epochs == 30
+    assert f"({len(splits.train[1]) + len(splits.val[1])} samples, {chosen.best_epoch_} of 30 " \
+           f"epochs, seed 4)" in lines[0]
 
 
 RESEED_SPEC = """\

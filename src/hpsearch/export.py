@@ -26,7 +26,7 @@ import numpy as np
 from optuna.trial import TrialState
 
 from . import __version__, datasets
-from .checkpoint import load, load_model, locate, save_model
+from .checkpoint import META, load, load_model, locate, save_model
 from .config import SweepSpec
 from .diagnostics import ADVICE
 from .ensemble import EnsembleClassifier, select
@@ -145,7 +145,9 @@ def export_trial(name: str, number: int | None = None, out: str | Path | None = 
         splits = _splits(study, spec)
         chosen = load_model(ckpt)
         model, note = refit_model(chosen, splits, f"trial {trial.number}", echo)
-        refit_dir = save_model(model, Path(fetched) / "refit")
+        origin = json.loads((ckpt / META).read_text()).get("trial", {})  # provenance, kept
+        refit_dir = save_model(model, Path(fetched) / "refit",
+                               {"trial": {**origin, "refit": note}})
         return _export(name, study, spec, trial, refit_dir, out, tracking_uri, register, splits,
                        refit=(note, chosen))
 
@@ -219,7 +221,8 @@ def _export(name: str, study: Any, spec: SweepSpec, trial: Any, ckpt: Path,
                             model_dir / "learning_curve.png")
             (model_dir / "MODEL_CARD.md").write_text(
                 model_card(name, spec, trial, shown, splits, metrics,
-                           verdicts(study.get_trials(deepcopy=False), spec).get(trial.number)))
+                           verdicts(study.get_trials(deepcopy=False), spec).get(trial.number),
+                           shipped=model))
         if final.exists():
             shutil.rmtree(final)
         model_dir.rename(final)  # the export appears whole or not at all
@@ -231,7 +234,9 @@ def _export(name: str, study: Any, spec: SweepSpec, trial: Any, ckpt: Path,
     if register:
         tracker = make_tracker(tracking_uri or study.user_attrs.get(StudyKey.TRACKING_URI))
         version, champion, message = tracker.register_model(
-            name, final, trial.number, value, direction_sign(study) < 0, test_accuracy)
+            name, final, trial.number, value, direction_sign(study) < 0, test_accuracy,
+            {"hpsearch.export": "ensemble" if card is not None else "single",
+             "hpsearch.refit": "true" if refit else "false"})
     return ExportResult(final, trial.number, value, test_accuracy, test_loss, version, champion,
                         message, refit=refit[0] if refit else None)
 
@@ -323,16 +328,20 @@ def ensemble_card(name: str, spec: SweepSpec, splits: datasets.Splits, metrics: 
 
 def model_card(name: str, spec: SweepSpec, trial: Any, model: Any, splits: datasets.Splits,
                metrics: dict[str, Any],
-               fit: tuple[str, str] | None = None) -> str:
-    """The export's MODEL_CARD.md; ``fit``: the trial's (verdict, summary) from `verdicts`."""
-    params = {k: v for k, v in sorted(model.get_params().items())}
+               fit: tuple[str, str] | None = None, shipped: Any = None) -> str:
+    """The export's MODEL_CARD.md; ``fit``: the trial's (verdict, summary) from `verdicts`;
+    ``model``: the checkpoint validation chose, ``shipped``: the model exported (its refit)."""
+    params = {k: v for k, v in sorted((shipped or model).get_params().items())}
     best = model.history_[model.best_epoch_ - 1] if model.best_epoch_ else {}
     verdict, fit_summary = fit or ("-", "")
+    weights = (f"refit on train + validation for the {model.best_epoch_} epochs validation chose "
+               f"(of {model.n_epochs_} the trial ran)" if metrics.get("refit") else
+               f"exported with its best-epoch weights (epoch {model.best_epoch_} of "
+               f"{model.n_epochs_})")
     lines = [
         f"# Model card: {name}, trial {trial.number}", "",
         f"An MLP classifier ({' - '.join(map(str, model.net_.sizes))} units) trained by "
-        f"hpsearch {__version__}; exported with its best-epoch weights (epoch "
-        f"{model.best_epoch_} of {model.n_epochs_}).", "", *_refit_lines(metrics),
+        f"hpsearch {__version__}; {weights}.", "", *_refit_lines(metrics),
         "## Data and splits", "",
         f"- dataset: `{spec.data.dataset}` from `{splits.source}`",
         f"- splits: {len(splits.train[1])} train / {len(splits.val[1])} validation / "
@@ -372,11 +381,16 @@ def _refit_lines(metrics: dict[str, Any]) -> list[str]:
     note = metrics.get("refit")
     if not note:
         return []
-    return [f"**Refit**: once chosen on validation, trained again with the same hyperparameters "
-            f"and seed on train + validation ({note['samples']} samples) for the chosen epoch "
-            f"count ({note['epochs']}), in {note['seconds']:.0f} s. The validation scores below "
-            f"are the chosen checkpoint's (the refit model trained on those samples); the test "
-            f"accuracy is the refit model's.", ""]
+    epochs = note["epochs"]
+    many = isinstance(epochs, list)
+    return [f"**Refit**: once chosen on validation, trained again with the same hyperparameters, "
+            f"seed and learning-rate schedule on train + validation ({note['samples']} "
+            f"samples) for the epochs validation chose ("
+            f"{', '.join(map(str, epochs)) if many else epochs}{' per member' if many else ''}"
+            f"), in {note['seconds']:.0f} s; no early stopping, no best-epoch restore, a "
+            f"plateau schedule decays on the training loss. The validation scores below are "
+            f"the chosen checkpoint{'s' if many else ''}' (the refit trained on those samples); "
+            f"the test accuracy is the refit model's.", ""]
 
 
 def _advice(verdict: str) -> str:

@@ -3,11 +3,14 @@
 The validation split chooses twice: the configuration (the sweep's best trial, the reseed table
 or the ensemble selection) and the number of epochs (the chosen checkpoint's best epoch). Once
 both are chosen, its samples are more training data: the refit model has the checkpoint's
-hyperparameters and model seed and trains on train + validation for that many epochs (its
-schedule spread over them), with no early stopping and no best-epoch restore, since no held-out
-split is left to choose with. The test split never reaches training; the export scores it once,
-as for any model. A refit model has no validation score of its own (it trained on those
-samples): the card and the metrics give the chosen checkpoint's, which chose it, and say so.
+hyperparameters and model seed and trains on train + validation with the chosen run's own
+learning-rate schedule (the same ``max_epochs``, so a cosine is the same curve), stopped after
+the best epoch, with no early stopping and no best-epoch restore: no held-out split is left to
+choose with. The one schedule it cannot replay is ``plateau``, which decayed on the validation
+score: in the refit it decays on the training loss. A refit that diverges is an error, not an
+export. The test split never reaches training; the export scores it once, as for any model. A
+refit model has no validation score of its own (it trained on those samples): the card and the
+metrics give the chosen checkpoint's, which chose it, and say so.
 """
 
 from __future__ import annotations
@@ -20,32 +23,56 @@ import numpy as np
 
 from .datasets import Splits
 from .ensemble import EnsembleClassifier
+from .errors import CheckpointError
 from .estimator import MLPClassifier
+
+# what a refit changes in the chosen checkpoint's parameters (the card lists them)
+OVERRIDES = {"early_stopping_patience": None, "restore_best_weights": False,
+             "monitor": "train_loss"}
+
+
+class StopAfter:
+    """A fit callback: stop once epoch ``epochs`` has been trained."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def on_epoch_end(self, record: dict[str, Any]) -> bool:
+        return int(record["epoch"]) >= self.epochs
 
 
 def refit_params(model: MLPClassifier) -> dict[str, Any]:
-    """The checkpoint's hyperparameters and seed, trained for its best epoch count, to the end."""
-    params = model.get_params()
-    params.update(max_epochs=int(model.best_epoch_ or model.n_epochs_),
-                  early_stopping_patience=None, restore_best_weights=False, monitor="train_loss")
-    return params
+    """The checkpoint's hyperparameters and seed, with ``OVERRIDES``."""
+    return {**model.get_params(), **OVERRIDES}
+
+
+def refit_epochs(model: MLPClassifier) -> int:
+    """How many epochs a refit trains: the epoch validation chose."""
+    return int(model.best_epoch_ or model.n_epochs_)
 
 
 def refit_model(model: MLPClassifier, splits: Splits, label: str,
                 echo: Callable[[str], None] = print) -> tuple[MLPClassifier, dict[str, Any]]:
     """``model``'s configuration trained on train + validation; and what the card says of it."""
-    params = refit_params(model)
+    params, epochs = refit_params(model), refit_epochs(model)
     x = np.concatenate([splits.train[0], splits.val[0]])
     y = np.concatenate([splits.train[1], splits.val[1]])
-    echo(f"refit: {label} on train + validation ({len(y)} samples, {params['max_epochs']} "
-         f"epochs, seed {params['random_state']})...")
+    echo(f"refit: {label} on train + validation ({len(y)} samples, {epochs} of "
+         f"{params['max_epochs']} epochs, seed {params['random_state']})...")
     started = time.perf_counter()
-    refit = MLPClassifier(**params).fit(x, y)
+    refit = MLPClassifier(**params).fit(x, y, callbacks=[StopAfter(epochs)])
     seconds = time.perf_counter() - started
+    if refit.status_ == "stopped":  # by StopAfter: the epochs it was meant to train
+        refit.status_, refit.stop_reason_ = "completed", f"refit: the chosen {epochs} epochs"
+    last = refit.history_[-1] if refit.history_ else {}
+    if refit.status_ == "diverged" or not np.isfinite(last.get("train_loss", np.nan)):
+        raise CheckpointError(f"refit of {label} diverged on train + validation "
+                              f"({refit.stop_reason_}): nothing exported; export without "
+                              f"--refit")
     echo(f"refit: {label} done in {seconds:.0f} s (train accuracy "
-         f"{refit.history_[-1]['train_accuracy']:.4f})")
-    return refit, {"samples": int(len(y)), "epochs": params["max_epochs"],
-                   "seconds": round(seconds, 1)}
+         f"{last['train_accuracy']:.4f})")
+    return refit, {"samples": int(len(y)), "epochs": epochs, "seconds": round(seconds, 1),
+                   "schedule": params["schedule"]}
 
 
 def refit_ensemble(ens: EnsembleClassifier, splits: Splits,

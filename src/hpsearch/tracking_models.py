@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,10 +59,12 @@ class ModelStore:
         raise NotImplementedError
 
     def register_model(self, name: str, path: Path, number: int, value: float, maximize: bool,
-                       test_accuracy: float) -> tuple[str | None, str | None, str]:
-        """Register the exported model DIR ``path`` of trial ``number`` under ``name``; the
-        alias ``champion`` moves to it when its validation ``value`` beats the champion's.
-        Returns (version, champion version, a sentence saying what happened)."""
+                       test_accuracy: float, tags: dict[str, str] | None = None
+                       ) -> tuple[str | None, str | None, str]:
+        """Register the exported model DIR ``path`` of trial ``number`` under ``name`` (with
+        ``tags`` on the version); the alias ``champion`` moves to it when its validation
+        ``value`` beats the champion's. Returns (version, champion version, a sentence saying
+        what happened)."""
         client = self.client
         try:
             try:
@@ -69,16 +72,18 @@ class ModelStore:
             except MlflowException:
                 client.create_registered_model(name, description=f"hpsearch sweep {name}")
             run_id = self.trial_run_id(name, number)
-            # The registered version points at a copy in the trial run's artifacts, not at DIR:
-            # a later export to the same DIR must not change what an existing version serves.
+            # The registered version points at a copy of its own in the trial run's artifacts,
+            # not at DIR: a later export to the same DIR, or of the same trial (its refit, an
+            # ensemble it leads), must not change what an existing version serves.
             source = str(path.resolve())
             if run_id:
-                client.log_artifacts(run_id, str(path), "model")
-                source = client.get_run(run_id).info.artifact_uri.rstrip("/") + "/model"
+                where = f"exports/{uuid.uuid4().hex[:12]}"
+                client.log_artifacts(run_id, str(path), where)
+                source = client.get_run(run_id).info.artifact_uri.rstrip("/") + "/" + where
             mv = client.create_model_version(
                 name, source=source, run_id=run_id,
                 tags={"optuna.trial.number": str(number), "objective_value": str(value),
-                      "test_accuracy": f"{test_accuracy:.6f}"})
+                      "test_accuracy": f"{test_accuracy:.6f}", **(tags or {})})
             try:
                 current = client.get_model_version_by_alias(name, "champion")
                 best = float(current.tags.get("objective_value", "nan"))
