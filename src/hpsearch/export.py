@@ -383,13 +383,16 @@ def _refit_lines(metrics: dict[str, Any]) -> list[str]:
         return []
     epochs = note["epochs"]
     many = isinstance(epochs, list)
+    plateau = ("; a plateau schedule decays on the training loss"
+               if many or note.get("schedule") == "plateau" else "")
+    whose = "checkpoints'" if many else "checkpoint's"
     return [f"**Refit**: once chosen on validation, trained again with the same hyperparameters, "
             f"seed and learning-rate schedule on train + validation ({note['samples']} "
             f"samples) for the epochs validation chose ("
             f"{', '.join(map(str, epochs)) if many else epochs}{' per member' if many else ''}"
-            f"), in {note['seconds']:.0f} s; no early stopping, no best-epoch restore, a "
-            f"plateau schedule decays on the training loss. The validation scores below are "
-            f"the chosen checkpoint{'s' if many else ''}' (the refit trained on those samples); "
+            f"), in {note['seconds']:.0f} s; no early stopping, no best-epoch restore"
+            f"{plateau}. The validation scores below are the chosen {whose} (the refit "
+            f"trained on those samples); "
             f"the test accuracy is the refit model's.", ""]
 
 
