@@ -107,13 +107,23 @@ TRACKING_HELP = ("MLflow tracking URI (default sqlite:///mlruns/mlflow.db, artif
 def sweep_cmd(spec: str, trials: int | None, timeout: float | None, workers: int | None,
               storage: str | None, tracking_uri: str | None, study_name: str | None) -> None:
     """Run (or resume) the sweep defined in SPEC until its study holds the requested trials."""
+    import time
+
     from .faults import exit_status, signal_name, signal_of, stop_signals
     from .sweep import run_sweep
 
+    started = time.time()
     try:
         with stop_signals():  # a signal while the study is prepared or closed: one line too
             result = run_sweep(spec, trials, timeout, workers, storage, tracking_uri,
                                study_name, echo=click.echo)
+            exported = None
+            if result.export_in_budget and result.signal is None and \
+                    result.best_number is not None:  # the spec's export, as the last step
+                from .export import export_model
+
+                exported = export_model(result.study_name, storage_url=storage,
+                                        tracking_uri=tracking_uri, echo=click.echo)
     except KeyboardInterrupt as exc:
         click.echo(f"interrupted by {signal_name(signal_of(exc))}; run the same command to "
                    f"resume (`hpsearch recover` first if a trial stayed RUNNING).", err=True)
@@ -126,6 +136,9 @@ def sweep_cmd(spec: str, trials: int | None, timeout: float | None, workers: int
                    f"MLflow run {result.best_run_id} (experiment {result.study_name}).")
     if result.stopped:
         click.echo(f"stopped early: {result.stopped}")
+    if exported is not None:
+        _say_exported(exported)
+        click.echo(f"sweep and export: {(time.time() - started) / 60:.1f} minutes")
     click.echo(f"look: make ui (MLflow UI on http://127.0.0.1:5000), "
                f"hpsearch status {result.study_name}")
     if result.signal is not None:
@@ -210,8 +223,12 @@ def export_cmd(name: str, number: int | None, out: str | None, register: bool,
     """Export study NAME's best (or --trial N's) checkpoint: MLflow model, checkpoint, card."""
     from .export import export_model
 
-    r = export_model(name, number, out, storage, tracking_uri, register, ensemble, reseed,
-                     click.echo, refit)
+    _say_exported(export_model(name, number, out, storage, tracking_uri, register, ensemble,
+                               reseed, click.echo, refit))
+
+
+def _say_exported(r: Any) -> None:
+    """What an export made: its model, scores and registration (an ExportResult)."""
     what = f"an ensemble led by trial {r.trial}" if r.members else f"trial {r.trial}"
     what += " (refit on train + validation)" if r.refit else ""
     click.echo(f"exported {what} to {r.path}: validation {r.value:.4f}, "

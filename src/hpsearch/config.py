@@ -142,6 +142,7 @@ class SweepSpec:
     export_ensemble: int = 0  # export.ensemble: `hpsearch export` averages up to K checkpoints
     export_reseed: tuple[int, int] = (0, 3)  # export.reseed, .reseed_top (reseed.py)
     export_refit: bool = False  # export.refit: retrain on train + val (refit.py)
+    export_in_budget: bool = False  # export.in_budget: the sweep ends with the export (refit.py)
 
 
 class _Checker:
@@ -310,10 +311,11 @@ def parse_spec(raw: Any, file: str = "<spec>", text: str = "") -> SweepSpec:
     g = _Checker(file, "diagnostics", top.node.get("diagnostics"), set(THRESHOLDS))
     diagnostics = {k: float(g.number(k, THRESHOLDS[k], 0)) for k in g.node}
     x = _Checker(file, "export", top.node.get("export"),
-                 {"ensemble", "reseed", "reseed_top", "refit"})
+                 {"ensemble", "reseed", "reseed_top", "refit", "in_budget"})
     ensemble = x.number("ensemble", 0, 0, integer=True)
     reseed = (x.number("reseed", 0, 0, integer=True), x.number("reseed_top", 3, 1, integer=True))
     refit = x.get("refit", bool, False)
+    in_budget = x.get("in_budget", bool, False)
     for key, n in (("ensemble", ensemble), ("reseed_top", reseed[1] if reseed[0] else 0)):
         if n > keep:
             x.fail(f"is {n}, more than checkpoints.keep ({keep}): raise checkpoints.keep", key)
@@ -331,7 +333,8 @@ def parse_spec(raw: Any, file: str = "<spec>", text: str = "") -> SweepSpec:
                                 f"(or make it categorical)")
     return SweepSpec(name, file, data, training, objective, budget,
                      SamplerSpec(sampler.name, sampler.options.pop("seed", 0), sampler.options),
-                     pruner, keep, space, diagnostics, text, warm, ensemble, reseed, refit)
+                     pruner, keep, space, diagnostics, text, warm, ensemble, reseed, refit,
+                     in_budget)
 
 
 def _sampler_or_pruner(file: str, where: str, node: Any, table: dict[str, Entry],

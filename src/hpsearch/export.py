@@ -35,7 +35,7 @@ from .estimator import prediction_frame
 from .models import save_pyfunc
 from .nn.functional import cross_entropy
 from .plots import learning_curves
-from .refit import refit_ensemble, refit_model
+from .refit import refit_ensemble, refit_model, refit_processes
 from .reseed import reseed as run_reseed
 from .reseed import sweep_rows
 from .retention import checkpoint_dir
@@ -277,7 +277,7 @@ def export_ensemble(name: str, k: int, out: str | Path | None = None,
         ens_proba = ens.predict_proba(x_val)  # the chosen members', before any refit
         note = None
         if refit:
-            ens, note = refit_ensemble(ens, splits, echo)
+            ens, note = refit_ensemble(ens, splits, echo, refit_processes(spec))
         ens_dir = ens.save(Path(fetched) / "ensemble", {"picks": [library[i][0].number
                                                                   for i in picks]})
         val_acc = float(np.mean(ens_proba.argmax(axis=1) == y_idx))

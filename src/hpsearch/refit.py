@@ -11,20 +11,33 @@ score: in the refit it decays on the training loss. A refit that diverges is an 
 export. The test split never reaches training; the export scores it once, as for any model. A
 refit model has no validation score of its own (it trained on those samples): the card and the
 metrics give the chosen checkpoint's, which chose it, and say so.
+
+An ensemble's members are refit in parallel, one process per core (one BLAS thread each, as the
+sweep's workers train: faster than one process with two threads, docs/benchmarks.md). With
+``export: {in_budget: true}`` the sweep runs the export as its last step, inside
+``budget.timeout``: ``reserve_seconds`` is the time the search leaves it.
 """
 
 from __future__ import annotations
 
+import math
+import multiprocessing as mp
+import os
+import statistics
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
 import numpy as np
+import optuna
 
+from .config import SweepSpec
 from .datasets import Splits
 from .ensemble import EnsembleClassifier
 from .errors import CheckpointError
 from .estimator import MLPClassifier
+from .store import StudyKey, TrialKey, ranked
 
 # what a refit changes in the chosen checkpoint's parameters (the card lists them)
 OVERRIDES = {"early_stopping_patience": None, "restore_best_weights": False,
@@ -51,17 +64,16 @@ def refit_epochs(model: MLPClassifier) -> int:
     return int(model.best_epoch_ or model.n_epochs_)
 
 
-def refit_model(model: MLPClassifier, splits: Splits, label: str,
-                echo: Callable[[str], None] = print) -> tuple[MLPClassifier, dict[str, Any]]:
-    """``model``'s configuration trained on train + validation; and what the card says of it."""
-    params, epochs = refit_params(model), refit_epochs(model)
-    x = np.concatenate([splits.train[0], splits.val[0]])
-    y = np.concatenate([splits.train[1], splits.val[1]])
-    echo(f"refit: {label} on train + validation ({len(y)} samples, {epochs} of "
-         f"{params['max_epochs']} epochs, seed {params['random_state']})...")
+def _train(params: dict[str, Any], epochs: int, x: np.ndarray,
+           y: np.ndarray) -> tuple[MLPClassifier, float]:
     started = time.perf_counter()
     refit = MLPClassifier(**params).fit(x, y, callbacks=[StopAfter(epochs)])
-    seconds = time.perf_counter() - started
+    return refit, time.perf_counter() - started
+
+
+def _checked(refit: MLPClassifier, seconds: float, label: str, epochs: int, n: int,
+             schedule: str, echo: Callable[[str], None]) -> dict[str, Any]:
+    """Raise if the refit diverged; else say it is done and return what the card says of it."""
     if refit.status_ == "stopped":  # by StopAfter: the epochs it was meant to train
         refit.status_, refit.stop_reason_ = "completed", f"refit: the chosen {epochs} epochs"
     last = refit.history_[-1] if refit.history_ else {}
@@ -71,19 +83,122 @@ def refit_model(model: MLPClassifier, splits: Splits, label: str,
                               f"--refit")
     echo(f"refit: {label} done in {seconds:.0f} s (train accuracy "
          f"{last['train_accuracy']:.4f})")
-    return refit, {"samples": int(len(y)), "epochs": epochs, "seconds": round(seconds, 1),
-                   "schedule": params["schedule"]}
+    return {"samples": n, "epochs": epochs, "seconds": round(seconds, 1), "schedule": schedule}
+
+
+def _train_val(splits: Splits) -> tuple[np.ndarray, np.ndarray]:
+    return (np.concatenate([splits.train[0], splits.val[0]]),
+            np.concatenate([splits.train[1], splits.val[1]]))
+
+
+def _announce(label: str, params: dict[str, Any], epochs: int, n: int) -> str:
+    return (f"refit: {label} on train + validation ({n} samples, {epochs} of "
+            f"{params['max_epochs']} epochs, seed {params['random_state']})...")
+
+
+def refit_model(model: MLPClassifier, splits: Splits, label: str,
+                echo: Callable[[str], None] = print) -> tuple[MLPClassifier, dict[str, Any]]:
+    """``model``'s configuration trained on train + validation; and what the card says of it."""
+    params, epochs = refit_params(model), refit_epochs(model)
+    x, y = _train_val(splits)
+    echo(_announce(label, params, epochs, len(y)))
+    refit, seconds = _train(params, epochs, x, y)
+    return refit, _checked(refit, seconds, label, epochs, len(y), params["schedule"], echo)
+
+
+# -- members in parallel: each process gets the data once (initializer), then one model a task
+_DATA: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def _init_process(x: np.ndarray, y: np.ndarray) -> None:
+    from threadpoolctl import threadpool_limits
+
+    global _DATA
+    threadpool_limits(1)
+    _DATA = (x, y)
+
+
+def _train_in_process(params: dict[str, Any], epochs: int) -> tuple[MLPClassifier, float]:
+    assert _DATA is not None
+    return _train(params, epochs, *_DATA)
 
 
 def refit_ensemble(ens: EnsembleClassifier, splits: Splits,
-                   echo: Callable[[str], None] = print
+                   echo: Callable[[str], None] = print, processes: int = 1
                    ) -> tuple[EnsembleClassifier, dict[str, Any]]:
-    """Every member refit, each keeping its weight."""
-    members, notes = [], []
-    for i, (m, w, n) in enumerate(ens.members, 1):
-        refit, note = refit_model(m, splits, f"member {i}/{len(ens.members)} (trial {n})", echo)
-        members.append((refit, w, n))
-        notes.append(note)
+    """Every member refit, each keeping its weight; ``processes`` of them at once (each with
+    one BLAS thread), or one after the other in this process."""
+    jobs = [(refit_params(m), refit_epochs(m), f"member {i}/{len(ens.members)} (trial {n})")
+            for i, (m, _, n) in enumerate(ens.members, 1)]
+    x, y = _train_val(splits)
+    done: dict[int, tuple[MLPClassifier, dict[str, Any]]] = {}
+
+    def finished(i: int, refit: MLPClassifier, seconds: float) -> None:
+        params, epochs, label = jobs[i]
+        done[i] = refit, _checked(refit, seconds, label, epochs, len(y), params["schedule"],
+                                  echo)
+
+    processes = max(1, min(processes, len(jobs)))
+    if processes == 1:
+        for i, (params, epochs, label) in enumerate(jobs):
+            echo(_announce(label, params, epochs, len(y)))
+            finished(i, *_train(params, epochs, x, y))
+    else:
+        echo(f"refit: {len(jobs)} members on train + validation ({len(y)} samples), "
+             f"{processes} at a time...")
+        # spawned, as the sweep's workers are: a forked child would inherit the locks of this
+        # process's threads (MLflow's among them) in whatever state they were
+        with ProcessPoolExecutor(processes, mp_context=mp.get_context("spawn"),
+                                 initializer=_init_process, initargs=(x, y)) as pool:
+            futures = {pool.submit(_train_in_process, params, epochs): i
+                       for i, (params, epochs, _) in enumerate(jobs)}
+            try:
+                for future in as_completed(futures):
+                    finished(futures[future], *future.result())
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)  # a divergence ends them all
+                raise
+    notes = [done[i][1] for i in range(len(jobs))]
+    members = [(done[i][0], w, n) for i, (_, w, n) in enumerate(ens.members)]
     return EnsembleClassifier(members), {
         "samples": notes[0]["samples"], "epochs": [n["epochs"] for n in notes],
         "seconds": round(sum(n["seconds"] for n in notes), 1)}
+
+
+# -- the sweep's budget ----------------------------------------------------------------------
+def refit_members(spec: SweepSpec) -> int:
+    """How many models an export of ``spec`` refits at most: the ensemble's distinct picks
+    (never more than the kept checkpoints), else the one chosen model."""
+    return min(spec.export_ensemble or 1, spec.keep_checkpoints)
+
+
+def refit_processes(spec: SweepSpec) -> int:
+    """How many members an export refits at once at most: as many as the sweep has workers on
+    this machine (``budget.workers``; auto: one per core)."""
+    return max(1, spec.budget.workers or os.cpu_count() or 1)
+
+
+def reserve_seconds(study: optuna.Study, spec: SweepSpec,
+                    trials: list[optuna.trial.FrozenTrial]) -> float:
+    """The wall-clock time an in-budget export needs now, which the search leaves it: the top
+    M complete trials' mean training time (M = ``refit_members``) scaled to train + validation,
+    in rounds over ``refit_processes``, at least the longest one, plus the export's own work
+    (loading, scoring, writing the model). 0 when the spec exports after the sweep, or without
+    refit (an export without training takes seconds), or before any trial has completed."""
+    if not (spec.export_in_budget and spec.export_refit):
+        return 0.0
+    m = refit_members(spec)
+    times = [float(t.user_attrs.get(TrialKey.TRAIN_TIME_S, 0.0))
+             for t in ranked(study, trials)[:m]]
+    if not times:
+        return 0.0
+    data = study.user_attrs.get(StudyKey.DATA, {})
+    n_train, n_val = data.get("n_train"), data.get("n_val")
+    scale = (n_train + n_val) / n_train if n_train and n_val else 1.25
+    rounds = math.ceil(m / min(m, refit_processes(spec)))
+    return EXPORT_SECONDS + scale * max(max(times), rounds * statistics.fmean(times))
+
+
+# what an export costs besides training (load, score the splits, write and log the model):
+# measured at 5-15 s for Fashion-MNIST ensembles of 8 (docs/benchmarks.md)
+EXPORT_SECONDS = 20.0

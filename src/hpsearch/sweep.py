@@ -54,6 +54,7 @@ class SweepResult:
     signal: int | None = None  # the stopping signal that interrupted the sweep
     noise_floor: float | None = None  # the objective's standard error at the best value
     stopped: str | None = None  # why budget.stop ended the sweep
+    export_in_budget: bool = False  # the spec's export.in_budget: the export comes next
 
     @property
     def interrupted(self) -> bool:
@@ -156,7 +157,8 @@ def run_sweep(spec_path: str | Path, n_trials: int | None = None, timeout: float
     best = _finish(study, tracker, parent, spec, stopped is not None)
     floor = study.user_attrs.get(StudyKey.NOISE_FLOOR, {}).get("value")
     return SweepResult(name, total, count_trials(study)[0] - finished, *best, parent, exp_id,
-                       tracker.uri, stopped, floor, study.user_attrs.get(StudyKey.STOPPED))
+                       tracker.uri, stopped, floor, study.user_attrs.get(StudyKey.STOPPED),
+                       spec.export_in_budget)
 
 
 def _finish(study: optuna.Study, tracker: Tracker, parent: str, spec: SweepSpec,

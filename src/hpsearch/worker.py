@@ -31,6 +31,7 @@ from .faults import (
     stop_signals,
 )
 from .noise import converged, noise_floor
+from .refit import reserve_seconds
 from .reseed import reseed_due, reseeding
 from .retention import retain
 from .search import make_pruner, make_sampler
@@ -107,8 +108,9 @@ def run_trials(ctx: Context, quota: int | None, deadline: float | None) -> int:
         while True:
             try:
                 check_stop()  # a stopping signal that came between two trials
-                if _search_over(ctx, quota, done, deadline) and not reseeding(
-                        ctx.study, ctx.spec, ctx.echo, deadline):
+                end = _trials_deadline(ctx, deadline)
+                if _search_over(ctx, quota, done, end) and not reseeding(
+                        ctx.study, ctx.spec, ctx.echo, end):
                     break  # the search is over and no reseed trial waits
                 ctx.study.optimize(lambda t: objective(ctx, t), n_trials=1,
                                    catch=(TrialFailed,))
@@ -203,6 +205,14 @@ def _retry_interrupted(ctx: Context) -> None:
     ctx.study.enqueue_trial(trial.params, user_attrs={TrialKey.RETRY_OF: number,
                                                       **inherited_attrs(trial)},
                             skip_if_exists=False)
+
+
+def _trials_deadline(ctx: Context, deadline: float | None) -> float | None:
+    """When the sweep's trials must end: its deadline, less the time its in-budget export
+    needs (``export: {in_budget: true}``; refit.reserve_seconds, estimated anew each time)."""
+    if deadline is None:
+        return None
+    return deadline - reserve_seconds(ctx.study, ctx.spec, ctx.study.get_trials(deepcopy=False))
 
 
 def _search_over(ctx: Context, quota: int | None, done: int, deadline: float | None) -> bool:

@@ -1,0 +1,125 @@
+"""The export inside the sweep's budget (`export: {in_budget: true}`): the search leaves the
+refit the time it needs, the sweep ends with the exported model, and an ensemble's members are
+refit in parallel processes, each the same model as one process trains. Real digits."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import optuna
+import pytest
+import yaml
+from click.testing import CliRunner
+from threadpoolctl import threadpool_limits
+
+import hpsearch
+from hpsearch import datasets, refit
+from hpsearch.cli import main
+from hpsearch.config import parse_spec
+from hpsearch.ensemble import EnsembleClassifier
+from hpsearch.errors import SpecError
+from hpsearch.store import StudyKey, join_storage_study
+
+SPEC = """\
+name: inb
+data: {dataset: digits, seed: 0}
+training: {max_epochs: 12, batch_size: 64, early_stopping_patience: 4, seed: 0}
+budget: {n_trials: 6, workers: 1}
+sampler: {name: random, seed: 2}
+pruner: none
+checkpoints: {keep: 3}
+export: {ensemble: 3, refit: true, in_budget: true}
+space:
+  learning_rate: {type: float, low: 3.0e-3, high: 0.03, log: true}
+  hidden_size: {type: int, low: 16, high: 96, log: true}
+"""
+
+
+def test_the_key_is_checked():
+    spec = parse_spec(yaml.safe_load(SPEC), "x.yaml")
+    assert spec.export_in_budget and spec.export_refit
+    assert not parse_spec(yaml.safe_load(SPEC.replace(", in_budget: true", "")),
+                          "x.yaml").export_in_budget
+    with pytest.raises(SpecError, match=r"x.yaml: export.in_budget must be"):
+        parse_spec(yaml.safe_load(SPEC.replace("in_budget: true", "in_budget: 3")), "x.yaml")
+
+
+def test_parallel_refit_trains_the_same_members_as_one_process():
+    splits = datasets.load_splits(parse_spec(yaml.safe_load(SPEC)).data)
+    members = []
+    for number, (size, seed, epochs) in enumerate([(24, 1, 6), (48, 2, 9), (32, 3, 7)]):
+        m = hpsearch.MLPClassifier(hidden_sizes=(size,), learning_rate=0.01, max_epochs=epochs,
+                                   random_state=seed).fit(*splits.train,
+                                                          eval_sets={"val": splits.val})
+        members.append((m, float(number + 1), 10 + number))
+    ens = EnsembleClassifier(members)
+    lines: list[str] = []
+    with threadpool_limits(1):  # the parallel processes train with one BLAS thread each
+        alone, alone_note = refit.refit_ensemble(ens, splits, lambda _: None, processes=1)
+    both, note = refit.refit_ensemble(ens, splits, lines.append, processes=2)
+    assert lines[0] == (f"refit: 3 members on train + validation "
+                        f"({len(splits.train[1]) + len(splits.val[1])} samples), 2 at a time...")
+    assert sorted(line.split(" done")[0] for line in lines[1:]) == \
+        [f"refit: member {i}/3 (trial {10 + i - 1})" for i in (1, 2, 3)]
+    assert [(w, n) for _, w, n in both.members] == [(w, n) for _, w, n in ens.members]
+    assert note["epochs"] == alone_note["epochs"] == [m.best_epoch_ for m, _, _ in members]
+    for (p, _, _), (s, _, _) in zip(both.members, alone.members, strict=True):
+        np.testing.assert_array_equal(p.coefs_[0], s.coefs_[0])  # the same model, bit for bit
+    np.testing.assert_array_equal(both.predict_proba(splits.test[0]),
+                                  alone.predict_proba(splits.test[0]))
+
+
+def test_the_reserve_is_the_refit_of_the_top_members_in_rounds():
+    spec = parse_spec(yaml.safe_load(SPEC.replace("workers: 1", "workers: 2")))
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr(StudyKey.DATA, {"n_train": 1000, "n_val": 250})  # x 1.25 the data
+    for value, seconds in ((0.9, 100.0), (0.8, 60.0), (0.7, 20.0), (0.6, 5000.0)):
+        study.add_trial(optuna.trial.create_trial(value=value, params={}, distributions={},
+                                                  user_attrs={"train_time_s": seconds}))
+    trials = study.get_trials()
+    # the top 3 (not the fourth): 2 rounds over 2 processes of their mean 60 s, 1.25 x the data
+    assert refit.reserve_seconds(study, spec, trials) == \
+        pytest.approx(refit.EXPORT_SECONDS + 1.25 * 2 * 60)
+    one = parse_spec(yaml.safe_load(SPEC.replace("ensemble: 3", "ensemble: 1")))
+    assert refit.reserve_seconds(study, one, trials) == \
+        pytest.approx(refit.EXPORT_SECONDS + 1.25 * 100)  # the best trial alone
+    for off in ("in_budget: false", "refit: false"):
+        other = parse_spec(yaml.safe_load(SPEC.replace(off.replace("false", "true"), off)))
+        assert refit.reserve_seconds(study, other, trials) == 0.0
+    assert refit.reserve_seconds(study, spec, []) == 0.0  # nothing to estimate from yet
+
+
+def test_the_sweep_ends_with_the_export_inside_its_budget(tmp_path, monkeypatch):
+    """The search ends when the time left is the export's: here an export longer than the
+    whole budget, so the first complete trial ends it (before any trial completes there is
+    nothing to estimate from); then the sweep exports the refit ensemble as its last step."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("HPSEARCH_STORAGE", raising=False)
+    monkeypatch.setattr(refit, "EXPORT_SECONDS", 10_000.0)
+    (tmp_path / "inb.yaml").write_text(SPEC.replace("n_trials: 6", "n_trials: 6, timeout: 3600"))
+    r = CliRunner().invoke(main, ["sweep", "inb.yaml"])
+    assert r.exit_code == 0, r.output
+    study = join_storage_study("inb")
+    assert [t.state.name for t in study.trials] == ["COMPLETE"]
+    assert "refit: member 1/1 (trial 0) on train + validation" in r.output
+    assert "exported an ensemble led by trial 0 (refit on train + validation) to exports/inb: " \
+           f"validation {study.best_value:.4f}, test accuracy" in r.output
+    assert "registered as inb version 1" in r.output and "sweep and export: " in r.output
+    model = hpsearch.load(tmp_path / "exports" / "inb")
+    metrics = json.loads((tmp_path / "exports/inb/test_metrics.json").read_text())
+    splits = datasets.load_splits(parse_spec(yaml.safe_load(SPEC)).data)
+    assert metrics["refit"]["samples"] == len(splits.train[1]) + len(splits.val[1])
+    assert metrics["test_accuracy"] == pytest.approx(model.score(*splits.test))
+
+    # without the reserve the same sweep runs all its trials, then exports
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("HPSEARCH_STORAGE", raising=False)
+    r = CliRunner().invoke(main, ["sweep", "inb.yaml", "--study", "inb2"])
+    assert r.exit_code == 0, r.output
+    assert len(join_storage_study("inb2").trials) == 6
+    assert "exported an ensemble led by trial" in r.output and "(refit on train + validation)" \
+        in r.output
