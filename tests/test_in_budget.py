@@ -5,6 +5,10 @@ refit in parallel processes, each the same model as one process trains. Real dig
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -14,6 +18,7 @@ from click.testing import CliRunner
 from threadpoolctl import threadpool_limits
 
 import hpsearch
+from conftest import Lines, wait_until
 from hpsearch import datasets, refit
 from hpsearch.cli import main
 from hpsearch.config import parse_spec
@@ -123,3 +128,75 @@ def test_the_sweep_ends_with_the_export_inside_its_budget(tmp_path, monkeypatch)
     assert len(join_storage_study("inb2").trials) == 6
     assert "exported an ensemble led by trial" in r.output and "(refit on train + validation)" \
         in r.output
+
+
+REFIT_FOREVER = """\
+import sys, yaml
+from hpsearch import MLPClassifier, datasets, refit
+from hpsearch.config import parse_spec
+from hpsearch.ensemble import EnsembleClassifier
+from hpsearch.faults import signal_of, stop_signals
+splits = datasets.load_splits(parse_spec(yaml.safe_load(sys.argv[1])).data)
+members = []
+for seed in (1, 2):
+    m = MLPClassifier(hidden_sizes=(16,), max_epochs=1, random_state=seed).fit(*splits.train)
+    m.set_params(max_epochs=10**6)
+    m.best_epoch_ = 10**6  # a refit that cannot finish before the signal
+    members.append((m, 1.0, seed))
+try:
+    with stop_signals():
+        refit.refit_ensemble(EnsembleClassifier(members), splits,
+                             lambda line: print(line, flush=True), processes=2)
+except KeyboardInterrupt as exc:
+    print("interrupted", flush=True)
+    sys.exit(128 + signal_of(exc))
+"""
+
+
+def _spawned_children(pid: int) -> list[int]:
+    """The pool processes of ``pid`` (multiprocessing's spawned children, not its resource
+    tracker)."""
+    try:
+        found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    out = []
+    for child in found:
+        try:
+            cmd = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if b"spawn_main" in cmd:
+            out.append(int(child))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def default_stop_signals() -> None:
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, signal.SIG_DFL)
+
+
+def test_sigterm_during_a_parallel_refit_stops_every_member_at_once():
+    """An operator's SIGTERM while the members are refit in their processes: the export exits
+    128 + 15 and no refit process is left behind to finish its model."""
+    proc = subprocess.Popen([sys.executable, "-c", REFIT_FOREVER, SPEC], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=default_stop_signals)
+    output = Lines(proc.stdout)
+    output.wait_for("2 at a time", proc)
+    children = wait_until(lambda: (len(c := _spawned_children(proc.pid)) == 2, c),
+                          "two refit processes", proc=proc, output=output)
+    proc.send_signal(signal.SIGTERM)
+    out, err = output.rest(proc), proc.stderr.read()
+    assert proc.returncode == 128 + signal.SIGTERM, (proc.returncode, out, err)
+    assert "interrupted" in out and "done in" not in out and "Traceback" not in err, (out, err)
+    wait_until(lambda: (not [c for c in children if _alive(c)], children),
+               "the refit processes to be gone")

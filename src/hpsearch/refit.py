@@ -23,10 +23,11 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import os
+import queue
+import signal
 import statistics
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,7 @@ from .datasets import Splits
 from .ensemble import EnsembleClassifier
 from .errors import CheckpointError
 from .estimator import MLPClassifier
+from .faults import STOP_SIGNALS, check_stop, stop_signals
 from .store import StudyKey, TrialKey, ranked
 
 # what a refit changes in the chosen checkpoint's parameters (the card lists them)
@@ -106,21 +108,70 @@ def refit_model(model: MLPClassifier, splits: Splits, label: str,
     return refit, _checked(refit, seconds, label, epochs, len(y), params["schedule"], echo)
 
 
-# -- members in parallel: each process gets the data once (initializer), then one model a task
-_DATA: tuple[np.ndarray, np.ndarray] | None = None
-
-
-def _init_process(x: np.ndarray, y: np.ndarray) -> None:
+# -- members in parallel: processes of our own (multiprocessing.Pool replaces a process that
+# ends, and one that starts while this one exits prints a traceback)
+def _refit_process(x: np.ndarray, y: np.ndarray, tasks: Any, results: Any) -> None:
+    """A refit process: one BLAS thread; trains ``(i, params, epochs)`` tasks until None. The
+    stopping signals came blocked (the parent's mask while it started it): SIGINT is ignored
+    (a terminal's Ctrl-C reaches the whole group; the parent decides and ends this process),
+    SIGTERM and SIGHUP end it at once, as the parent's terminate() does."""
     from threadpoolctl import threadpool_limits
 
-    global _DATA
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     threadpool_limits(1)
-    _DATA = (x, y)
+    for i, params, epochs in iter(tasks.get, None):
+        try:
+            results.put((i, *_train(params, epochs, x, y)))
+        except Exception as exc:  # reported by the export, in one line
+            results.put((i, None, f"{type(exc).__name__}: {exc}"))
 
 
-def _train_in_process(params: dict[str, Any], epochs: int) -> tuple[MLPClassifier, float]:
-    assert _DATA is not None
-    return _train(params, epochs, *_DATA)
+def _refit_parallel(jobs: list[tuple[dict[str, Any], int, str]], x: np.ndarray, y: np.ndarray,
+                    processes: int, finished: Callable[[int, MLPClassifier, float], None]
+                    ) -> None:
+    # Spawned, as the sweep's workers are: a forked child would inherit the locks of this
+    # process's threads (MLflow's among them) in whatever state they were. A stopping signal
+    # is only recorded meanwhile (cooperative) and acted on between two results, so that no
+    # process is left half-started; then every process is ended at once.
+    ctx = mp.get_context("spawn")
+    with stop_signals("cooperative"):
+        tasks, results = ctx.Queue(), ctx.Queue()
+        for i, (params, epochs, _) in enumerate(jobs):
+            tasks.put((i, params, epochs))
+        for _ in range(processes):
+            tasks.put(None)
+        procs = [ctx.Process(target=_refit_process, args=(x, y, tasks, results),
+                             name=f"hpsearch-refit-{k}", daemon=True)
+                 for k in range(processes)]
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # inherited
+        try:
+            for p in procs:
+                p.start()
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+            left = len(jobs)
+            while left:
+                check_stop()
+                try:
+                    i, model, seconds = results.get(timeout=1.0)
+                except queue.Empty:
+                    dead = [p for p in procs if p.exitcode not in (None, 0)]
+                    if dead:
+                        raise CheckpointError(f"a refit process ended with exit status "
+                                              f"{dead[0].exitcode}: nothing exported") from None
+                    continue
+                if model is None:
+                    raise CheckpointError(f"refit of {jobs[i][2]} failed: {seconds}")
+                finished(i, model, seconds)
+                left -= 1
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+            for p in procs:  # at once: a divergence or a stopping signal ends every member
+                if p.pid is not None and p.exitcode is None:
+                    p.terminate()
+            for p in procs:
+                if p.pid is not None:
+                    p.join()
 
 
 def refit_ensemble(ens: EnsembleClassifier, splits: Splits,
@@ -146,18 +197,7 @@ def refit_ensemble(ens: EnsembleClassifier, splits: Splits,
     else:
         echo(f"refit: {len(jobs)} members on train + validation ({len(y)} samples), "
              f"{processes} at a time...")
-        # spawned, as the sweep's workers are: a forked child would inherit the locks of this
-        # process's threads (MLflow's among them) in whatever state they were
-        with ProcessPoolExecutor(processes, mp_context=mp.get_context("spawn"),
-                                 initializer=_init_process, initargs=(x, y)) as pool:
-            futures = {pool.submit(_train_in_process, params, epochs): i
-                       for i, (params, epochs, _) in enumerate(jobs)}
-            try:
-                for future in as_completed(futures):
-                    finished(futures[future], *future.result())
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)  # a divergence ends them all
-                raise
+        _refit_parallel(jobs, x, y, processes, finished)
     notes = [done[i][1] for i in range(len(jobs))]
     members = [(done[i][0], w, n) for i, (_, w, n) in enumerate(ens.members)]
     return EnsembleClassifier(members), {
@@ -199,6 +239,7 @@ def reserve_seconds(study: optuna.Study, spec: SweepSpec,
     return EXPORT_SECONDS + scale * max(max(times), rounds * statistics.fmean(times))
 
 
-# what an export costs besides training (load, score the splits, write and log the model):
-# measured at 5-15 s for Fashion-MNIST ensembles of 8 (docs/benchmarks.md)
+# an allowance for what an export does besides training: load the kept checkpoints, score them
+# on validation, write, log and register the model (bench/anytime.py times the same export
+# without a refit: docs/benchmarks.md)
 EXPORT_SECONDS = 20.0
