@@ -206,6 +206,12 @@ def refit_ensemble(ens: EnsembleClassifier, splits: Splits,
 
 
 # -- the sweep's budget ----------------------------------------------------------------------
+# an allowance for what an export does besides training: load the kept checkpoints, score them
+# on validation, write, log and register the model (bench/anytime.py times the same export
+# without a refit: docs/benchmarks.md)
+EXPORT_SECONDS = 20.0
+
+
 def refit_members(spec: SweepSpec) -> int:
     """How many models an export of ``spec`` refits at most: the ensemble's distinct picks
     (never more than the kept checkpoints), else the one chosen model."""
@@ -237,9 +243,3 @@ def reserve_seconds(study: optuna.Study, spec: SweepSpec,
     scale = (n_train + n_val) / n_train if n_train and n_val else 1.25
     rounds = math.ceil(m / min(m, refit_processes(spec)))
     return EXPORT_SECONDS + scale * max(max(times), rounds * statistics.fmean(times))
-
-
-# an allowance for what an export does besides training: load the kept checkpoints, score them
-# on validation, write, log and register the model (bench/anytime.py times the same export
-# without a refit: docs/benchmarks.md)
-EXPORT_SECONDS = 20.0
