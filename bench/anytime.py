@@ -70,6 +70,7 @@ def run_hpsearch(arm: str, seed: int, seconds: float, where: Path, reseed: bool)
     t0 = time.time()
     out = cli(where, "sweep", "spec.yaml", "--trials", "100000", "--timeout", str(seconds))
     elapsed = time.time() - t0  # with export.in_budget, the export's time too
+    (where / "sweep.log").write_text(out)  # the sweep's own lines, its export's included
     study = optuna.load_study(study_name=spec["name"], storage=open_storage(
         f"journal:{where / 'mlruns' / 'optuna.journal'}"))
     start = min(t.datetime_start.timestamp() for t in study.trials if t.datetime_start)
