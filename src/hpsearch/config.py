@@ -292,8 +292,7 @@ def parse_spec(raw: Any, file: str = "<spec>", text: str = "") -> SweepSpec:
         t.number("train_eval_size", 10_000, 1, integer=True, allow_none=True),
         t.number("seed", 0, 0, integer=True))
 
-    b = _Checker(file, "budget", top.node.get("budget"), {"n_trials", "timeout", "workers",
-                                                          "stop", "patience_trials"})
+    b = _Checker(file, "budget", top.node.get("budget"), set(BudgetSpec.__dataclass_fields__))
     workers = None
     if b.node.get("workers", "auto") != "auto":
         workers = b.number("workers", None, 1, 64, integer=True, allow_none=True)
@@ -314,8 +313,7 @@ def parse_spec(raw: Any, file: str = "<spec>", text: str = "") -> SweepSpec:
                  {"ensemble", "reseed", "reseed_top", "refit", "in_budget"})
     ensemble = x.number("ensemble", 0, 0, integer=True)
     reseed = (x.number("reseed", 0, 0, integer=True), x.number("reseed_top", 3, 1, integer=True))
-    refit = x.get("refit", bool, False)
-    in_budget = x.get("in_budget", bool, False)
+    refit, in_budget = x.get("refit", bool, False), x.get("in_budget", bool, False)
     for key, n in (("ensemble", ensemble), ("reseed_top", reseed[1] if reseed[0] else 0)):
         if n > keep:
             x.fail(f"is {n}, more than checkpoints.keep ({keep}): raise checkpoints.keep", key)
@@ -326,11 +324,10 @@ def parse_spec(raw: Any, file: str = "<spec>", text: str = "") -> SweepSpec:
         w.fail(f"is not a study name: {warm.study!r}", "study")
 
     space = _space(file, top.node.get("space"))
-    if sampler.name == "grid":
-        for p in space:
-            if p.type == "float" and p.step is None:
-                raise SpecError(f"{file}: space.{p.name}.step is required by the grid sampler "
-                                f"(or make it categorical)")
+    unstepped = [p.name for p in space if p.type == "float" and p.step is None]
+    if sampler.name == "grid" and unstepped:
+        raise SpecError(f"{file}: space.{unstepped[0]}.step is required by the grid sampler "
+                        f"(or make it categorical)")
     return SweepSpec(name, file, data, training, objective, budget,
                      SamplerSpec(sampler.name, sampler.options.pop("seed", 0), sampler.options),
                      pruner, keep, space, diagnostics, text, warm, ensemble, reseed, refit,
