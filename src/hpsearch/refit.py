@@ -12,8 +12,10 @@ export. The test split never reaches training; the export scores it once, as for
 refit model has no validation score of its own (it trained on those samples): the card and the
 metrics give the chosen checkpoint's, which chose it, and say so.
 
-An ensemble's members are refit in parallel, one process per core (one BLAS thread each, as the
-sweep's workers train: faster than one process with two threads, docs/benchmarks.md). With
+An ensemble's members are refit in parallel, one process per core with one BLAS thread each, the
+layout the sweep's workers train in (for trials it beat one process with two threads,
+docs/benchmarks.md; not measured for the refit itself). The card's refit ``seconds`` add up
+the members' training times, not the wall clock. With
 ``export: {in_budget: true}`` the sweep runs the export as its last step, inside
 ``budget.timeout``: ``reserve_seconds`` is the time the search leaves it.
 """
