@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -186,3 +187,11 @@ def trials_running_with_epochs(load_trials: Callable[[], list[Any]], numbers: li
         return ok, seen
     wait_until(check, f"trials {numbers} RUNNING with a reported epoch (trial: (state, epochs))",
                proc=proc, output=output)
+
+
+def default_stop_signals() -> None:
+    """In the child: the stopping signals at their defaults, whatever the test runner inherited
+    (a shell's background job starts with SIGINT ignored, `nohup` with SIGHUP ignored, and a
+    signal ignored at start stays ignored, by design)."""
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, signal.SIG_DFL)

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from threadpoolctl import threadpool_limits
 
 import hpsearch
-from conftest import Lines, wait_until
+from conftest import Lines, default_stop_signals, wait_until
 from hpsearch import datasets, refit
 from hpsearch.cli import main
 from hpsearch.config import parse_spec
@@ -177,11 +177,6 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
-
-
-def default_stop_signals() -> None:
-    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(s, signal.SIG_DFL)
 
 
 def test_sigterm_during_a_parallel_refit_stops_every_member_at_once():

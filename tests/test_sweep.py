@@ -14,7 +14,13 @@ import pytest
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
-from conftest import Lines, StatusServer, trials_running_with_epochs, wait_for_http
+from conftest import (
+    Lines,
+    StatusServer,
+    default_stop_signals,
+    trials_running_with_epochs,
+    wait_for_http,
+)
 from hpsearch.cli import main
 from hpsearch.config import load_spec
 from hpsearch.diagnostics import VERDICTS
@@ -261,14 +267,6 @@ def test_unknown_study_is_one_line(workdir):
         result = CliRunner().invoke(main, cmd)
         assert result.exit_code == 2
         assert result.stderr.startswith("error: no study named 'nosuch'")
-
-
-def default_stop_signals() -> None:
-    """In the child: the stopping signals at their defaults, whatever the test runner inherited
-    (a shell's background job starts with SIGINT ignored, `nohup` with SIGHUP ignored, and a
-    signal ignored at start stays ignored, by design)."""
-    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(s, signal.SIG_DFL)
 
 
 LONG = """\

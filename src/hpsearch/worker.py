@@ -210,8 +210,8 @@ def _retry_interrupted(ctx: Context) -> None:
 def _trials_deadline(ctx: Context, deadline: float | None) -> float | None:
     """When the sweep's trials must end: its deadline, less the time its in-budget export
     needs (``export: {in_budget: true}``; refit.reserve_seconds, estimated anew each time)."""
-    if deadline is None:
-        return None
+    if deadline is None or not (ctx.spec.export_in_budget and ctx.spec.export_refit):
+        return deadline  # nothing to reserve: no read of the storage between trials
     return deadline - reserve_seconds(ctx.study, ctx.spec, ctx.study.get_trials(deepcopy=False))
 
 
