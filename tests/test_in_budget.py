@@ -8,7 +8,9 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import optuna
@@ -19,7 +21,7 @@ from threadpoolctl import threadpool_limits
 
 import hpsearch
 from conftest import Lines, default_stop_signals, wait_until
-from hpsearch import datasets, refit
+from hpsearch import datasets, refit, worker
 from hpsearch.cli import main
 from hpsearch.config import parse_spec
 from hpsearch.ensemble import EnsembleClassifier
@@ -93,6 +95,27 @@ def test_the_reserve_is_the_refit_of_the_top_members_in_rounds():
         other = parse_spec(yaml.safe_load(SPEC.replace(off.replace("false", "true"), off)))
         assert refit.reserve_seconds(study, other, trials) == 0.0
     assert refit.reserve_seconds(study, spec, []) == 0.0  # nothing to estimate from yet
+
+
+def test_with_the_export_in_the_budget_a_trial_must_end_before_the_reserve():
+    """A trial begun now must end before the export's time: the complete trials' mean length
+    (a pruned trial's is not what a trial may take) is counted from now. Without the export in
+    the budget, budget.timeout only forbids starting a trial after it."""
+    spec = parse_spec(yaml.safe_load(SPEC.replace("n_trials: 6", "n_trials: 60")))
+    study = optuna.create_study(direction="maximize")
+    for state, seconds in (("COMPLETE", 100.0), ("COMPLETE", 80.0), ("PRUNED", 2.0)):
+        study.add_trial(optuna.trial.create_trial(
+            state=optuna.trial.TrialState[state], value=0.9 if state == "COMPLETE" else None,
+            params={}, distributions={}, user_attrs={"train_time_s": seconds}))
+    ctx = SimpleNamespace(spec=spec, study=study, n_trials=60)
+    now = time.time()
+    assert not worker._search_over(ctx, None, 0, now + 120)  # 90 s fit
+    assert worker._search_over(ctx, None, 0, now + 60)  # 90 s would end after it
+    after = SimpleNamespace(spec=parse_spec(yaml.safe_load(SPEC.replace("in_budget: true",
+                                                                        "in_budget: false"))),
+                            study=study, n_trials=60)
+    assert not worker._search_over(after, None, 0, now + 60)
+    assert worker._search_over(after, None, 0, now - 1)
 
 
 def test_the_sweep_ends_with_the_export_inside_its_budget(tmp_path, monkeypatch):

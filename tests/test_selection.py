@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import unittest.mock
 
 import mlflow
 import numpy as np
@@ -404,20 +405,34 @@ def test_the_sweep_ends_with_its_reseed_trials(tmp_path, monkeypatch, capfd):
 
 
 def test_the_search_leaves_the_reseed_trials_the_time_they_need():
-    from hpsearch.reseed import reseed_due
+    from hpsearch.reseed import reseed_due, reseed_end, trial_seconds
 
     spec = parse_spec(yaml.safe_load(RESEED_SPEC))  # reseed 2 x top 2, one worker
     study = optuna.create_study(direction="maximize")
-    for value, seconds in ((0.9, 100.0), (0.8, 100.0), (0.7, 5000.0)):
+    for value, seconds in ((0.9, 100.0), (0.8, 60.0), (0.7, 140.0)):
         study.add_trial(optuna.trial.create_trial(value=value, params={}, distributions={},
                                                   user_attrs={"train_time_s": seconds}))
+    study.add_trial(optuna.trial.create_trial(  # a pruned trial: not what a trial takes
+        state=optuna.trial.TrialState.PRUNED, params={}, distributions={},
+        user_attrs={"train_time_s": 1.0}))
+    assert trial_seconds(study.trials) == pytest.approx(100.0)  # the complete trials' mean
     now = time.time()
-    # the top two need 2 x (100 + 100) s = 400 s on one worker; the third is not reseeded
-    assert not reseed_due(study, spec, now + 4000)
-    assert reseed_due(study, spec, now + 300)
-    study.ask()  # a second worker is busy: the same work over two workers, at least 100 s
-    assert not reseed_due(study, spec, now + 1000)
-    assert reseed_due(study, spec, now + 150)
+    # the top two (not the third) twice on one worker: 2 x (100 + 60) s = 320 s, after one more
+    # search trial of 100 s
+    assert reseed_end(study, spec, now) == pytest.approx(now + 320, abs=1)
+    assert not reseed_due(study, spec, now + 430)
+    assert reseed_due(study, spec, now + 410)
+    # a second worker began a search trial 30 s ago: it is free in 70 s, and takes its share
+    study.ask()
+    now = study.trials[-1].datetime_start.timestamp() + 30
+    with unittest.mock.patch("time.time", return_value=now):
+        # this worker at now + 100 (one more search trial), the other at now + 70: the four
+        # trials 100, 100, 60, 60 go to the first free: 70+100 | 100+100 | 170+60 | 200+60
+        assert reseed_end(study, spec, now + 100) == pytest.approx(now + 260)
+        assert not reseed_due(study, spec, now + 270)
+        assert reseed_due(study, spec, now + 250)
+        # begun now, they end sooner: the plan the sweep announces
+        assert reseed_end(study, spec, now) == pytest.approx(now + 220)
 
 
 def test_a_retried_reseed_trial_keeps_its_seed_and_a_twin_is_not_trained():

@@ -7,9 +7,10 @@ configurations are trained ``r`` more times on the same split, with seeds ``trai
 scores, with its standard error; the report shows the table.
 
 In the sweep (spec ``export: {reseed: R, reseed_top: K}``) this is the budget's last stretch:
-the search stops when the time left is what the reseed trials need (R x the top K trials'
-training times, spread over the workers), and the top K configurations are enqueued again as
-trials with model seeds ``training.seed + 1 .. + R`` (user attributes ``reseed_of`` and
+the search stops when one more search trial would leave the reseed trials less time than they
+need (R x the top K trials' training times, spread over this worker and the others once their
+running trials are expected to end: ``reseed_end``), and the top K configurations are enqueued
+again as trials with model seeds ``training.seed + 1 .. + R`` (user attributes ``reseed_of`` and
 ``model_seed``). They run like any trial (child runs, checkpoints, retries after a fault), are
 never pruned, do not count towards ``n_trials``, and their checkpoints join the kept ones, so an
 ensemble export can use them. With only ``n_trials`` (no timeout) they run after the search.
@@ -101,30 +102,54 @@ def search_top(trials: list[optuna.trial.FrozenTrial], study: optuna.Study,
     return search_trials(ranked(study, trials))[:k]
 
 
-def reseed_seconds(study: optuna.Study, spec: SweepSpec) -> float | None:
-    """The wall-clock time the reseed trials need now: the R x K trials in rounds over the
-    workers (the ones running now and this one), each round the top K's mean training time, at
-    least the longest one. None when the spec has no reseed or no trial has completed."""
+def trial_seconds(trials: list[optuna.trial.FrozenTrial]) -> float:
+    """How long a search trial that is not pruned takes: the mean training time of the complete
+    search trials (0 before one completes). A pruned trial ends sooner; a plan that must fit
+    the budget counts on the longer one."""
+    times = [float(t.user_attrs.get(TrialKey.TRAIN_TIME_S, 0.0)) for t in search_trials(trials)
+             if t.state == optuna.trial.TrialState.COMPLETE]
+    return statistics.fmean(times) if times else 0.0
+
+
+def _finish(free: list[float], jobs: list[float]) -> float:
+    """When the last of ``jobs`` ends, each given, longest first, to the worker free first
+    (``free``: when each worker is free)."""
+    free = sorted(free)
+    for job in sorted(jobs, reverse=True):
+        free[0] += job
+        free.sort()
+    return free[-1]
+
+
+def reseed_end(study: optuna.Study, spec: SweepSpec, start: float) -> float | None:
+    """When the reseed trials would end if this worker began them at ``start``: the R x K
+    trials (each as long as the trial it repeats) spread over this worker and the ones busy
+    now, each free when its running search trial is expected to end (``trial_seconds`` after
+    it began, not before now). None when the spec has no reseed or no trial has completed."""
     r, k = spec.export_reseed
     trials = study.get_trials(deepcopy=False)
     times = [float(t.user_attrs.get(TrialKey.TRAIN_TIME_S, 0.0))
              for t in search_top(trials, study, k)]
     if not r or not times:
         return None
-    workers = 1 + sum(t.state == RUNNING for t in trials)
-    # whole trials per worker: ceil(R K / W) rounds of the mean, at least the longest one
-    return max(max(times), math.ceil(r * len(times) / workers) * statistics.fmean(times))
+    now, length = time.time(), trial_seconds(trials)
+    busy = [max(now, t.datetime_start.timestamp() + length) if t.datetime_start else now
+            for t in trials if t.state == RUNNING]
+    return _finish([start, *busy], times * r)
 
 
 def reseed_due(study: optuna.Study, spec: SweepSpec, deadline: float | None) -> bool:
-    """Whether the search should end here for the reseed trials: they started already, or the
-    time left before ``deadline`` is what they need."""
+    """Whether the search should end here for the reseed trials: they started already, or one
+    more search trial (``trial_seconds``) would leave them less time before ``deadline`` than
+    they need."""
     if not spec.export_reseed[0]:
         return False
     if study.user_attrs.get(StudyKey.RESEED_PHASE):
         return True
-    need = reseed_seconds(study, spec) if deadline is not None else None
-    return need is not None and time.time() + need >= deadline  # type: ignore[operator]
+    if deadline is None:
+        return False
+    end = reseed_end(study, spec, time.time() + trial_seconds(study.get_trials(deepcopy=False)))
+    return end is not None and end >= deadline
 
 
 def _may_start(study: optuna.Study, spec: SweepSpec, deadline: float | None) -> bool:
@@ -165,7 +190,8 @@ def reseeding(study: optuna.Study, spec: SweepSpec, echo: Callable[[str], None],
     if not study.user_attrs.get(StudyKey.RESEED_PHASE):
         if not _may_start(study, spec, deadline):
             return waiting(study) > 0
-        need = reseed_seconds(study, spec) or 0.0
+        now = time.time()
+        need = (reseed_end(study, spec, now) or now) - now
         top = search_top(study.get_trials(deepcopy=False), study, k)
         if not top:
             return False
