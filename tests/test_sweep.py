@@ -283,7 +283,7 @@ space:
 @pytest.mark.parametrize("signum, workers, terminal", [
     (signal.SIGINT, 1, False), (signal.SIGINT, 2, False), (signal.SIGINT, 2, True),
     (signal.SIGTERM, 1, False), (signal.SIGTERM, 2, False), (signal.SIGTERM, 2, True),
-    (signal.SIGHUP, 1, False), (signal.SIGHUP, 2, False)])
+    (signal.SIGHUP, 1, False), (signal.SIGHUP, 2, False), (signal.SIGHUP, 2, True)])
 def test_a_stopping_signal_closes_the_running_trials_and_the_budget_is_kept(
         workdir, signum, workers, terminal):
     """SIGINT, SIGTERM or SIGHUP to the sweep process alone (with 2 workers it must pass the

@@ -6,6 +6,7 @@ recorded is damaged.
 - ``is_outage``: a lost connection to an RDB storage (retry with backoff, see ``sweep``).
 - ``StaleTrialHandler``: Optuna's heartbeat retry, plus closing the dead trial's MLflow run.
 - ``Interrupted`` and ``stop_signals``: SIGINT, SIGTERM and SIGHUP take one path (the interrupt).
+- ``spawn_context``: child processes whose helper survives a closed terminal's SIGHUP.
 - ``endless_trials``: the fault tests' hook for a trial that cannot finish before its fault.
 
 (A journal file that a full disk leaves whole is store.SafeJournalBackend; the budget rule that
@@ -15,12 +16,14 @@ lost trials do not count is store.budget_counts.)
 from __future__ import annotations
 
 import errno
+import multiprocessing as mp
 import os
 import signal
 import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from multiprocessing import resource_tracker
 from typing import Any
 
 import optuna
@@ -235,3 +238,20 @@ def stop_signals(mode: str = "immediate") -> Iterator[None]:
             signal.signal(signum, old)
         if mode != "immediate":
             STOP.signum = None
+
+
+def spawn_context() -> Any:
+    """multiprocessing's spawn context, its resource tracker started deaf to SIGHUP.
+
+    The tracker (the process that frees the queues' semaphores) ignores SIGINT and SIGTERM
+    only: a closed terminal's SIGHUP to the whole process group killed it, and the next queue
+    this process closed started a new one, which printed a KeyError traceback. A signal blocked
+    when a process starts stays blocked through exec, and the tracker unblocks only those two:
+    blocked here while it starts, SIGHUP never reaches it. Here a SIGHUP is only held until
+    the tracker has started, then delivered."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    return mp.get_context("spawn")

@@ -23,7 +23,6 @@ the members' training times, not the wall clock. With
 from __future__ import annotations
 
 import math
-import multiprocessing as mp
 import os
 import queue
 import signal
@@ -40,7 +39,7 @@ from .datasets import Splits
 from .ensemble import EnsembleClassifier
 from .errors import CheckpointError
 from .estimator import MLPClassifier
-from .faults import STOP_SIGNALS, check_stop, stop_signals
+from .faults import STOP_SIGNALS, check_stop, spawn_context, stop_signals
 from .store import StudyKey, TrialKey, ranked
 
 # what a refit changes in the chosen checkpoint's parameters (the card lists them)
@@ -136,7 +135,7 @@ def _refit_parallel(jobs: list[tuple[dict[str, Any], int, str]], x: np.ndarray, 
     # process's threads (MLflow's among them) in whatever state they were. A stopping signal
     # is only recorded meanwhile (cooperative) and acted on between two results, so that no
     # process is left half-started; then every process is ended at once.
-    ctx = mp.get_context("spawn")
+    ctx = spawn_context()
     with stop_signals("cooperative"):
         tasks, results = ctx.Queue(), ctx.Queue()
         for i, (params, epochs, _) in enumerate(jobs):

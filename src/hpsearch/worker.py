@@ -4,7 +4,6 @@ signals passed on to them."""
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import signal
 import sys
@@ -29,6 +28,7 @@ from .faults import (
     fail_and_retry,
     is_outage,
     signal_of,
+    spawn_context,
     stop_signals,
 )
 from .noise import converged, noise_floor
@@ -323,7 +323,7 @@ def run_processes(name: str, storage_url: str, tracking_uri: str, remaining: int
     (passed on to every worker, which closes its running trial and exits 128 + signal)."""
     quotas = [remaining // workers + (i < remaining % workers) for i in range(workers)]
     blas = max(1, (os.cpu_count() or 1) // workers)
-    ctx = mp.get_context("spawn")
+    ctx = spawn_context()
     errors = ctx.SimpleQueue()
     procs = [ctx.Process(target=worker_process,
                          args=(name, storage_url, tracking_uri, q, deadline, blas, i + 1, errors),
