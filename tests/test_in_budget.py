@@ -111,6 +111,12 @@ def test_with_the_export_in_the_budget_a_trial_must_end_before_the_reserve():
     now = time.time()
     assert not worker._search_over(ctx, None, 0, now + 120)  # 90 s fit
     assert worker._search_over(ctx, None, 0, now + 60)  # 90 s would end after it
+    assert worker._search_over(ctx, None, 0, now + 75)  # (the pruned trial's 2 s not counted)
+    # without a refit the export takes seconds: the trial must still end before the deadline
+    bare = SimpleNamespace(spec=parse_spec(yaml.safe_load(SPEC.replace("refit: true",
+                                                                       "refit: false"))),
+                           study=study, n_trials=60)
+    assert worker._search_over(bare, None, 0, now + 60)
     after = SimpleNamespace(spec=parse_spec(yaml.safe_load(SPEC.replace("in_budget: true",
                                                                         "in_budget: false"))),
                             study=study, n_trials=60)

@@ -405,9 +405,9 @@ def test_the_sweep_ends_with_its_reseed_trials(tmp_path, monkeypatch, capfd):
 
 
 def test_the_search_leaves_the_reseed_trials_the_time_they_need():
-    from hpsearch.reseed import reseed_due, reseed_end, trial_seconds
+    from hpsearch.reseed import remaining_seconds, reseed_due, reseed_end, trial_seconds
 
-    spec = parse_spec(yaml.safe_load(RESEED_SPEC))  # reseed 2 x top 2, one worker
+    spec = parse_spec(yaml.safe_load(RESEED_SPEC))  # reseed 2 x top 2
     study = optuna.create_study(direction="maximize")
     for value, seconds in ((0.9, 100.0), (0.8, 60.0), (0.7, 140.0)):
         study.add_trial(optuna.trial.create_trial(value=value, params={}, distributions={},
@@ -416,23 +416,33 @@ def test_the_search_leaves_the_reseed_trials_the_time_they_need():
         state=optuna.trial.TrialState.PRUNED, params={}, distributions={},
         user_attrs={"train_time_s": 1.0}))
     assert trial_seconds(study.trials) == pytest.approx(100.0)  # the complete trials' mean
+    # a running trial is expected to take the mean of the complete ones longer than it has run
+    assert remaining_seconds(30, [100, 60, 140]) == pytest.approx(70)
+    assert remaining_seconds(120, [100, 60, 140]) == pytest.approx(20)
+    assert remaining_seconds(150, [100, 60, 140]) == 0.0
     now = time.time()
-    # the top two (not the third) twice on one worker: 2 x (100 + 60) s = 320 s, after one more
-    # search trial of 100 s
-    assert reseed_end(study, spec, now) == pytest.approx(now + 320, abs=1)
-    assert not reseed_due(study, spec, now + 430)
-    assert reseed_due(study, spec, now + 410)
-    # a second worker began a search trial 30 s ago: it is free in 70 s, and takes its share
-    study.ask()
-    now = study.trials[-1].datetime_start.timestamp() + 30
     with unittest.mock.patch("time.time", return_value=now):
-        # this worker at now + 100 (one more search trial), the other at now + 70: the four
-        # trials 100, 100, 60, 60 go to the first free: 70+100 | 100+100 | 170+60 | 200+60
-        assert reseed_end(study, spec, now + 100) == pytest.approx(now + 260)
-        assert not reseed_due(study, spec, now + 270)
-        assert reseed_due(study, spec, now + 250)
-        # begun now, they end sooner: the plan the sweep announces
-        assert reseed_end(study, spec, now) == pytest.approx(now + 220)
+        # the top two (not the third) twice on this worker alone: 2 x (100 + 60) s = 320 s,
+        # after one more search trial of 100 s
+        assert reseed_end(study, spec, now) - now == pytest.approx(320)
+        assert not reseed_due(study, spec, now + 500)
+        assert reseed_due(study, spec, now + 350)  # 320 s fit, not 100 + 320
+    study.ask()  # a second worker runs a search trial
+    started = study.trials[-1].datetime_start.timestamp()
+    with unittest.mock.patch("time.time", return_value=started + 30):
+        now = started + 30  # it is free in 70 s, and takes its share: this worker at now + 100
+        # (one more search trial); the four trials 100, 100, 60, 60 go to the first free:
+        # 70+100 | 100+100 | 170+60 | 200+60
+        assert reseed_end(study, spec, now + 100) - now == pytest.approx(260)
+        assert not reseed_due(study, spec, now + 300)
+        assert reseed_due(study, spec, now + 220)
+        # begun now, they end sooner (the plan the sweep announces): 0+100 | 70+100 | 100+60 |
+        # 160+60
+        assert reseed_end(study, spec, now) - now == pytest.approx(220)
+    with unittest.mock.patch("time.time", return_value=started + 120):
+        # past the mean it is one of the long trials: free in 20 s (140 - 120), not now
+        # 20+100 | 100+100 | 120+60 | 180+60
+        assert reseed_end(study, spec, started + 220) - started == pytest.approx(120 + 240)
 
 
 def test_a_retried_reseed_trial_keeps_its_seed_and_a_twin_is_not_trained():

@@ -247,8 +247,9 @@ def spawn_context() -> Any:
     only: a closed terminal's SIGHUP to the whole process group killed it, and the next queue
     this process closed started a new one, which printed a KeyError traceback. A signal blocked
     when a process starts stays blocked through exec, and the tracker unblocks only those two:
-    blocked here while it starts, SIGHUP never reaches it. Here a SIGHUP is only held until
-    the tracker has started, then delivered."""
+    blocked here while it starts, SIGHUP never reaches it. In this thread a SIGHUP is only held
+    until the tracker has started. Nothing here may have started the tracker before: then
+    this changes nothing (nothing in hpsearch does)."""
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     try:
         resource_tracker.ensure_running()

@@ -213,6 +213,11 @@ def refit_ensemble(ens: EnsembleClassifier, splits: Splits,
 EXPORT_SECONDS = 20.0
 
 
+def refits_in_budget(spec: SweepSpec) -> bool:
+    """Whether ``budget.timeout`` covers a refit (``export: {in_budget: true, refit: true}``)."""
+    return spec.export_in_budget and spec.export_refit
+
+
 def refit_members(spec: SweepSpec) -> int:
     """How many models an export of ``spec`` refits at most: the ensemble's distinct picks
     (never more than the kept checkpoints), else the one chosen model."""
@@ -232,7 +237,7 @@ def reserve_seconds(study: optuna.Study, spec: SweepSpec,
     in rounds over ``refit_processes``, at least the longest one, plus the export's own work
     (loading, scoring, writing the model). 0 when the spec exports after the sweep, or without
     refit (an export without training takes seconds), or before any trial has completed."""
-    if not (spec.export_in_budget and spec.export_refit):
+    if not refits_in_budget(spec):
         return 0.0
     m = refit_members(spec)
     times = [float(t.user_attrs.get(TrialKey.TRAIN_TIME_S, 0.0))

@@ -102,13 +102,25 @@ def search_top(trials: list[optuna.trial.FrozenTrial], study: optuna.Study,
     return search_trials(ranked(study, trials))[:k]
 
 
+def _complete_seconds(trials: list[optuna.trial.FrozenTrial]) -> list[float]:
+    return [float(t.user_attrs.get(TrialKey.TRAIN_TIME_S, 0.0)) for t in search_trials(trials)
+            if t.state == optuna.trial.TrialState.COMPLETE]
+
+
 def trial_seconds(trials: list[optuna.trial.FrozenTrial]) -> float:
     """How long a search trial that is not pruned takes: the mean training time of the complete
     search trials (0 before one completes). A pruned trial ends sooner; a plan that must fit
     the budget counts on the longer one."""
-    times = [float(t.user_attrs.get(TrialKey.TRAIN_TIME_S, 0.0)) for t in search_trials(trials)
-             if t.state == optuna.trial.TrialState.COMPLETE]
+    times = _complete_seconds(trials)
     return statistics.fmean(times) if times else 0.0
+
+
+def remaining_seconds(elapsed: float, times: list[float]) -> float:
+    """How much longer a trial that has run ``elapsed`` s is expected to take: the mean of the
+    complete trials' ``times`` that were longer, less ``elapsed`` (a trial past the mean is one
+    of the long ones); 0 when none was longer."""
+    longer = [t for t in times if t > elapsed]
+    return statistics.fmean(longer) - elapsed if longer else 0.0
 
 
 def _finish(free: list[float], jobs: list[float]) -> float:
@@ -121,20 +133,23 @@ def _finish(free: list[float], jobs: list[float]) -> float:
     return free[-1]
 
 
-def reseed_end(study: optuna.Study, spec: SweepSpec, start: float) -> float | None:
+def reseed_end(study: optuna.Study, spec: SweepSpec, start: float,
+               trials: list[optuna.trial.FrozenTrial] | None = None) -> float | None:
     """When the reseed trials would end if this worker began them at ``start``: the R x K
-    trials (each as long as the trial it repeats) spread over this worker and the ones busy
-    now, each free when its running search trial is expected to end (``trial_seconds`` after
-    it began, not before now). None when the spec has no reseed or no trial has completed."""
+    trials (each as long as the trial it repeats) spread over this worker and the ones running
+    a search trial now, each free when that trial is expected to end (``remaining_seconds``).
+    None when the spec has no reseed or no trial has completed."""
     r, k = spec.export_reseed
-    trials = study.get_trials(deepcopy=False)
+    trials = study.get_trials(deepcopy=False) if trials is None else trials
     times = [float(t.user_attrs.get(TrialKey.TRAIN_TIME_S, 0.0))
              for t in search_top(trials, study, k)]
     if not r or not times:
         return None
-    now, length = time.time(), trial_seconds(trials)
-    busy = [max(now, t.datetime_start.timestamp() + length) if t.datetime_start else now
-            for t in trials if t.state == RUNNING]
+    now, done = time.time(), _complete_seconds(trials)
+    # (a start in the future, from a clock or time zone that differs, counts as now)
+    busy = [now + remaining_seconds(now - min(now, t.datetime_start.timestamp()), done)
+            if t.datetime_start else now
+            for t in search_trials(trials) if t.state == RUNNING]
     return _finish([start, *busy], times * r)
 
 
@@ -148,7 +163,8 @@ def reseed_due(study: optuna.Study, spec: SweepSpec, deadline: float | None) -> 
         return True
     if deadline is None:
         return False
-    end = reseed_end(study, spec, time.time() + trial_seconds(study.get_trials(deepcopy=False)))
+    trials = study.get_trials(deepcopy=False)
+    end = reseed_end(study, spec, time.time() + trial_seconds(trials), trials)
     return end is not None and end >= deadline
 
 

@@ -18,7 +18,6 @@ from optuna.trial import TrialState
 
 from . import datasets
 from ._version import __version__
-from .config import SweepSpec
 from .errors import HpsearchError, StorageError, first_line, install_masking
 from .faults import (
     StaleTrialHandler,
@@ -32,7 +31,7 @@ from .faults import (
     stop_signals,
 )
 from .noise import converged, noise_floor
-from .refit import reserve_seconds
+from .refit import refits_in_budget, reserve_seconds
 from .reseed import reseed_due, reseeding, trial_seconds
 from .retention import retain
 from .search import make_pruner, make_sampler
@@ -211,14 +210,9 @@ def _retry_interrupted(ctx: Context) -> None:
 def _trials_deadline(ctx: Context, deadline: float | None) -> float | None:
     """When the sweep's trials must end: its deadline, less the time its in-budget export
     needs (``export: {in_budget: true}``; refit.reserve_seconds, estimated anew each time)."""
-    if deadline is None or not _in_budget(ctx.spec):
+    if deadline is None or not refits_in_budget(ctx.spec):
         return deadline  # nothing to reserve: no read of the storage between trials
     return deadline - reserve_seconds(ctx.study, ctx.spec, ctx.study.get_trials(deepcopy=False))
-
-
-def _in_budget(spec: SweepSpec) -> bool:
-    """Whether ``budget.timeout`` covers a refit export (``export: {in_budget: true}``)."""
-    return spec.export_in_budget and spec.export_refit
 
 
 def _search_over(ctx: Context, quota: int | None, done: int, deadline: float | None) -> bool:
@@ -229,11 +223,13 @@ def _search_over(ctx: Context, quota: int | None, done: int, deadline: float | N
         return True
     if quota is None and sum(count_trials(ctx.study)) >= ctx.n_trials:
         return True
-    # with the export in the budget a trial must also end before it: one that is not pruned
-    # takes trial_seconds (without, budget.timeout means no new trial after it)
-    last = trial_seconds(ctx.study.get_trials(deepcopy=False)) if _in_budget(ctx.spec) else 0.0
-    if deadline is not None and time.time() + last >= deadline:
-        return True
+    if deadline is not None:
+        # with the export in the budget a trial must also end before it: one that is not pruned
+        # takes trial_seconds (without, budget.timeout means no new trial after it)
+        last = trial_seconds(ctx.study.get_trials(deepcopy=False)) \
+            if ctx.spec.export_in_budget else 0.0
+        if time.time() + last >= deadline:
+            return True
     return bool(ctx.study.user_attrs.get(StudyKey.STOPPED)) or reseed_due(ctx.study, ctx.spec,
                                                                          deadline)
 
