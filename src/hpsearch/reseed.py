@@ -206,9 +206,9 @@ def reseeding(study: optuna.Study, spec: SweepSpec, echo: Callable[[str], None],
     if not study.user_attrs.get(StudyKey.RESEED_PHASE):
         if not _may_start(study, spec, deadline):
             return waiting(study) > 0
-        now = time.time()
-        need = (reseed_end(study, spec, now) or now) - now
-        top = search_top(study.get_trials(deepcopy=False), study, k)
+        now, trials = time.time(), study.get_trials(deepcopy=False)
+        need = (reseed_end(study, spec, now, trials) or now) - now
+        top = search_top(trials, study, k)
         if not top:
             return False
         seeds = [spec.training.seed + i for i in range(1, r + 1)]
