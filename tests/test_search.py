@@ -64,7 +64,7 @@ def test_each_registry_builds_what_its_name_says_from_a_spec():
         s = parse_spec(spec_dict(sampler=name), "x.yaml").sampler
         assert type(make_sampler(s.name, s.options, s.seed, {"learning_rate": [0.001]})
                     ).__name__ == cls
-    pruners = {"median": "MedianPruner", "hyperband": "HyperbandPruner",
+    pruners = {"median": "MarginMedianPruner", "hyperband": "HyperbandPruner",
                "successive_halving": "SuccessiveHalvingPruner", "none": "NopPruner"}
     assert set(pruners) == set(PRUNERS)
     for name, cls in pruners.items():
@@ -105,6 +105,34 @@ def test_a_median_prune_names_the_median_of_the_complete_trials():
     why = explain_prune(study, pruned, "val_accuracy", PrunerSpec("median"), 1)
     assert why == ("its best val_accuracy so far, 0.2000, was not better than the median "
                    "0.7000 of 3 complete trials at this epoch (median pruner)")
+
+
+@pytest.mark.parametrize("maximize", [True, False])
+def test_a_margin_spares_a_trial_within_it_of_the_median(maximize):
+    """The median of the complete trials at epoch 1 is 0.7 (0.3 as a loss): with a margin of
+    0.05 a trial 0.02 behind it runs on, one 0.1 behind is pruned; without, both are pruned."""
+    sign = 1 if maximize else -1
+
+    def study(margin):
+        s = optuna.create_study(direction="maximize" if maximize else "minimize",
+                                pruner=make_pruner("median", {"n_startup_trials": 2,
+                                                              "margin": margin}, 10))
+        for v in (0.5, 0.7, 0.9):
+            run_trial(s, [0.5 + sign * (v - 0.5)] * 2)
+        return s
+
+    close, far = 0.5 + sign * 0.18, 0.5 + sign * 0.1
+    assert run_trial(study(0.0), [close, close])[1] == 1
+    assert run_trial(study(0.05), [close, close])[1] is None
+    s = study(0.05)
+    pruned, epoch = run_trial(s, [far, far])
+    assert epoch == 1
+    why = explain_prune(s, pruned, "val_accuracy", PrunerSpec("median", {"margin": 0.05}), 1)
+    assert why == (f"its best val_accuracy so far, {far:.4f}, was more than 0.05 behind the "
+                   f"median {0.5 + sign * 0.2:.4f} of 3 complete trials at this epoch "
+                   "(median pruner)")
+    spec = parse_spec({**spec_dict(), "pruner": {"name": "median", "margin": 0.003}}, "x.yaml")
+    assert make_pruner(spec.pruner.name, spec.pruner.options, 10).margin == 0.003
 
 
 @pytest.mark.parametrize("maximize", [True, False])

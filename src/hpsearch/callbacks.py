@@ -8,11 +8,10 @@ import math
 import time
 from typing import Any
 
-import numpy as np
 import optuna
-from optuna.trial import TrialState
 
 from .config import PrunerSpec
+from .search import median_comparison
 from .store import hyperband_bracket, stored_trial
 from .tracking import EPOCH_METRICS, now_ms
 from .trial_log import AsyncTrialLog
@@ -58,15 +57,13 @@ def explain_prune(study: optuna.Study, trial: optuna.Trial, metric: str, pruner:
     frozen = stored_trial(study, trial)
     name = pruner.name
     if name == "median":
-        values = list(frozen.intermediate_values.values())
-        best = max(values) if maximize else min(values)
-        others = [t.intermediate_values[epoch] for t in study.get_trials(
-            deepcopy=False, states=(TrialState.COMPLETE,)) if epoch in t.intermediate_values]
-        if not others:
+        best, median, count = median_comparison(study, frozen, epoch)
+        if not count:
             return f"{metric} {best:.4f} ({name} pruner)"
-        return (f"its best {metric} so far, {best:.4f}, was not better than the median "
-                f"{np.median(others):.4f} of {len(others)} complete trials at this epoch "
-                f"({name} pruner)")
+        margin = float(pruner.options.get("margin", 0.0))
+        behind = f"more than {margin:g} behind" if margin else "not better than"
+        return (f"its best {metric} so far, {best:.4f}, was {behind} the median "
+                f"{median:.4f} of {count} complete trials at this epoch ({name} pruner)")
     rungs = sorted(int(k.rsplit("_", 1)[1]) for k in frozen.system_attrs
                    if k.startswith("completed_rung_"))
     if not rungs:  # pruned before any rung (a NaN value): nothing was compared

@@ -350,12 +350,12 @@ def _sampler_or_pruner(file: str, where: str, node: Any, table: dict[str, Entry]
                 options[key] = n.get(key, bool)
             elif key == "qmc_type":
                 options[key] = n.get(key, str)
-            elif key == "seed":
-                options[key] = n.number(key, 0, 0, integer=True, allow_none=True)
             elif key == "reduction_factor":
                 options[key] = n.number(key, 3, 2, integer=True)
+            elif key == "margin":
+                options[key] = n.number(key, 0.0, 0.0)
             else:
-                options[key] = n.number(key, 0, 0, integer=True)
+                options[key] = n.number(key, 0, 0, integer=True, allow_none=key == "seed")
     return PrunerSpec(name, options)
 
 
