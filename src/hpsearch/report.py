@@ -276,7 +276,8 @@ class Report:
                          f"`learning_rate`.")
         if states[TrialState.PRUNED] / n > 0.7:
             warns.append(f"{states[TrialState.PRUNED]} of {n} trials were pruned: the pruner may "
-                         f"be too aggressive (raise n_warmup_steps or min_resource).")
+                         f"be too aggressive (raise n_warmup_steps or min_resource, or give the "
+                         f"median pruner a margin near the noise floor).")
         if states[TrialState.FAIL] / n > 0.3:
             warns.append(f"{states[TrialState.FAIL]} of {n} trials failed: see "
                          f"`optuna.trial.reason` on their runs.")
