@@ -40,7 +40,7 @@ from .ensemble import EnsembleClassifier
 from .errors import CheckpointError
 from .estimator import MLPClassifier
 from .faults import STOP_SIGNALS, check_stop, spawn_context, stop_signals
-from .store import StudyKey, TrialKey, ranked
+from .store import StudyKey, ranked, train_seconds
 
 # what a refit changes in the chosen checkpoint's parameters (the card lists them)
 OVERRIDES = {"early_stopping_patience": None, "restore_best_weights": False,
@@ -240,8 +240,7 @@ def reserve_seconds(study: optuna.Study, spec: SweepSpec,
     if not refits_in_budget(spec):
         return 0.0
     m = refit_members(spec)
-    times = [float(t.user_attrs.get(TrialKey.TRAIN_TIME_S, 0.0))
-             for t in ranked(study, trials)[:m]]
+    times = [train_seconds(t) for t in ranked(study, trials)[:m]]
     if not times:
         return 0.0
     data = study.user_attrs.get(StudyKey.DATA, {})

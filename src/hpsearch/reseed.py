@@ -36,7 +36,15 @@ from .config import SweepSpec
 from .errors import StorageError
 from .estimator import MLPClassifier
 from .space import chosen_of, model_params
-from .store import StudyKey, TrialKey, counted_trials, direction_sign, ranked, search_trials
+from .store import (
+    StudyKey,
+    TrialKey,
+    counted_trials,
+    direction_sign,
+    ranked,
+    search_trials,
+    train_seconds,
+)
 
 RUNNING = optuna.trial.TrialState.RUNNING
 WAITING = optuna.trial.TrialState.WAITING
@@ -103,7 +111,7 @@ def search_top(trials: list[optuna.trial.FrozenTrial], study: optuna.Study,
 
 
 def _complete_seconds(trials: list[optuna.trial.FrozenTrial]) -> list[float]:
-    return [float(t.user_attrs.get(TrialKey.TRAIN_TIME_S, 0.0)) for t in search_trials(trials)
+    return [train_seconds(t) for t in search_trials(trials)
             if t.state == optuna.trial.TrialState.COMPLETE]
 
 
@@ -141,8 +149,7 @@ def reseed_end(study: optuna.Study, spec: SweepSpec, start: float,
     None when the spec has no reseed or no trial has completed."""
     r, k = spec.export_reseed
     trials = study.get_trials(deepcopy=False) if trials is None else trials
-    times = [float(t.user_attrs.get(TrialKey.TRAIN_TIME_S, 0.0))
-             for t in search_top(trials, study, k)]
+    times = [train_seconds(t) for t in search_top(trials, study, k)]
     if not r or not times:
         return None
     now, done = time.time(), _complete_seconds(trials)
@@ -260,8 +267,7 @@ def sweep_rows(study: optuna.Study, spec: SweepSpec) -> list[Reseeded]:
                  if t.user_attrs.get(TrialKey.RESEED_OF) == n}  # one per seed: the first
         members = [by_number[n]] + [seeds[sd] for sd in sorted(seeds)]
         rows.append(Reseeded(n, [float(t.value) for t in members if t.value is not None],
-                             sum(float(t.user_attrs.get(TrialKey.TRAIN_TIME_S, 0.0))
-                                 for t in members[1:]),
+                             sum(train_seconds(t) for t in members[1:]),
                              [t.number for t in members]))
     sign = direction_sign(study)
     rows.sort(key=lambda row: sign * row.mean)

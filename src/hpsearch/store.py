@@ -240,6 +240,11 @@ def search_trials(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
     return [t for t in trials if TrialKey.RESEED_OF not in t.user_attrs]
 
 
+def train_seconds(trial: FrozenTrial) -> float:
+    """How long the trial trained (0 if it did not record it: running, failed early)."""
+    return float(trial.user_attrs.get(TrialKey.TRAIN_TIME_S, 0.0))
+
+
 def counted_trials(trials: list[FrozenTrial]) -> set[int]:
     """The numbers of the trials that count towards n_trials (see budget_counts)."""
     lost = lost_trials(trials)
