@@ -108,20 +108,20 @@ def test_with_the_export_in_the_budget_a_trial_must_end_before_the_reserve():
             state=optuna.trial.TrialState[state], value=0.9 if state == "COMPLETE" else None,
             params={}, distributions={}, user_attrs={"train_time_s": seconds}))
     ctx = SimpleNamespace(spec=spec, study=study, n_trials=60)
-    now = time.time()
-    assert not worker._search_over(ctx, None, 0, now + 120)  # 90 s fit
-    assert worker._search_over(ctx, None, 0, now + 60)  # 90 s would end after it
-    assert worker._search_over(ctx, None, 0, now + 75)  # (the pruned trial's 2 s not counted)
+    now, trials = time.time(), study.get_trials(deepcopy=False)
+    assert not worker._search_over(ctx, None, 0, now + 120, trials)  # 90 s fit
+    assert worker._search_over(ctx, None, 0, now + 60, trials)  # 90 s would end after it
+    assert worker._search_over(ctx, None, 0, now + 75, trials)  # (a pruned trial: not counted)
     # without a refit the export takes seconds: the trial must still end before the deadline
     bare = SimpleNamespace(spec=parse_spec(yaml.safe_load(SPEC.replace("refit: true",
                                                                        "refit: false"))),
                            study=study, n_trials=60)
-    assert worker._search_over(bare, None, 0, now + 60)
+    assert worker._search_over(bare, None, 0, now + 60, trials)
     after = SimpleNamespace(spec=parse_spec(yaml.safe_load(SPEC.replace("in_budget: true",
                                                                         "in_budget: false"))),
                             study=study, n_trials=60)
-    assert not worker._search_over(after, None, 0, now + 60)
-    assert worker._search_over(after, None, 0, now - 1)
+    assert not worker._search_over(after, None, 0, now + 60, trials)
+    assert worker._search_over(after, None, 0, now - 1, trials)
 
 
 def test_the_sweep_ends_with_the_export_inside_its_budget(tmp_path, monkeypatch):

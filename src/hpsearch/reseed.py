@@ -160,17 +160,18 @@ def reseed_end(study: optuna.Study, spec: SweepSpec, start: float,
     return _finish([start, *busy], times * r)
 
 
-def reseed_due(study: optuna.Study, spec: SweepSpec, deadline: float | None) -> bool:
+def reseed_due(study: optuna.Study, spec: SweepSpec, deadline: float | None,
+               trials: list[optuna.trial.FrozenTrial] | None = None) -> bool:
     """Whether the search should end here for the reseed trials: they started already, or one
     more search trial (``trial_seconds``) would leave them less time before ``deadline`` than
-    they need."""
+    they need. ``trials``: the study's trials if the caller has read them."""
     if not spec.export_reseed[0]:
         return False
     if study.user_attrs.get(StudyKey.RESEED_PHASE):
         return True
     if deadline is None:
         return False
-    trials = study.get_trials(deepcopy=False)
+    trials = study.get_trials(deepcopy=False) if trials is None else trials
     end = reseed_end(study, spec, time.time() + trial_seconds(trials), trials)
     return end is not None and end >= deadline
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from . import datasets
 from ._version import __version__
@@ -108,8 +108,9 @@ def run_trials(ctx: Context, quota: int | None, deadline: float | None) -> int:
         while True:
             try:
                 check_stop()  # a stopping signal that came between two trials
-                end = _trials_deadline(ctx, deadline)
-                if _search_over(ctx, quota, done, end) and not reseeding(
+                trials = ctx.study.get_trials(deepcopy=False)  # one read for the plan below
+                end = _trials_deadline(ctx, deadline, trials)
+                if _search_over(ctx, quota, done, end, trials) and not reseeding(
                         ctx.study, ctx.spec, ctx.echo, end):
                     break  # the search is over and no reseed trial waits
                 ctx.study.optimize(lambda t: objective(ctx, t), n_trials=1,
@@ -207,31 +208,34 @@ def _retry_interrupted(ctx: Context) -> None:
                             skip_if_exists=False)
 
 
-def _trials_deadline(ctx: Context, deadline: float | None) -> float | None:
+def _trials_deadline(ctx: Context, deadline: float | None,
+                     trials: list[FrozenTrial]) -> float | None:
     """When the sweep's trials must end: its deadline, less the time its in-budget export
-    needs (``export: {in_budget: true}``; refit.reserve_seconds, estimated anew each time)."""
+    needs (``export: {in_budget: true}``; refit.reserve_seconds, estimated anew each time from
+    the study's ``trials``)."""
     if deadline is None or not refits_in_budget(ctx.spec):
-        return deadline  # nothing to reserve: no read of the storage between trials
-    return deadline - reserve_seconds(ctx.study, ctx.spec, ctx.study.get_trials(deepcopy=False))
+        return deadline
+    return deadline - reserve_seconds(ctx.study, ctx.spec, trials)
 
 
-def _search_over(ctx: Context, quota: int | None, done: int, deadline: float | None) -> bool:
+def _search_over(ctx: Context, quota: int | None, done: int, deadline: float | None,
+                 trials: list[FrozenTrial]) -> bool:
     """Whether this worker starts no more search trials: its quota or the study's n_trials is
     reached, the deadline passed (with the export in the budget: a trial begun now would end
-    after it), ``budget.stop`` fired, or the time left is the reseed's."""
+    after it), ``budget.stop`` fired, or the time left is the reseed's. ``trials``: the
+    study's trials, read once for all of these."""
     if quota is not None and done >= quota:
         return True
-    if quota is None and sum(count_trials(ctx.study)) >= ctx.n_trials:
+    if quota is None and sum(budget_counts(trials)[:2]) >= ctx.n_trials:
         return True
     if deadline is not None:
         # with the export in the budget a trial must also end before it: one that is not pruned
         # takes trial_seconds (without, budget.timeout means no new trial after it)
-        last = trial_seconds(ctx.study.get_trials(deepcopy=False)) \
-            if ctx.spec.export_in_budget else 0.0
+        last = trial_seconds(trials) if ctx.spec.export_in_budget else 0.0
         if time.time() + last >= deadline:
             return True
-    return bool(ctx.study.user_attrs.get(StudyKey.STOPPED)) or reseed_due(ctx.study, ctx.spec,
-                                                                         deadline)
+    return bool(ctx.study.user_attrs.get(StudyKey.STOPPED)) or reseed_due(
+        ctx.study, ctx.spec, deadline, trials)
 
 
 def stop_reason(ctx: Context) -> str | None:
