@@ -404,6 +404,29 @@ def test_the_sweep_ends_with_its_reseed_trials(tmp_path, monkeypatch, capfd):
     assert {(t.number, sd) for t in top for sd in (1, 2)} <= set(pairs)
 
 
+def test_the_plan_counts_on_the_latest_trials_and_on_every_epoch_of_a_reseed():
+    """The next search trial takes as long as the latest five complete ones (the search's
+    late models were the larger ones); a reseed trial may run every epoch, at its original's
+    pace per epoch."""
+    from hpsearch.reseed import RECENT_TRIALS, full_seconds, reseed_end, trial_seconds
+
+    spec = parse_spec(yaml.safe_load(RESEED_SPEC))  # reseed 2 x top 2, 12 epochs at most
+    study = optuna.create_study(direction="maximize")
+    times = [10.0, 10.0, 10.0, 60.0, 60.0, 60.0, 60.0, 60.0]
+    for i, seconds in enumerate(times):
+        study.add_trial(optuna.trial.create_trial(
+            value=0.5 + i / 100, params={}, distributions={},
+            user_attrs={"train_time_s": seconds, "epochs_run": 6}))
+    assert RECENT_TRIALS == 5 and trial_seconds(study.trials) == pytest.approx(60.0)
+    best = study.trials[-1]
+    assert full_seconds(best, 12) == pytest.approx(120.0)  # 10 s an epoch, 12 epochs
+    assert full_seconds(best, 4) == pytest.approx(60.0)  # never less than it took
+    now = time.time()
+    with unittest.mock.patch("time.time", return_value=now):
+        # the top two, twice, each at 12 epochs of 10 s: 4 x 120 s on this worker alone
+        assert reseed_end(study, spec, now) - now == pytest.approx(480)
+
+
 def test_the_search_leaves_the_reseed_trials_the_time_they_need():
     from hpsearch.reseed import remaining_seconds, reseed_due, reseed_end, trial_seconds
 

@@ -110,15 +110,31 @@ def search_top(trials: list[optuna.trial.FrozenTrial], study: optuna.Study,
     return search_trials(ranked(study, trials))[:k]
 
 
+# How many of the latest complete search trials tell how long the next one takes: the search
+# narrows on its best region late, and there the models were larger (a 20-minute Fashion-MNIST
+# sweep's trials took 55 s on average, its last five 88 s: docs/benchmarks.md).
+RECENT_TRIALS = 5
+
+
 def _complete_seconds(trials: list[optuna.trial.FrozenTrial]) -> list[float]:
-    return [train_seconds(t) for t in search_trials(trials)
-            if t.state == optuna.trial.TrialState.COMPLETE]
+    """The training times of the latest ``RECENT_TRIALS`` complete search trials (by number)."""
+    done = [t for t in search_trials(trials) if t.state == optuna.trial.TrialState.COMPLETE]
+    return [train_seconds(t) for t in sorted(done, key=lambda t: t.number)[-RECENT_TRIALS:]]
+
+
+def full_seconds(trial: optuna.trial.FrozenTrial, max_epochs: int) -> float:
+    """How long ``trial``'s configuration trains if it runs every one of ``max_epochs`` (early
+    stopping may end another seed's run later than this one's): its time per epoch times
+    ``max_epochs``; its own time when the epochs are not recorded."""
+    epochs = int(trial.user_attrs.get(TrialKey.EPOCHS_RUN, 0) or 0)
+    seconds = train_seconds(trial)
+    return seconds / epochs * max(epochs, max_epochs) if epochs else seconds
 
 
 def trial_seconds(trials: list[optuna.trial.FrozenTrial]) -> float:
-    """How long a search trial that is not pruned takes: the mean training time of the complete
-    search trials (0 before one completes). A pruned trial ends sooner; a plan that must fit
-    the budget counts on the longer one."""
+    """How long a search trial that is not pruned takes: the mean training time of the latest
+    complete search trials (0 before one completes). A pruned trial ends sooner; a plan that
+    must fit the budget counts on the longer one."""
     times = _complete_seconds(trials)
     return statistics.fmean(times) if times else 0.0
 
@@ -144,12 +160,13 @@ def _finish(free: list[float], jobs: list[float]) -> float:
 def reseed_end(study: optuna.Study, spec: SweepSpec, start: float,
                trials: list[optuna.trial.FrozenTrial] | None = None) -> float | None:
     """When the reseed trials would end if this worker began them at ``start``: the R x K
-    trials (each as long as the trial it repeats) spread over this worker and the ones running
-    a search trial now, each free when that trial is expected to end (``remaining_seconds``).
-    None when the spec has no reseed or no trial has completed."""
+    trials (each as long as the trial it repeats would take over every epoch: ``full_seconds``)
+    spread over this worker and the ones running a search trial now, each free when that trial
+    is expected to end (``remaining_seconds``). None when the spec has no reseed or no trial
+    has completed."""
     r, k = spec.export_reseed
     trials = study.get_trials(deepcopy=False) if trials is None else trials
-    times = [train_seconds(t) for t in search_top(trials, study, k)]
+    times = [full_seconds(t, spec.training.max_epochs) for t in search_top(trials, study, k)]
     if not r or not times:
         return None
     now, done = time.time(), _complete_seconds(trials)
