@@ -81,6 +81,8 @@ BAD = [
      "pruner has unknown key 'patience'"),
     ("name: t\npruner: {name: median, margin: -0.01}\nspace: {l2: 0.0}\n",
      "pruner.margin must be >= 0, not -0.01"),
+    ("name: t\npruner: {name: median, margin: small}\nspace: {l2: 0.0}\n",
+     "pruner.margin must be a number, not 'small'"),
     ("name: t\npruner: {name: hyperband, margin: 0.01}\nspace: {l2: 0.0}\n",
      "pruner has unknown key 'margin'"),
     ("name: t\ndata: {dataset: cifar10}\nspace: {l2: 0.0}\n", "data.dataset is unknown: 'cifar10'"),

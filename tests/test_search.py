@@ -123,7 +123,17 @@ def test_a_margin_spares_a_trial_within_it_of_the_median(maximize):
 
     close, far = 0.5 + sign * 0.18, 0.5 + sign * 0.1
     assert run_trial(study(0.0), [close, close])[1] == 1
+    assert run_trial(study(0.0), [far, far])[1] == 1
     assert run_trial(study(0.05), [close, close])[1] is None
+    # exactly the margin behind, in whole validation images: 36 of 12,000 is 0.003, and
+    # 10400/12000 - 10364/12000 rounds to 0.0030000000000000027: spared all the same
+    s = optuna.create_study(direction="maximize" if maximize else "minimize",
+                            pruner=make_pruner("median", {"n_startup_trials": 2,
+                                                          "margin": 0.003}, 10))
+    a, b = (10400, 10364) if maximize else (10364, 10400)
+    for _ in range(3):
+        run_trial(s, [a / 12000] * 2)
+    assert run_trial(s, [b / 12000] * 2)[1] is None
     s = study(0.05)
     pruned, epoch = run_trial(s, [far, far])
     assert epoch == 1

@@ -58,6 +58,8 @@ def explain_prune(study: optuna.Study, trial: optuna.Trial, metric: str, pruner:
     name = pruner.name
     if name == "median":
         best, median, count = median_comparison(study, frozen, epoch)
+        if math.isnan(best):
+            return f"{metric} is not a number ({name} pruner)"
         if not count:
             return f"{metric} {best:.4f} ({name} pruner)"
         margin = float(pruner.options.get("margin", 0.0))

@@ -36,9 +36,9 @@ def median_comparison(study: optuna.Study, trial: FrozenTrial,
     values = [v for v in trial.intermediate_values.values() if not math.isnan(v)]
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     best = (max(values) if maximize else min(values)) if values else math.nan
-    others = [t.intermediate_values[step] for t in study.get_trials(
-        deepcopy=False, states=(TrialState.COMPLETE,)) if step in t.intermediate_values]
-    median = float(np.nanmedian(others)) if others else math.nan
+    others = [v for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+              if not math.isnan(v := t.intermediate_values.get(step, math.nan))]
+    median = float(np.median(others)) if others else math.nan
     return best, median, len(others)
 
 
@@ -62,7 +62,8 @@ class MarginMedianPruner(optuna.pruners.MedianPruner):
             return True
         behind = median - best if study.direction == optuna.study.StudyDirection.MAXIMIZE \
             else best - median
-        return behind > self.margin
+        return behind > self.margin + 1e-12  # a gap of exactly the margin (0.003 is 36 of
+        # 12,000 images) is spared whatever the rounding of the subtraction
 
 
 SAMPLERS: dict[str, Entry] = {
