@@ -112,7 +112,8 @@ def search_top(trials: list[optuna.trial.FrozenTrial], study: optuna.Study,
 
 # How many of the latest complete search trials tell how long the next one takes: the search
 # narrows on its best region late, and there the models were larger (a 20-minute Fashion-MNIST
-# sweep's trials took 55 s on average, its last five 88 s: docs/benchmarks.md).
+# sweep's complete trials had taken 54 s on average when its search ended, the last five 71 s,
+# the two then running 115 and 132 s: docs/benchmarks.md).
 RECENT_TRIALS = 5
 
 
