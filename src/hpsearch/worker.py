@@ -108,7 +108,10 @@ def run_trials(ctx: Context, quota: int | None, deadline: float | None) -> int:
         while True:
             try:
                 check_stop()  # a stopping signal that came between two trials
-                trials = ctx.study.get_trials(deepcopy=False)  # one read for the plan below
+                # one read of the study's trials for the plan below; none when a quota and no
+                # deadline decide (nothing below reads them then)
+                trials = [] if quota is not None and deadline is None else \
+                    ctx.study.get_trials(deepcopy=False)
                 end = _trials_deadline(ctx, deadline, trials)
                 if _search_over(ctx, quota, done, end, trials) and not reseeding(
                         ctx.study, ctx.spec, ctx.echo, end):
