@@ -108,9 +108,9 @@ def run_trials(ctx: Context, quota: int | None, deadline: float | None) -> int:
         while True:
             try:
                 check_stop()  # a stopping signal that came between two trials
-                # one read of the study's trials for the plan below; none when a quota and no
-                # deadline decide (nothing below reads them then)
-                trials = [] if quota is not None and deadline is None else \
+                # one read of the study's trials for the plan below; none (None) when a quota
+                # and no deadline decide: nothing below needs them then
+                trials = None if quota is not None and deadline is None else \
                     ctx.study.get_trials(deepcopy=False)
                 end = _trials_deadline(ctx, deadline, trials)
                 if _search_over(ctx, quota, done, end, trials) and not reseeding(
@@ -212,29 +212,34 @@ def _retry_interrupted(ctx: Context) -> None:
 
 
 def _trials_deadline(ctx: Context, deadline: float | None,
-                     trials: list[FrozenTrial]) -> float | None:
+                     trials: list[FrozenTrial] | None) -> float | None:
     """When the sweep's trials must end: its deadline, less the time its in-budget export
     needs (``export: {in_budget: true}``; refit.reserve_seconds, estimated anew each time from
     the study's ``trials``)."""
     if deadline is None or not refits_in_budget(ctx.spec):
         return deadline
-    return deadline - reserve_seconds(ctx.study, ctx.spec, trials)
+    return deadline - reserve_seconds(ctx.study, ctx.spec, _read(ctx, trials))
+
+
+def _read(ctx: Context, trials: list[FrozenTrial] | None) -> list[FrozenTrial]:
+    """The study's trials: those already read, else read now."""
+    return ctx.study.get_trials(deepcopy=False) if trials is None else trials
 
 
 def _search_over(ctx: Context, quota: int | None, done: int, deadline: float | None,
-                 trials: list[FrozenTrial]) -> bool:
+                 trials: list[FrozenTrial] | None) -> bool:
     """Whether this worker starts no more search trials: its quota or the study's n_trials is
     reached, the deadline passed (with the export in the budget: a trial begun now would end
     after it), ``budget.stop`` fired, or the time left is the reseed's. ``trials``: the
-    study's trials, read once for all of these."""
+    study's trials, read once for all of these (None: read here if needed)."""
     if quota is not None and done >= quota:
         return True
-    if quota is None and sum(budget_counts(trials)[:2]) >= ctx.n_trials:
+    if quota is None and sum(budget_counts(_read(ctx, trials))[:2]) >= ctx.n_trials:
         return True
     if deadline is not None:
         # with the export in the budget a trial must also end before it: one that is not pruned
         # takes trial_seconds (without, budget.timeout means no new trial after it)
-        last = trial_seconds(trials) if ctx.spec.export_in_budget else 0.0
+        last = trial_seconds(_read(ctx, trials)) if ctx.spec.export_in_budget else 0.0
         if time.time() + last >= deadline:
             return True
     return bool(ctx.study.user_attrs.get(StudyKey.STOPPED)) or reseed_due(
