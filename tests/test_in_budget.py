@@ -159,6 +159,28 @@ def test_the_sweep_ends_with_the_export_inside_its_budget(tmp_path, monkeypatch)
         in r.output
 
 
+def test_an_in_budget_export_whose_reseed_never_ran_takes_the_best_trial(tmp_path, monkeypatch):
+    """The budget ends before the reseed trials could start (here the export's reserve is
+    longer than the budget): the sweep's own export has no time to train seeds, so it takes
+    the best trial and says how to reseed later, where `hpsearch export` would train them."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("HPSEARCH_STORAGE", raising=False)
+    monkeypatch.setattr(refit, "EXPORT_SECONDS", 10_000.0)
+    (tmp_path / "inr.yaml").write_text(SPEC.replace("name: inb", "name: inr").replace(
+        "n_trials: 6", "n_trials: 6, timeout: 3600").replace(
+        "export: {ensemble: 3,", "export: {reseed: 1, reseed_top: 2,"))
+    r = CliRunner().invoke(main, ["sweep", "inr.yaml"])
+    assert r.exit_code == 0, r.output
+    study = join_storage_study("inr")
+    assert [t.state.name for t in study.trials] == ["COMPLETE"]  # no reseed trial either
+    assert StudyKey.RESEED not in study.user_attrs  # nothing was retrained by the export
+    assert ("reseed: the budget ended before the sweep's reseed trials; exporting the best "
+            "trial (`hpsearch export inr --reseed 1` retrains them after)") in r.output
+    assert "exported trial 0 (refit on train + validation) to exports/inr" in r.output, r.output
+    assert "reseed: trial 0's configuration" not in r.output
+
+
 REFIT_FOREVER = """\
 import sys, yaml
 from hpsearch import MLPClassifier, datasets, refit

@@ -402,6 +402,16 @@ def test_the_sweep_ends_with_its_reseed_trials(tmp_path, monkeypatch, capfd):
     assert len(pairs) == len(set(pairs)) and all(t.state.name == "COMPLETE" for t in again)
     top = sorted((t for t in search if t.state.name == "COMPLETE"), key=lambda t: -t.value)[:2]
     assert {(t.number, sd) for t in top for sd in (1, 2)} <= set(pairs)
+    # status counts this phase's pairs, not every reseed trial the study ever ran: an earlier
+    # phase's reseed of a configuration no longer in the top, a pair completed twice
+    gone = next(t for t in search if t.state.name == "COMPLETE" and t not in top)
+    for of, seed in ((gone.number, 1), (top[0].number, 1)):
+        study.add_trial(optuna.trial.create_trial(
+            value=0.5, params=gone.params, distributions=gone.distributions,
+            user_attrs={TrialKey.RESEED_OF: of, TrialKey.MODEL_SEED: seed}))
+    status = CliRunner().invoke(main, ["status", "rs"]).output
+    assert (f"reseed: the search is over; trials {top[0].number}, {top[1].number} train again "
+            f"with model seeds [1, 2]: 4 of 4 complete") in status, status
 
 
 def test_the_plan_counts_on_the_latest_trials_and_on_every_epoch_of_a_reseed():

@@ -123,7 +123,8 @@ def sweep_cmd(spec: str, trials: int | None, timeout: float | None, workers: int
                 from .export import export_model
 
                 exported = export_model(result.study_name, storage_url=storage,
-                                        tracking_uri=tracking_uri, echo=click.echo)
+                                        tracking_uri=tracking_uri, echo=click.echo,
+                                        in_budget=True)
     except KeyboardInterrupt as exc:
         click.echo(f"interrupted by {signal_name(signal_of(exc))}; run the same command to "
                    f"resume (`hpsearch recover` first if a trial stayed RUNNING).", err=True)

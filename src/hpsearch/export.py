@@ -65,13 +65,15 @@ def export_model(name: str, number: int | None = None, out: str | Path | None = 
                  storage_url: str | None = None, tracking_uri: str | None = None,
                  register: bool = True, ensemble: int | None = None,
                  reseed: int | None = None, echo: Callable[[str], None] = print,
-                 refit: bool | None = None) -> ExportResult:
+                 refit: bool | None = None, in_budget: bool = False) -> ExportResult:
     """``hpsearch export``: the best (or trial ``number``'s) checkpoint; with ``ensemble`` an
     ensemble of the kept ones; with ``reseed`` the best configuration over more seeds: the
     sweep's reseed trials when it ran them, else R more seeds trained now (the spec's
     ``export`` section gives both defaults when no trial is named; an ensemble wins, its library
     holds the reseed trials). With ``refit`` (default: the spec's ``export.refit``), the chosen
-    model (or each ensemble member) is trained again on train + validation (refit.py)."""
+    model (or each ensemble member) is trained again on train + validation (refit.py).
+    ``in_budget``: the sweep's own export at its end (``export.in_budget``), whose reserve has
+    no time for seeds trained now: without the sweep's reseed trials it takes the best trial."""
     study = join_storage_study(name, storage_url)
     spec = study_spec(study)
     if number is not None and (ensemble or reseed):
@@ -95,10 +97,13 @@ def export_model(name: str, number: int | None = None, out: str | Path | None = 
                  "retrained" + (f" (--reseed {reseed} is not applied: the sweep trained "
                                 f"{len(seeds)} more seed(s) in its budget)"
                                 if reseed != len(seeds) else ""))
+        elif in_budget:
+            echo("reseed: the budget ended before the sweep's reseed trials; exporting the best "
+                 f"trial (`hpsearch export {name} --reseed {reseed}` retrains them after)")
         else:
             rows = run_reseed(study, spec, _splits(study, spec), reseed, spec.export_reseed[1],
                               echo)
-        number = _robust_winner(study, spec, rows, echo)
+        number = _robust_winner(study, spec, rows, echo) if rows else None
     return export_trial(name, number, out, storage_url, tracking_uri, register, refit, echo)
 
 

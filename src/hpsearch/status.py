@@ -61,8 +61,12 @@ def status_table(name: str, storage_url: str | None = None) -> str:
         lines.append(f"stopped early: {study.user_attrs[StudyKey.STOPPED]}")
     phase = study.user_attrs.get(StudyKey.RESEED_PHASE)
     if phase:
-        again = [t for t in trials if TrialKey.RESEED_OF in t.user_attrs]
-        done = sum(t.state.name == "COMPLETE" for t in again)
+        # this phase's (configuration, seed) pairs: a resumed sweep's earlier phase may have
+        # reseeded another top, and a retried or twin trial repeats a pair
+        done = len({(t.user_attrs[TrialKey.RESEED_OF], t.user_attrs[TrialKey.MODEL_SEED])
+                    for t in trials if t.state.name == "COMPLETE"
+                    and t.user_attrs.get(TrialKey.RESEED_OF) in phase["top"]
+                    and t.user_attrs.get(TrialKey.MODEL_SEED) in phase["seeds"]})
         lines.append(f"reseed: the search is over; trials {', '.join(map(str, phase['top']))} "
                      f"train again with model seeds {phase['seeds']}: {done} of "
                      f"{len(phase['top']) * len(phase['seeds'])} complete (not counted in "
