@@ -53,6 +53,15 @@ def test_kill_9_then_recover_then_resume(tmp_path, monkeypatch):
     runs = client.search_runs([exp.experiment_id], "tags.`hpsearch.role` = 'trial'")
     assert [r.info.status for r in runs] == ["RUNNING"]
 
+    # resumed before `recover`, the sweep names the trial still RUNNING and what to do (here
+    # with a total of 1, which that trial holds: nothing else runs)
+    result = CliRunner().invoke(main, ["sweep", "killed.yaml", "--trials", "1"])
+    assert result.exit_code == 0, result.output
+    assert ("note: trial(s) 0 RUNNING already: another worker's, or left by a killed sweep "
+            "(then, with no worker running, `hpsearch recover killed` fails and retries them, "
+            "and this command resumes)") in result.output, result.output
+    assert [t.state.name for t in study.get_trials()] == ["RUNNING"]
+
     result = CliRunner().invoke(main, ["recover", "killed"])
     assert result.exit_code == 0, result.output
     assert "trial 0: FAIL" in result.output and "enqueued" in result.output
