@@ -291,6 +291,17 @@ def stale_trial_callback(study: optuna.Study) -> Any:
     return get() if get is not None else None
 
 
+def say_running(study: optuna.Study, echo: Callable[[str], None]) -> None:
+    """Name the trials a sweep finds RUNNING as it starts (a dead worker's, on a storage with
+    heartbeats, was failed already; on a journal file it holds its share of the budget until
+    `hpsearch recover`) and what to do about them."""
+    busy = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+    if busy:
+        echo(f"note: trial(s) {', '.join(map(str, busy))} RUNNING already: another worker's, "
+             f"or left by a killed sweep (then, with no worker running, `hpsearch recover "
+             f"{study.study_name}` fails and retries them, and this command resumes)")
+
+
 def fail_stale_trials(study: optuna.Study) -> None:
     """On an RDB storage with heartbeats, fail the trials of dead workers now (through the
     storage's stale-trial callback: retries enqueued, runs closed)."""

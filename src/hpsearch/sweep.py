@@ -31,6 +31,7 @@ from .store import (
     open_storage,
     ranked,
     resolve_storage_url,
+    say_running,
     stale_trial_callback,
 )
 from .tracking import Tracker, git_commit, make_tracker
@@ -136,12 +137,7 @@ def run_sweep(spec_path: str | Path, n_trials: int | None = None, timeout: float
     echo(f"sweep {name}: {finished} of {total} trials done, {remaining} to run on "
          f"{min(workers, max(1, remaining))} worker(s); {spec.data.dataset}, "
          f"objective {spec.objective.metric}, tracking {mask_uri(tracker.uri)}")
-    busy = [t.number for t in study.get_trials(
-        deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))]
-    if busy:  # (a dead worker's, on a storage with heartbeats, was failed above)
-        echo(f"note: trial(s) {', '.join(map(str, busy))} RUNNING already: another worker's, or "
-             f"left by a killed sweep (then, with no worker running, `hpsearch recover {name}` "
-             f"fails and retries them, and this command resumes)")
+    say_running(study, echo)  # trials a killed sweep may have left RUNNING
     stopped: int | None = None
     try:
         # in-process trials stop at a safe point; a coordinator of processes at once
