@@ -202,6 +202,12 @@ def test_export_every_way_in(inside):
     preds = pd.read_csv(inside / "rows.predictions.csv")
     np.testing.assert_array_equal(preds["label"].to_numpy(), expected[:20])
     assert preds.filter(like="proba_").sum(axis=1).round(5).eq(1).all()
+    # without a header row every row is a sample: none is taken for the header
+    frame.head(20).to_csv(inside / "bare.csv", index=False, header=False)
+    res = CliRunner().invoke(main, ["predict", str(out), str(inside / "bare.csv")])
+    assert res.exit_code == 0, res.output
+    bare = pd.read_csv(inside / "bare.predictions.csv")
+    pd.testing.assert_frame_equal(bare, preds)
 
 
 def test_export_errors(inside):

@@ -264,14 +264,20 @@ def load_idx(name: str, data_dir: str | Path | None = None, download: bool = Tru
                    feature_names=[f"pixel_{i}" for i in range(flat["train_images"].shape[1])])
 
 
-def read_csv(path: str | Path) -> Any:
-    """A CSV file as a DataFrame; DataError naming the file when missing or unreadable."""
+def read_csv(path: str | Path, header_optional: bool = False) -> Any:
+    """A CSV file as a DataFrame; DataError naming the file when missing or unreadable. With
+    ``header_optional`` a first row of numbers only is data, not a header (the columns are then
+    numbered 0, 1, ...)."""
     import pandas as pd
 
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: CSV file not found")
     try:
+        if header_optional:
+            first = pd.read_csv(path, header=None, nrows=1, dtype=str)
+            if pd.to_numeric(first.iloc[0], errors="coerce").notna().all():
+                return pd.read_csv(path, header=None)
         return pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not a readable CSV file ({first_line(exc)})") from None

@@ -409,8 +409,10 @@ def predict_csv(model_dir: str | Path, csv_path: str | Path, out: str | Path | N
     """Predicted labels and probabilities for every row of a CSV of raw features."""
     model = load(model_dir)
     path = Path(csv_path)
-    frame = datasets.read_csv(path)
+    frame = datasets.read_csv(path, header_optional=True)
     names = getattr(model, "feature_names_in_", None)
+    if names is not None and list(frame.columns) == list(range(frame.shape[1])):
+        frame.columns = list(names)  # no header row: the features in the model's order
     if frame.shape[1] != model.n_features_in_:
         raise DataError(f"{path}: {frame.shape[1]} columns, the model takes "
                         f"{model.n_features_in_} features")
