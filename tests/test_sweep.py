@@ -132,6 +132,12 @@ def test_quickstart_end_to_end(workdir):
                   "Selection check: validation against test"):
         assert f"## {title}" in md
     assert f"Best: trial {result.best_number}" in md
+    # the top trials tie within the noise: the selection check says so with the noise floor's
+    # own figure (two standard errors of a difference of two validation scores)
+    floor = result.noise_floor
+    assert (f"within validation noise of it: two standard errors of the difference of two "
+            f"validation scores (2√2 × the noise floor {floor:.4f} = "
+            f"{2 * 2 ** 0.5 * floor:.4f})") in md, md
     for png in ("curves_top.png", "curves_verdicts.png", "fit_map.png", "learning_rate.png",
                 "optimization_history.png", "param_importances.png"):
         assert (out / png).stat().st_size > 5000

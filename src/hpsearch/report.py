@@ -332,10 +332,12 @@ class Report:
         close = [t.number for t in top[1:]
                  if w - t.user_attrs[TrialKey.VAL_ACCURACY_AT_BEST] <= 2 * math.sqrt(2) * se_val]
         if close:
-            s.text.append(f"**The validation winner (trial {top[0].number}) is not robust:** "
-                          f"trial(s) {', '.join(map(str, close))} are within validation noise "
-                          f"of it (±{2 * math.sqrt(2) * se_val:.4f}); prefer the simplest of "
-                          f"them, or enlarge the validation split.")
+            s.text.append(f"**The validation winner (trial {top[0].number}) is not robust:** of "
+                          f"the trials above, {', '.join(map(str, close))} are within validation "
+                          f"noise of it: two standard errors of the difference of two "
+                          f"validation scores (2√2 × the noise floor {se_val:.4f} = "
+                          f"{2 * math.sqrt(2) * se_val:.4f}); prefer the simplest of them, or "
+                          f"enlarge the validation split.")
         elif flags:
             s.text.append(f"Trial(s) {', '.join(map(str, flags))} differ between validation and "
                           f"test by more than sampling noise.")
