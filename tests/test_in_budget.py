@@ -5,6 +5,7 @@ refit in parallel processes, each the same model as one process trains. Real dig
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -137,6 +138,11 @@ def test_the_sweep_ends_with_the_export_inside_its_budget(tmp_path, monkeypatch)
     assert r.exit_code == 0, r.output
     study = join_storage_study("inb")
     assert [t.state.name for t in study.trials] == ["COMPLETE"]
+    # why the search ended with most of the hour left, once
+    assert r.output.count("the search ends with ") == 1, r.output
+    assert re.search(r"the search ends with 3[0-9]{3} s left: the export inside the budget "
+                     r"needs about 1[0-9]{4} s \(refit, scoring, writing\), and a new trial of "
+                     r"about [0-9]+ s would not end before it", r.output), r.output
     assert "refit: member 1/1 (trial 0) on train + validation" in r.output
     assert "exported an ensemble led by trial 0 (refit on train + validation) to exports/inb: " \
            f"validation {study.best_value:.4f}, test accuracy" in r.output
@@ -155,6 +161,7 @@ def test_the_sweep_ends_with_the_export_inside_its_budget(tmp_path, monkeypatch)
     r = CliRunner().invoke(main, ["sweep", "inb.yaml", "--study", "inb2"])
     assert r.exit_code == 0, r.output
     assert len(join_storage_study("inb2").trials) == 6
+    assert "the search ends with" not in r.output  # n_trials ended it, not the reserve
     assert "exported an ensemble led by trial" in r.output and "(refit on train + validation)" \
         in r.output
 

@@ -44,6 +44,7 @@ class StudyKey:
     STOPPED = "hpsearch.stopped"  # why the stop rule ended the sweep (budget.stop)
     RESEED = "hpsearch.reseed"  # the top configurations' scores over more seeds (reseed.py)
     RESEED_PHASE = "hpsearch.reseed_phase"  # the sweep's reseed trials began: top, seeds, when
+    RESERVE_SAID = "hpsearch.reserve_said"  # the deadline whose export reserve ended the search
 
 
 class TrialKey:

@@ -115,6 +115,7 @@ def run_trials(ctx: Context, quota: int | None, deadline: float | None) -> int:
                 end = _trials_deadline(ctx, deadline, trials)
                 if _search_over(ctx, quota, done, end, trials) and not reseeding(
                         ctx.study, ctx.spec, ctx.echo, end):
+                    _say_reserve(ctx, deadline, end, trials)
                     break  # the search is over and no reseed trial waits
                 ctx.study.optimize(lambda t: objective(ctx, t), n_trials=1,
                                    catch=(TrialFailed,))
@@ -219,6 +220,26 @@ def _trials_deadline(ctx: Context, deadline: float | None,
     if deadline is None or not refits_in_budget(ctx.spec):
         return deadline
     return deadline - reserve_seconds(ctx.study, ctx.spec, _read(ctx, trials))
+
+
+def _say_reserve(ctx: Context, deadline: float | None, end: float | None,
+                 trials: list[FrozenTrial] | None) -> None:
+    """When the in-budget export's reserve (``deadline - end``) is what ended the search (with
+    time left, no reseed phase, no quota or n_trials reached first), say so, once per sweep."""
+    study = ctx.study
+    if deadline is None or end is None or end >= deadline or \
+            study.user_attrs.get(StudyKey.RESEED_PHASE) or \
+            study.user_attrs.get(StudyKey.RESERVE_SAID) == deadline:
+        return
+    now, trials = time.time(), _read(ctx, trials)
+    last = trial_seconds(trials)
+    if now >= deadline or now + last < end or \
+            sum(budget_counts(trials)[:2]) >= ctx.n_trials:
+        return
+    study.set_user_attr(StudyKey.RESERVE_SAID, deadline)
+    ctx.echo(f"the search ends with {deadline - now:.0f} s left: the export inside the budget "
+             f"needs about {deadline - end:.0f} s (refit, scoring, writing), and a new trial "
+             f"of about {last:.0f} s would not end before it")
 
 
 def _read(ctx: Context, trials: list[FrozenTrial] | None) -> list[FrozenTrial]:
