@@ -378,6 +378,8 @@ def test_the_sweep_ends_with_its_reseed_trials(tmp_path, monkeypatch, capfd):
             f"with model seeds [1, 2]: 4 of 4 complete") in status
     md = (build_report("rs") / "report.md").read_text()
     assert "Reseeded in the sweep's last stretch (`export.reseed`)" in md
+    assert (f"{len(again)} of the trials are reseeds (the top configurations with more model "
+            f"seeds: not counted in n_trials).") in md
     assert f"| {winner} | " in md
     # the spec's default with both: the ensemble, the reseed trials in its library
     r = CliRunner().invoke(main, ["export", "rs", "--no-register", "--out", "exports/ens"])

@@ -177,7 +177,10 @@ class Report:
             f"({', '.join(f'{n} {k.lower()}' for k, n in states.most_common())}), objective "
             f"`{self.metric}` ({self.study.direction.name.lower()}), dataset "
             f"`{self.spec.data.dataset}`" + (f" ({d['n_train']} train / {d['n_val']} validation"
-                                             f" / {d['n_test']} test)" if d else "") + ".")
+                                             f" / {d['n_test']} test)" if d else "") + "." +
+            (f" {again} of the trials are reseeds (the top configurations with more model "
+             f"seeds: not counted in n_trials)." if (again := sum(
+                 TrialKey.RESEED_OF in t.user_attrs for t in self.trials)) else ""))
         lost = lost_trials(self.trials)
         if lost:
             s.text.append(
@@ -350,9 +353,11 @@ class Report:
                    else "by `hpsearch export --reseed`")
             s.text.append(f"Reseeded {how}: the top configurations trained with model seeds "
                           f"{reseeded['seeds']}, ranked by the mean validation "
-                          f"{reseeded['metric']}; the single-model export takes the first.")
+                          f"{reseeded['metric']}; the single-model export takes the first "
+                          f"(an ensemble export picks from the kept checkpoints, these trials "
+                          f"among them).")
             s.text.append(_table(["trial", "per seed", "mean", "standard error", "trials"], [
-                [r["trial"], ", ".join(f"{v:.4f}" for v in r["values"]), r["mean"],
+                [r["trial"], ", ".join(f"{v:.4f}" for v in r["values"]), f"{r['mean']:.4f}",
                  f"±{r['se']:.4f}", ", ".join(map(str, r.get("members") or [r["trial"]]))]
                 for r in reseeded["rows"]]))
         return s
