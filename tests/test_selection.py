@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 import unittest.mock
+from collections import Counter
 
 import mlflow
 import numpy as np
@@ -138,11 +139,17 @@ def test_ensemble_export_is_chosen_on_validation_and_served(swept, monkeypatch):
     monkeypatch.chdir(root)
     r = CliRunner().invoke(main, ["export", "sel", "--no-register"])  # export.ensemble: 5
     assert r.exit_code == 0, r.output
-    assert r.output.startswith("exported an ensemble led by trial")
     model = hpsearch.load(root / "exports" / "sel")
     assert isinstance(model, EnsembleClassifier) and 1 <= len(model.members) <= 5
     meta = json.loads((root / "exports/sel/artifacts/checkpoint/ensemble.json").read_text())
     assert len(meta["picks"]) <= 5
+    # it says which members the picks chose, and how often, before what it exported
+    first, second = r.output.splitlines()[:2]
+    counts = Counter(meta["picks"])
+    assert first == (f"ensemble: {len(counts)} member(s) from {len(meta['picks'])} greedy picks "
+                     f"on validation, with replacement: " + ", ".join(
+                         f"trial {n} x{c}" for n, c in counts.most_common())), r.output
+    assert second.startswith("exported an ensemble led by trial")
     splits = datasets.load_splits(parse_spec(yaml.safe_load(SPEC)).data)
     # chosen on validation: the ensemble is at least as good there as its best member alone
     x_val, y_val = splits.val
@@ -384,7 +391,7 @@ def test_the_sweep_ends_with_its_reseed_trials(tmp_path, monkeypatch, capfd):
     # the spec's default with both: the ensemble, the reseed trials in its library
     r = CliRunner().invoke(main, ["export", "rs", "--no-register", "--out", "exports/ens"])
     assert r.exit_code == 0, r.output
-    assert r.output.startswith("exported an ensemble led by trial"), r.output
+    assert "\nexported an ensemble led by trial" in r.output, r.output
     assert "| picks |" in (tmp_path / "exports/ens/MODEL_CARD.md").read_text()
     # `hpsearch next` reads the search trials only: the reseed trials repeat the top
     r = CliRunner().invoke(main, ["next", "rs", "--out", "rs-next.yaml"])

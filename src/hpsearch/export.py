@@ -277,6 +277,9 @@ def export_ensemble(name: str, k: int, out: str | Path | None = None,
         probas = [m.predict_proba(x_val) for _, m in library]
         picks, trail = select(probas, y_idx, k, spec.objective.metric)
         counts = Counter(picks)
+        echo(f"ensemble: {len(counts)} member(s) from {len(picks)} greedy picks on validation, "
+             f"with replacement: " + ", ".join(f"trial {library[i][0].number} x{c}"
+                                              for i, c in counts.most_common()))
         ens = EnsembleClassifier([(library[i][1], float(c), library[i][0].number)
                                   for i, c in sorted(counts.items())])
         ens_proba = ens.predict_proba(x_val)  # the chosen members', before any refit
