@@ -208,6 +208,11 @@ def test_export_every_way_in(inside):
     assert res.exit_code == 0, res.output
     bare = pd.read_csv(inside / "bare.predictions.csv")
     pd.testing.assert_frame_equal(bare, preds)
+    # the header pandas writes for an array's columns (0, 1, ...) stays a header
+    pd.DataFrame(frame.head(20).to_numpy()).to_csv(inside / "numbered.csv", index=False)
+    res = CliRunner().invoke(main, ["predict", str(out), str(inside / "numbered.csv")])
+    assert res.exit_code == 0, res.output
+    pd.testing.assert_frame_equal(pd.read_csv(inside / "numbered.predictions.csv"), preds)
 
 
 def test_export_errors(inside):

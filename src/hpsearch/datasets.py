@@ -267,7 +267,8 @@ def load_idx(name: str, data_dir: str | Path | None = None, download: bool = Tru
 def read_csv(path: str | Path, header_optional: bool = False) -> Any:
     """A CSV file as a DataFrame; DataError naming the file when missing or unreadable. With
     ``header_optional`` a first row of numbers only is data, not a header (the columns are then
-    numbered 0, 1, ...)."""
+    numbered 0, 1, ...), unless it is exactly 0, 1, ..., n - 1: the header pandas writes for an
+    array's columns."""
     import pandas as pd
 
     path = Path(path)
@@ -275,8 +276,9 @@ def read_csv(path: str | Path, header_optional: bool = False) -> Any:
         raise DataError(f"{path}: CSV file not found")
     try:
         if header_optional:
-            first = pd.read_csv(path, header=None, nrows=1, dtype=str)
-            if pd.to_numeric(first.iloc[0], errors="coerce").notna().all():
+            first = pd.to_numeric(pd.read_csv(path, header=None, nrows=1, dtype=str).iloc[0],
+                                  errors="coerce")
+            if first.notna().all() and list(first) != list(range(len(first))):
                 return pd.read_csv(path, header=None)
         return pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:

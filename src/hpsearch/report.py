@@ -172,6 +172,7 @@ class Report:
         states = Counter(t.state.name for t in self.trials)
         verdicts = Counter(self._verdict(t) for t in self.trials if self._verdict(t))
         d = self.data
+        again = sum(TrialKey.RESEED_OF in t.user_attrs for t in self.trials)
         s.text.append(
             f"Study **{self.name}**: {len(self.trials)} trials "
             f"({', '.join(f'{n} {k.lower()}' for k, n in states.most_common())}), objective "
@@ -179,8 +180,7 @@ class Report:
             f"`{self.spec.data.dataset}`" + (f" ({d['n_train']} train / {d['n_val']} validation"
                                              f" / {d['n_test']} test)" if d else "") + "." +
             (f" {again} of the trials are reseeds (the top configurations with more model "
-             f"seeds: not counted in n_trials)." if (again := sum(
-                 TrialKey.RESEED_OF in t.user_attrs for t in self.trials)) else ""))
+             f"seeds: not counted in n_trials)." if again else ""))
         lost = lost_trials(self.trials)
         if lost:
             s.text.append(
