@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from . import __version__
+from ._version import __version__
 from .errors import HpsearchError, install_masking, mask_uri
 
 
@@ -45,7 +45,7 @@ class _Group(click.Group):
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
         except Exception as exc:  # a full or read-only disk, a storage server gone
-            from .faults import describe
+            from .errors import describe
 
             message = describe(exc)
             if message is None or (ctx.obj and ctx.obj.get("debug")):

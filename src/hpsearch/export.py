@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 from optuna.trial import TrialState
 
-from . import __version__, datasets
+from . import datasets
+from ._version import __version__
 from .checkpoint import META, load, load_model, locate, save_model
 from .config import SweepSpec
 from .diagnostics import ADVICE

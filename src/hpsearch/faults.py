@@ -2,20 +2,19 @@
 server that goes away, a worker that dies. Each is turned into one clear line, and nothing already
 recorded is damaged.
 
-- ``describe``: the one-line message for a disk or storage failure (``None`` for anything else).
-- ``is_outage``: a lost connection to an RDB storage (retry with backoff, see ``sweep``).
 - ``StaleTrialHandler``: Optuna's heartbeat retry, plus closing the dead trial's MLflow run.
 - ``Interrupted`` and ``stop_signals``: SIGINT, SIGTERM and SIGHUP take one path (the interrupt).
 - ``spawn_context``: child processes whose helper survives a closed terminal's SIGHUP.
 - ``endless_trials``: the fault tests' hook for a trial that cannot finish before its fault.
 
-(A journal file that a full disk leaves whole is store.SafeJournalBackend; the budget rule that
+(The one-line message for a disk or storage failure, and whether a failure is a lost storage
+connection, are errors.describe and errors.is_outage: every layer needs them, tracking included.
+A journal file that a full disk leaves whole is store.SafeJournalBackend; the budget rule that
 lost trials do not count is store.budget_counts.)
 """
 
 from __future__ import annotations
 
-import errno
 import multiprocessing as mp
 import os
 import signal
@@ -28,30 +27,9 @@ from typing import Any
 
 import optuna
 
-from .errors import first_line, mask_uri
 from .store import inherited_attrs
 
-DISK_ERRNOS = {errno.ENOSPC: "no space left on the device",
-               errno.EROFS: "the file system is read-only",
-               errno.EACCES: "permission denied",
-               errno.EPERM: "permission denied",
-               errno.EDQUOT: "disk quota exceeded",
-               errno.EIO: "input/output error"}
-# SQLite's words for the same conditions (MLflow's embedded store, Optuna's sqlite:// storage).
-SQLITE_DISK = {"database or disk is full": "no space left on the device",
-               "disk i/o error": "input/output error (a full or failing disk?)",
-               "attempt to write a readonly database": "the database is read-only",
-               "unable to open database file": "cannot open the database (read-only directory?)",
-               "readonly database": "the database is read-only"}
-# Words of a lost or refused database connection (psycopg, SQLAlchemy).
-OUTAGE_WORDS = ("connection refused", "could not connect", "server closed the connection",
-                "connection timed out", "terminating connection", "connection is closed",
-                "consuming input failed", "ssl syscall error", "connection reset",
-                "the database system is shutting down", "the database system is starting up",
-                "no connection to the server", "connection failed")
 ENDLESS_ENV = "HPSEARCH_TEST_ENDLESS_TRIALS"
-AFTERWARDS = ("nothing recorded is lost: free space (or make it writable), run `hpsearch recover "
-              "<study>` if a trial was running, then the same command again")
 
 
 def endless_trials() -> frozenset[int]:
@@ -60,51 +38,6 @@ def endless_trials() -> frozenset[int]:
     before it, on a machine of any speed. Unset in normal use."""
     raw = os.environ.get(ENDLESS_ENV, "")
     return frozenset(int(n) for n in raw.split(",") if n.strip().isdigit())
-
-
-def _chain(exc: BaseException) -> list[BaseException]:
-    """The exception and its causes/contexts (Optuna re-raises storage errors from handlers)."""
-    seen: list[BaseException] = []
-    cur: BaseException | None = exc
-    while cur is not None and cur not in seen and len(seen) < 10:
-        seen.append(cur)
-        cur = cur.__cause__ or cur.__context__
-    return seen
-
-
-def describe(exc: BaseException) -> str | None:
-    """One line for a disk failure under the stores (full, read-only, I/O error) or a lost
-    storage connection; None when ``exc`` is something else."""
-    for e in _chain(exc):
-        if isinstance(e, OSError) and e.errno in DISK_ERRNOS:
-            where = e.filename or "a file under the stores"
-            return f"{where}: {DISK_ERRNOS[e.errno]}; {AFTERWARDS}"
-        text = str(e).lower()
-        for words, meaning in SQLITE_DISK.items():
-            if words in text:
-                return f"{meaning} (SQLite: {words}); {AFTERWARDS}"
-        lost = _outage(e)
-        if lost is not None:  # its own words, not those of what Optuna raised around it
-            return f"storage connection lost: {mask_uri(first_line(lost))}"
-    return None
-
-
-def _outage(exc: BaseException) -> BaseException | None:
-    """The database error in ``exc``'s chain that says the connection is lost or refused."""
-    try:
-        from sqlalchemy.exc import DBAPIError
-    except ImportError:  # pragma: no cover - SQLAlchemy comes with Optuna
-        return None
-    for e in _chain(exc):
-        if isinstance(e, DBAPIError):
-            if e.connection_invalidated or any(w in str(e).lower() for w in OUTAGE_WORDS):
-                return e
-    return None
-
-
-def is_outage(exc: BaseException) -> bool:
-    """A lost or refused connection to a database server (not a disk problem, not a bug)."""
-    return _outage(exc) is not None
 
 
 class StaleTrialHandler:

@@ -24,9 +24,8 @@ from mlflow.entities import (
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from . import __version__
-from .errors import StorageError, first_line, mask_uri
-from .faults import describe
+from ._version import __version__
+from .errors import StorageError, describe, first_line, mask_uri
 from .tracking_models import ModelStore, NullModelStore, SplitInput, now_ms
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"

@@ -17,8 +17,9 @@ from . import datasets
 from .callbacks import EpochLogger, PruningCallback
 from .config import SweepSpec
 from .diagnostics import diagnose
+from .errors import describe
 from .estimator import MLPClassifier, apply_input_transform, input_transform
-from .faults import StopCallback, describe, endless_trials, signal_name, signal_of
+from .faults import StopCallback, endless_trials, signal_name, signal_of
 from .noise import trial_noise
 from .reseed import duplicate_of
 from .retention import save_trial_checkpoint

@@ -18,14 +18,12 @@ from optuna.trial import FrozenTrial, TrialState
 
 from . import datasets
 from ._version import __version__
-from .errors import HpsearchError, StorageError, first_line, install_masking
+from .errors import HpsearchError, StorageError, describe, first_line, install_masking, is_outage
 from .faults import (
     StaleTrialHandler,
     check_stop,
-    describe,
     exit_status,
     fail_and_retry,
-    is_outage,
     signal_of,
     spawn_context,
     stop_signals,
