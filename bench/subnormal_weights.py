@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from hpsearch import datasets
-from hpsearch.estimator import MLPClassifier
+from hpsearch.model.estimator import MLPClassifier
 from hpsearch.nn import optimizers
 
 SUBNORMAL = {"optimizer": "adam", "learning_rate": 0.0788, "schedule": "step", "step_size": 5,

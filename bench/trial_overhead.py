@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from hpsearch import MLPClassifier, datasets
-from hpsearch.estimator import apply_input_transform, input_transform
+from hpsearch.model.preprocessing import apply_input_transform, input_transform
 
 
 def main() -> None:

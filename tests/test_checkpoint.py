@@ -11,7 +11,8 @@ import pytest
 from sklearn.datasets import load_digits
 
 import hpsearch
-from hpsearch import CheckpointError, MLPClassifier, checkpoint
+from hpsearch import CheckpointError, MLPClassifier
+from hpsearch.model import checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from hpsearch import MLPClassifier
-from hpsearch.params import PARAMETERS
+from hpsearch.model.params import PARAMETERS
 
 # Every scikit-learn estimator check runs; none is skipped. (Small max_epochs keeps them quick;
 # the defaults otherwise.)
@@ -89,7 +89,7 @@ def test_single_class_is_refused():
 def test_fitting_on_pretransformed_inputs_equals_fitting_with_preprocessing(preprocessing):
     """The sweep's path: transform the splits once, fit with preprocessing='none', then
     set_input_transform. Same history and the same predictions on raw features, bit for bit."""
-    from hpsearch.estimator import apply_input_transform, input_transform
+    from hpsearch.model.preprocessing import apply_input_transform, input_transform
 
     X, y = load_digits(return_X_y=True)
     X = X.astype(np.float32)

@@ -25,8 +25,8 @@ from conftest import Lines, default_stop_signals, wait_until
 from hpsearch import datasets, refit, worker
 from hpsearch.cli import main
 from hpsearch.config import parse_spec
-from hpsearch.ensemble import EnsembleClassifier
 from hpsearch.errors import SpecError
+from hpsearch.model.ensemble import EnsembleClassifier
 from hpsearch.store import StudyKey, join_storage_study
 
 SPEC = """\
@@ -192,7 +192,7 @@ REFIT_FOREVER = """\
 import sys, yaml
 from hpsearch import MLPClassifier, datasets, refit
 from hpsearch.config import parse_spec
-from hpsearch.ensemble import EnsembleClassifier
+from hpsearch.model.ensemble import EnsembleClassifier
 from hpsearch.faults import signal_of, stop_signals
 splits = datasets.load_splits(parse_spec(yaml.safe_load(sys.argv[1])).data)
 members = []

@@ -19,8 +19,8 @@ import hpsearch
 from hpsearch import datasets
 from hpsearch.cli import main
 from hpsearch.config import parse_spec
-from hpsearch.ensemble import EnsembleClassifier, select
 from hpsearch.errors import SpecError
+from hpsearch.model.ensemble import EnsembleClassifier, select
 from hpsearch.noise import accuracy_se, bootstrap_se
 from hpsearch.report import build_report
 from hpsearch.space import chosen_of, model_params

@@ -19,8 +19,8 @@ import yaml
 
 from .diagnostics import THRESHOLDS  # the settable thresholds, with their defaults
 from .errors import SpecError, first_line
-from .estimator import MLPClassifier
-from .params import PARAMETERS, PREPROCESSING, Interval, Options
+from .model.estimator import MLPClassifier
+from .model.params import PARAMETERS, PREPROCESSING, Interval, Options
 from .search import PRUNERS, SAMPLERS, Entry
 
 OBJECTIVES = {"val_accuracy": "maximize", "val_loss": "minimize"}

@@ -27,13 +27,13 @@ from optuna.trial import TrialState
 
 from . import datasets
 from ._version import __version__
-from .checkpoint import META, load, load_model, locate, save_model
 from .config import SweepSpec
 from .diagnostics import ADVICE
-from .ensemble import EnsembleClassifier, select
 from .errors import CheckpointError, DataError, StorageError, mask_uri
-from .estimator import prediction_frame
-from .models import save_pyfunc
+from .model.checkpoint import META, load, load_model, locate, save_model
+from .model.ensemble import EnsembleClassifier, select
+from .model.frames import prediction_frame
+from .model.pyfunc import save_pyfunc
 from .nn.functional import cross_entropy
 from .plots import learning_curves
 from .refit import refit_ensemble, refit_model, refit_processes

@@ -36,10 +36,10 @@ import optuna
 
 from .config import SweepSpec
 from .datasets import Splits
-from .ensemble import EnsembleClassifier
 from .errors import CheckpointError
-from .estimator import MLPClassifier
 from .faults import STOP_SIGNALS, check_stop, spawn_context, stop_signals
+from .model.ensemble import EnsembleClassifier
+from .model.estimator import MLPClassifier
 from .store import StudyKey, ranked, train_seconds
 
 # what a refit changes in the chosen checkpoint's parameters (the card lists them)

@@ -34,7 +34,7 @@ import optuna
 from . import datasets
 from .config import SweepSpec
 from .errors import StorageError
-from .estimator import MLPClassifier
+from .model.estimator import MLPClassifier
 from .space import chosen_of, model_params
 from .store import (
     StudyKey,

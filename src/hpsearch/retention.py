@@ -11,9 +11,9 @@ from typing import Any
 
 import optuna
 
-from .checkpoint import META, save_model
 from .datasets import Splits
-from .estimator import MLPClassifier
+from .model.checkpoint import META, save_model
+from .model.estimator import MLPClassifier
 from .store import FINISHED, StudyKey, ranked
 from .tracking import split_inputs
 from .trial_log import AsyncTrialLog

@@ -18,8 +18,9 @@ from .callbacks import EpochLogger, PruningCallback
 from .config import SweepSpec
 from .diagnostics import diagnose
 from .errors import describe
-from .estimator import MLPClassifier, apply_input_transform, input_transform
 from .faults import StopCallback, endless_trials, signal_name, signal_of
+from .model.estimator import MLPClassifier
+from .model.preprocessing import apply_input_transform, input_transform
 from .noise import trial_noise
 from .reseed import duplicate_of
 from .retention import save_trial_checkpoint

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 from mlflow.entities import Metric
 
-from . import checkpoint
 from .errors import StorageError, first_line
-from .models import save_pyfunc
+from .model import checkpoint
+from .model.pyfunc import save_pyfunc
 from .plots import learning_curves
 from .tracking import SplitInput, Tracker
 

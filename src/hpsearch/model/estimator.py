@@ -13,23 +13,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import train_test_split
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
+from ..errors import CheckpointError
+from ..nn import Network, TrainConfig, make_optimizer, make_schedule, train
+from ..nn.functional import softmax
 from . import checkpoint
-from .errors import CheckpointError
-from .nn import (
-    Network,
-    TrainConfig,
-    make_optimizer,
-    make_schedule,
-    train,
-)
-from .nn.functional import softmax
+
+# re-exported: the serving.py of models exported before 0.2 imports prediction_frame from here
+from .frames import history_frame, prediction_frame
 from .params import PARAMETERS
+from .preprocessing import apply_input_transform, input_transform
 
 
 class MLPClassifier(ClassifierMixin, BaseEstimator):
@@ -382,51 +379,6 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         return tags
 
 
-def input_transform(x: np.ndarray, preprocessing: str,
-                    dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """(offset, scale) of a preprocessing fitted on x: ``standardize`` (mean, 1/std per
-    feature), ``scale`` (0, 1/max |x|), ``none`` (0, 1). Constant features are left unscaled."""
-    n_features = x.shape[1]
-    if preprocessing == "standardize":
-        offset = x.mean(axis=0, dtype=np.float64)
-        spread = x.std(axis=0, dtype=np.float64)
-    elif preprocessing == "scale":
-        offset = np.zeros(n_features)
-        spread = np.full(n_features, float(np.abs(x).max()) if x.size else 1.0)
-    else:
-        offset, spread = np.zeros(n_features), np.ones(n_features)
-    spread[~(spread > 0)] = 1.0  # constant features: leave them centred, not divided by 0
-    return offset.astype(dtype), (1.0 / spread).astype(dtype)
-
-
-def apply_input_transform(x: np.ndarray, offset: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """``(x - offset) * scale`` as a new array of the offset's dtype."""
-    out = np.subtract(x, offset, dtype=offset.dtype)
-    out *= scale
-    return out
-
-
-def history_frame(history: list[dict[str, float]]) -> pd.DataFrame:
-    """``history_`` as a pandas DataFrame indexed by epoch."""
-    return pd.DataFrame(history).set_index("epoch")
-
-
-def prediction_frame(model: MLPClassifier, X: Any) -> pd.DataFrame:
-    """Predictions as a DataFrame: ``label`` and one ``proba_<class>`` column per class (the
-    output of an exported model, of ``hpsearch predict`` and of the MLflow server)."""
-    proba = model.predict_proba(np.asarray(X, dtype=np.float64))
-    out = pd.DataFrame({"label": model.classes_[proba.argmax(axis=1)]})
-    for i, c in enumerate(model.classes_):
-        out[f"proba_{c}"] = proba[:, i].astype(np.float64)
-    return out
-
-
-def load(path: str | Path) -> MLPClassifier:
-    """``hpsearch.load(DIR)``: the model in a checkpoint directory, or in a directory written by
-    ``hpsearch export`` (whose checkpoint is the MLflow model's artifact)."""
-    return MLPClassifier.load(checkpoint.locate(path))
-
-
 def _jsonable(value: Any) -> Any:
     if isinstance(value, tuple | list):
         return [_jsonable(v) for v in value]
@@ -439,4 +391,4 @@ def _jsonable(value: Any) -> Any:
 # build models with this; checkpoint.py itself never imports the estimator.
 checkpoint.register_model(MLPClassifier.load)
 
-__all__ = ["PARAMETERS", "MLPClassifier", "history_frame", "load", "prediction_frame"]
+__all__ = ["PARAMETERS", "MLPClassifier", "history_frame", "prediction_frame"]

@@ -17,18 +17,19 @@ import numpy as np
 from mlflow.models import Model, infer_signature
 
 from .checkpoint import load_model
-from .estimator import prediction_frame
+from .frames import prediction_frame
 
 # saving a model validates its input example by loading it back, with a progress bar each time
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # hpsearch itself: the code a model carries
 
 
 def serving_features_file() -> str:
     return "feature_names.json"  # beside the checkpoint in the model's artifacts (serving.py)
 
 
-SERVING = PACKAGE_DIR / "serving.py"  # the model's code: MLflow runs it, we need not import it
+# the model's code: MLflow runs it, we need not import it
+SERVING = Path(__file__).resolve().with_name("serving.py")
 
 
 def save_pyfunc(path: Path, ckpt: Path, example: np.ndarray,

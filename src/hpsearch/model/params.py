@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .nn import OPTIMIZERS, SCHEDULES
+from ..nn import OPTIMIZERS, SCHEDULES
 
 PREPROCESSING = ("standardize", "scale", "none")
 DTYPES = ("float32", "float64")

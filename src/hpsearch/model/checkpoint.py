@@ -18,8 +18,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ._version import __version__
-from .errors import CheckpointError
+from .._version import __version__
+from ..errors import CheckpointError
 
 FORMAT = "hpsearch-checkpoint"
 FORMAT_VERSION = 1
@@ -121,7 +121,7 @@ _loads: dict[str, Callable[[str | Path], Any]] = {}
 
 def register_model(load: Callable[[str | Path], Any], marker: str = META) -> None:
     """How ``load_model`` builds a model from a directory holding file ``marker``.
-    hpsearch.estimator registers ``MLPClassifier.load`` (checkpoint.json) and hpsearch.ensemble
+    hpsearch.model.estimator registers ``MLPClassifier.load`` (checkpoint.json) and model.ensemble
     ``EnsembleClassifier.load`` (ensemble.json) when imported; the package imports both, so they
     are in place before any ``hpsearch.*`` module can be used."""
     _loads[marker] = load

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import CheckpointError
 from . import checkpoint
-from .errors import CheckpointError
 from .estimator import MLPClassifier
 
 ENSEMBLE = "ensemble.json"

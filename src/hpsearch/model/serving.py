@@ -55,13 +55,13 @@ class HpsearchModel(PythonModel):
     def load_context(self, context: Any) -> None:
         # MLflow runs this file when it saves and loads the model, before the model's code_paths
         # (hpsearch itself) are importable: hpsearch is imported once the model is loaded.
-        from hpsearch.checkpoint import load_model
+        from hpsearch.model.checkpoint import load_model
 
         ckpt = Path(context.artifacts["checkpoint"])
         self.model = load_model(ckpt)
         names = getattr(self.model, "feature_names_in_", None)
         self.names = [str(n) for n in names] if names is not None else None
-        if (ckpt / "feature_names.json").is_file():  # written by hpsearch.models.save_pyfunc
+        if (ckpt / "feature_names.json").is_file():  # written by hpsearch.model.pyfunc.save_pyfunc
             self.names = json.loads((ckpt / "feature_names.json").read_text())
 
     # The hint np.ndarray is one MLflow infers no schema from, so it enforces none and asks for
@@ -69,7 +69,7 @@ class HpsearchModel(PythonModel):
     # above: `features` makes the array.
     def predict(self, context: Any, model_input: np.ndarray,
                 params: dict[str, Any] | None = None) -> pd.DataFrame:
-        from hpsearch.estimator import prediction_frame
+        from hpsearch.model.frames import prediction_frame
 
         return prediction_frame(self.model, features(model_input, self.model.n_features_in_,
                                                      self.names))
