@@ -8,7 +8,7 @@ import math
 import pytest
 
 from hpsearch import MLPClassifier, datasets
-from hpsearch.diagnostics import THRESHOLDS, VERDICTS, diagnose, revisit
+from hpsearch.diagnosis.diagnostics import THRESHOLDS, VERDICTS, diagnose, revisit
 
 
 def hist(train_acc, val_acc, train_loss=None, val_loss=None):

@@ -23,7 +23,7 @@ from conftest import (
 )
 from hpsearch.cli import main
 from hpsearch.config import load_spec
-from hpsearch.diagnostics import VERDICTS
+from hpsearch.diagnosis.diagnostics import VERDICTS
 from hpsearch.report import build_report
 from hpsearch.sweep import run_sweep
 from hpsearch.tracking import EPOCH_METRICS, resolve_tracking_uri

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from .diagnostics import THRESHOLDS  # the settable thresholds, with their defaults
+from .diagnosis.diagnostics import THRESHOLDS  # the settable thresholds, with their defaults
 from .errors import SpecError, first_line
 from .model.estimator import MLPClassifier
 from .model.params import PARAMETERS, PREPROCESSING, Interval, Options

@@ -28,14 +28,14 @@ from optuna.trial import TrialState
 from . import datasets
 from ._version import __version__
 from .config import SweepSpec
-from .diagnostics import ADVICE
+from .diagnosis.diagnostics import ADVICE
+from .diagnosis.plots import learning_curves
 from .errors import CheckpointError, DataError, StorageError, mask_uri
 from .model.checkpoint import META, load, load_model, locate, save_model
 from .model.ensemble import EnsembleClassifier, select
 from .model.frames import prediction_frame
 from .model.pyfunc import save_pyfunc
 from .nn.functional import cross_entropy
-from .plots import learning_curves
 from .refit import refit_ensemble, refit_model, refit_processes
 from .reseed import reseed as run_reseed
 from .reseed import sweep_rows

@@ -21,10 +21,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from .advice import TOP, fmt, plan
 from .config import SweepSpec
-from .diagnostics import VERDICTS
+from .diagnosis.diagnostics import VERDICTS
+from .diagnosis.plots import draw_curves, study_plots
 from .errors import StorageError
 from .noise import accuracy_se, noise_floor
-from .plots import draw_curves, study_plots
 from .reseed import table as reseed_table
 from .space import hidden_sizes
 from .store import StudyKey, TrialKey, join_storage_study, lost_trials, ranked, study_spec

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from . import datasets
 from .callbacks import EpochLogger, PruningCallback
 from .config import SweepSpec
-from .diagnostics import diagnose
+from .diagnosis.diagnostics import diagnose
 from .errors import describe
 from .faults import StopCallback, endless_trials, signal_name, signal_of
 from .model.estimator import MLPClassifier

@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 from mlflow.entities import Metric
 
+from .diagnosis.plots import learning_curves
 from .errors import StorageError, first_line
 from .model import checkpoint
 from .model.pyfunc import save_pyfunc
-from .plots import learning_curves
 from .tracking import SplitInput, Tracker
 
 MetricRow = tuple[str, float, int, int]  # key, value, timestamp (ms), step

@@ -12,7 +12,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from .config import SweepSpec
-from .diagnostics import ADVICE, revisit
+from .diagnosis.diagnostics import ADVICE, revisit
 from .store import StudyKey, TrialKey
 from .tracking import Tracker
 
