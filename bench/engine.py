@@ -23,7 +23,8 @@ import numpy as np
 from sklearn.metrics import log_loss
 from sklearn.neural_network import MLPClassifier as SkMLP
 
-from hpsearch import MLPClassifier, datasets
+from hpsearch import MLPClassifier
+from hpsearch.spec import datasets
 
 HIDDEN, BATCH = 256, 128
 

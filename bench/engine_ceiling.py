@@ -32,9 +32,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from hpsearch.config import load_spec  # noqa: E402
-from hpsearch.datasets import load_splits  # noqa: E402
 from hpsearch.model.estimator import MLPClassifier  # noqa: E402
+from hpsearch.spec.config import load_spec  # noqa: E402
+from hpsearch.spec.datasets import load_splits  # noqa: E402
 
 WINNER = {"optimizer": "adam", "learning_rate": 7.2928e-4, "schedule": "cosine",
           "hidden_sizes": (568, 330), "dropout": 0.22400, "ema_decay": 0.999,

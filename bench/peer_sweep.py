@@ -21,7 +21,7 @@ import optuna
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
 
-from hpsearch import datasets
+from hpsearch.spec import datasets
 
 
 def load(seed: int = 0) -> datasets.Splits:

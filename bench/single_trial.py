@@ -12,7 +12,8 @@ import json
 import sys
 import time
 
-from hpsearch import MLPClassifier, datasets
+from hpsearch import MLPClassifier
+from hpsearch.spec import datasets
 
 
 def main() -> None:

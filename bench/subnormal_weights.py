@@ -17,9 +17,9 @@ import time
 
 import numpy as np
 
-from hpsearch import datasets
 from hpsearch.model.estimator import MLPClassifier
 from hpsearch.nn import optimizers
+from hpsearch.spec import datasets
 
 SUBNORMAL = {"optimizer": "adam", "learning_rate": 0.0788, "schedule": "step", "step_size": 5,
              "gamma": 0.4231, "hidden_sizes": (499,), "l2": 6.27e-5, "dropout": 0.2181}

@@ -15,8 +15,9 @@ import time
 
 import numpy as np
 
-from hpsearch import MLPClassifier, datasets
+from hpsearch import MLPClassifier
 from hpsearch.model.preprocessing import apply_input_transform, input_transform
+from hpsearch.spec import datasets
 
 
 def main() -> None:

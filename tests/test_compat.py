@@ -28,7 +28,7 @@ import pandas as pd
 import pytest
 
 import hpsearch
-from hpsearch import datasets
+from hpsearch.spec import datasets
 
 FIXTURE = Path(__file__).parent / "fixtures" / "flat-layout-2aed80a.tar.xz"
 WRITTEN_IN = "/tmp/compat"

@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 from hpsearch import SpecError
 from hpsearch.cli import main
-from hpsearch.config import load_spec
-from hpsearch.space import hidden_sizes, model_params
+from hpsearch.spec.config import load_spec
+from hpsearch.spec.space import hidden_sizes, model_params
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = """\

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hpsearch import DataError, MLPClassifier, datasets
+from hpsearch import DataError, MLPClassifier
+from hpsearch.spec import datasets, idx
 
-STEMS = list(datasets.IDX_FILES.values())
+STEMS = list(idx.IDX_FILES.values())
 
 
 def assert_stratified(whole: np.ndarray, parts: list[np.ndarray]) -> None:
@@ -58,10 +59,10 @@ def test_lookup_order_env_then_system(tmp_path, monkeypatch, fashion_dir):
     for stem in STEMS:  # raw (not gzipped) copies are read as well
         (mine / stem).write_bytes(gzip.decompress((fashion_dir / f"{stem}.gz").read_bytes()))
     monkeypatch.setenv("HPSEARCH_DATA", str(tmp_path))
-    assert datasets.find_idx_dir("fashion-mnist") == mine
+    assert idx.find_idx_dir("fashion-mnist") == mine
     assert datasets.load("fashion-mnist").source == str(mine)
     monkeypatch.setenv("HPSEARCH_DATA", str(tmp_path / "empty"))
-    assert datasets.find_idx_dir("fashion-mnist") == Path("/usr/share/datasets/fashion-mnist")
+    assert idx.find_idx_dir("fashion-mnist") == Path("/usr/share/datasets/fashion-mnist")
 
 
 @pytest.fixture()
@@ -84,7 +85,7 @@ def test_download_verifies_checksums(mirror, tmp_path, monkeypatch):
     root, url = mirror
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("HPSEARCH_MIRROR", url)
-    dest = datasets.download_idx("fashion-mnist", datasets.cache_dir("fashion-mnist"))
+    dest = idx.download_idx("fashion-mnist", idx.cache_dir("fashion-mnist"))
     assert sorted(p.name for p in dest.iterdir()) == sorted(f"{s}.gz" for s in STEMS)
     ds = datasets.load_idx("fashion-mnist", dest)
     assert ds.X.shape == (60000, 784)
@@ -94,15 +95,15 @@ def test_download_verifies_checksums(mirror, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(bad))
     (root / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x01" + bytes(8)))
     with pytest.raises(DataError, match="checksum mismatch"):
-        datasets.download_idx("fashion-mnist", datasets.cache_dir("fashion-mnist"))
-    assert not (datasets.cache_dir("fashion-mnist") / "t10k-labels-idx1-ubyte.gz").exists()
+        idx.download_idx("fashion-mnist", idx.cache_dir("fashion-mnist"))
+    assert not (idx.cache_dir("fashion-mnist") / "t10k-labels-idx1-ubyte.gz").exists()
 
 
 def test_download_unreachable_says_how_to_get_the_files(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setenv("HPSEARCH_MIRROR", "http://127.0.0.1:9/")  # discard port: refused
     with pytest.raises(DataError, match="cannot download .* HPSEARCH_DATA"):
-        datasets.download_idx("mnist", tmp_path / "mnist")
+        idx.download_idx("mnist", tmp_path / "mnist")
 
 
 # -- bad IDX files ------------------------------------------------------------------------

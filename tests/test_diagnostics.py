@@ -7,8 +7,9 @@ import math
 
 import pytest
 
-from hpsearch import MLPClassifier, datasets
+from hpsearch import MLPClassifier
 from hpsearch.diagnosis.diagnostics import THRESHOLDS, VERDICTS, diagnose, revisit
+from hpsearch.spec import datasets
 
 
 def hist(train_acc, val_acc, train_loss=None, val_loss=None):

@@ -18,9 +18,9 @@ from click.testing import CliRunner
 
 import hpsearch
 from conftest import wait_for_http
-from hpsearch import datasets
 from hpsearch.cli import main
 from hpsearch.export import export_trial
+from hpsearch.spec import datasets
 from hpsearch.sweep import run_sweep
 from hpsearch.tracking import resolve_tracking_uri
 

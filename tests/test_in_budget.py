@@ -22,11 +22,12 @@ from threadpoolctl import threadpool_limits
 
 import hpsearch
 from conftest import Lines, default_stop_signals, wait_until
-from hpsearch import datasets, refit, worker
+from hpsearch import refit, worker
 from hpsearch.cli import main
-from hpsearch.config import parse_spec
 from hpsearch.errors import SpecError
 from hpsearch.model.ensemble import EnsembleClassifier
+from hpsearch.spec import datasets
+from hpsearch.spec.config import parse_spec
 from hpsearch.store import StudyKey, join_storage_study
 
 SPEC = """\
@@ -190,8 +191,9 @@ def test_an_in_budget_export_whose_reseed_never_ran_takes_the_best_trial(tmp_pat
 
 REFIT_FOREVER = """\
 import sys, yaml
-from hpsearch import MLPClassifier, datasets, refit
-from hpsearch.config import parse_spec
+from hpsearch import MLPClassifier, refit
+from hpsearch.spec import datasets
+from hpsearch.spec.config import parse_spec
 from hpsearch.model.ensemble import EnsembleClassifier
 from hpsearch.faults import signal_of, stop_signals
 splits = datasets.load_splits(parse_spec(yaml.safe_load(sys.argv[1])).data)

@@ -92,6 +92,7 @@ def test_no_function_level_imports_of_our_own_modules_outside_the_cli():
                         found.append(f"{path.relative_to(PACKAGE)}:{sub.lineno} "
                                      f"{ast.unparse(sub)}")
     allowed = {  # with the reason beside it in the code
+        "__init__.py": "the public API imports load_spec when first used, not with the package",
         "model/serving.py": "the MLflow model is loaded from code: its imports run in load_context",
     }
     found = [f for f in found if f.split(":")[0] not in allowed]

@@ -20,10 +20,10 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState, create_trial
 
 from hpsearch.cli import main
-from hpsearch.config import load_spec, parse_spec
 from hpsearch.followup import next_name, write_next
 from hpsearch.report import build_report
-from hpsearch.space import chosen_of
+from hpsearch.spec.config import load_spec, parse_spec
+from hpsearch.spec.space import chosen_of
 from hpsearch.store import StudyKey, TrialKey, open_storage, resolve_storage_url
 from hpsearch.sweep import run_sweep
 from hpsearch.warmstart import fitting

@@ -9,9 +9,9 @@ import pytest
 from optuna.trial import TrialState
 
 from hpsearch.callbacks import explain_prune
-from hpsearch.config import PrunerSpec, parse_spec
 from hpsearch.errors import SpecError
-from hpsearch.search import PRUNERS, SAMPLERS, make_pruner, make_sampler
+from hpsearch.spec.config import PrunerSpec, parse_spec
+from hpsearch.spec.registries import PRUNERS, SAMPLERS, make_pruner, make_sampler
 from hpsearch.store import open_storage
 from hpsearch.sweep import run_sweep
 

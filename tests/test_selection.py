@@ -16,14 +16,14 @@ import yaml
 from click.testing import CliRunner
 
 import hpsearch
-from hpsearch import datasets
 from hpsearch.cli import main
-from hpsearch.config import parse_spec
 from hpsearch.errors import SpecError
 from hpsearch.model.ensemble import EnsembleClassifier, select
 from hpsearch.noise import accuracy_se, bootstrap_se
 from hpsearch.report import build_report
-from hpsearch.space import chosen_of, model_params
+from hpsearch.spec import datasets
+from hpsearch.spec.config import parse_spec
+from hpsearch.spec.space import chosen_of, model_params
 from hpsearch.store import StudyKey, TrialKey, open_storage, resolve_storage_url
 from hpsearch.sweep import run_sweep
 from hpsearch.tracking import resolve_tracking_uri

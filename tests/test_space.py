@@ -15,8 +15,8 @@ import pytest
 from sklearn.datasets import load_digits
 
 from hpsearch import MLPClassifier, SpecError
-from hpsearch.config import SweepSpec, load_spec, parse_spec
-from hpsearch.space import grid, model_params, suggest
+from hpsearch.spec.config import SweepSpec, load_spec, parse_spec
+from hpsearch.spec.space import grid, model_params, suggest
 
 ROOT = Path(__file__).resolve().parents[1]
 FILE = "sweeps/space.yaml"  # the file name every SpecError must start with

@@ -22,9 +22,9 @@ from conftest import (
     wait_for_http,
 )
 from hpsearch.cli import main
-from hpsearch.config import load_spec
 from hpsearch.diagnosis.diagnostics import VERDICTS
 from hpsearch.report import build_report
+from hpsearch.spec.config import load_spec
 from hpsearch.sweep import run_sweep
 from hpsearch.tracking import EPOCH_METRICS, resolve_tracking_uri
 from hpsearch.verdicts import verdicts

@@ -10,8 +10,8 @@ from typing import Any
 
 import optuna
 
-from .config import PrunerSpec
-from .search import median_comparison
+from .spec.config import PrunerSpec
+from .spec.registries import median_comparison
 from .store import hyperband_bracket, stored_trial
 from .tracking import EPOCH_METRICS, now_ms
 from .trial_log import AsyncTrialLog

@@ -76,7 +76,7 @@ def main(ctx: click.Context, debug: bool) -> None:
 def data_cmd(name: str, data_dir: str | None, target: str | None, val_fraction: float,
              test_fraction: float, seed: int) -> None:
     """Load dataset NAME (digits, fashion-mnist, mnist, csv:<path>) and describe its splits."""
-    from .datasets import load, split
+    from .spec.datasets import load, split
 
     ds = load(name, data_dir=data_dir, target=target)
     sp = split(ds, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)

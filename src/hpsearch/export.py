@@ -25,9 +25,7 @@ from typing import Any
 import numpy as np
 from optuna.trial import TrialState
 
-from . import datasets
 from ._version import __version__
-from .config import SweepSpec
 from .diagnosis.diagnostics import ADVICE
 from .diagnosis.plots import learning_curves
 from .errors import CheckpointError, DataError, StorageError, mask_uri
@@ -40,6 +38,8 @@ from .refit import refit_ensemble, refit_model, refit_processes
 from .reseed import reseed as run_reseed
 from .reseed import sweep_rows
 from .retention import checkpoint_dir
+from .spec import datasets
+from .spec.config import SweepSpec
 from .store import StudyKey, direction_sign, join_storage_study, ranked, study_spec
 from .tracking import make_tracker
 from .verdicts import verdicts

@@ -18,9 +18,9 @@ from typing import Any
 import yaml
 
 from .advice import Change, plan, top_trials
-from .config import parse_spec
 from .errors import HpsearchError
 from .noise import noise_floor
+from .spec.config import parse_spec
 from .store import StudyKey, join_storage_study, ranked, search_trials, sibling_studies, study_spec
 from .verdicts import verdicts
 from .warmstart import candidates

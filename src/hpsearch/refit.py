@@ -34,12 +34,12 @@ from typing import Any
 import numpy as np
 import optuna
 
-from .config import SweepSpec
-from .datasets import Splits
 from .errors import CheckpointError
 from .faults import STOP_SIGNALS, check_stop, spawn_context, stop_signals
 from .model.ensemble import EnsembleClassifier
 from .model.estimator import MLPClassifier
+from .spec.config import SweepSpec
+from .spec.datasets import Splits
 from .store import StudyKey, ranked, train_seconds
 
 # what a refit changes in the chosen checkpoint's parameters (the card lists them)

@@ -20,13 +20,13 @@ from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial, TrialState
 
 from .advice import TOP, fmt, plan
-from .config import SweepSpec
 from .diagnosis.diagnostics import VERDICTS
 from .diagnosis.plots import draw_curves, study_plots
 from .errors import StorageError
 from .noise import accuracy_se, noise_floor
 from .reseed import table as reseed_table
-from .space import hidden_sizes
+from .spec.config import SweepSpec
+from .spec.space import hidden_sizes
 from .store import StudyKey, TrialKey, join_storage_study, lost_trials, ranked, study_spec
 from .tracking import Tracker, make_tracker
 from .verdicts import refresh_verdicts, verdicts

@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 
 import optuna
 
-from . import datasets
-from .config import SweepSpec
 from .errors import StorageError
 from .model.estimator import MLPClassifier
-from .space import chosen_of, model_params
+from .spec import datasets
+from .spec.config import SweepSpec
+from .spec.space import chosen_of, model_params
 from .store import (
     StudyKey,
     TrialKey,

@@ -11,9 +11,9 @@ from typing import Any
 
 import optuna
 
-from .datasets import Splits
 from .model.checkpoint import META, save_model
 from .model.estimator import MLPClassifier
+from .spec.datasets import Splits
 from .store import FINISHED, StudyKey, ranked
 from .tracking import split_inputs
 from .trial_log import AsyncTrialLog

@@ -16,14 +16,14 @@ from pathlib import Path
 import optuna
 
 from ._version import __version__
-from .config import SweepSpec, check_study_name, load_spec
-from .datasets import load_splits
 from .diagnosis.plots import study_plots
 from .errors import SpecError, mask_uri
 from .faults import StaleTrialHandler, signal_of, stop_signals
 from .noise import noise_floor
 from .reseed import resume as resume_reseed
 from .retention import checkpoint_root, outside_top
+from .spec.config import SweepSpec, check_study_name, load_spec
+from .spec.datasets import load_splits
 from .store import (
     StudyKey,
     count_trials,

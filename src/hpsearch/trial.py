@@ -13,9 +13,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from . import datasets
 from .callbacks import EpochLogger, PruningCallback
-from .config import SweepSpec
 from .diagnosis.diagnostics import diagnose
 from .errors import describe
 from .faults import StopCallback, endless_trials, signal_name, signal_of
@@ -24,7 +22,9 @@ from .model.preprocessing import apply_input_transform, input_transform
 from .noise import trial_noise
 from .reseed import duplicate_of
 from .retention import save_trial_checkpoint
-from .space import model_params, suggest
+from .spec import datasets
+from .spec.config import SweepSpec
+from .spec.space import model_params, suggest
 from .store import TrialKey, stored_trial
 from .tracking import split_inputs
 from .trial_log import AsyncTrialLog

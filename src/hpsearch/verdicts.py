@@ -11,8 +11,8 @@ from __future__ import annotations
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from .config import SweepSpec
 from .diagnosis.diagnostics import ADVICE, revisit
+from .spec.config import SweepSpec
 from .store import StudyKey, TrialKey
 from .tracking import Tracker
 

@@ -16,7 +16,6 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from . import datasets
 from ._version import __version__
 from .errors import HpsearchError, StorageError, describe, first_line, install_masking, is_outage
 from .faults import (
@@ -32,8 +31,9 @@ from .noise import converged, noise_floor
 from .refit import refits_in_budget, reserve_seconds
 from .reseed import reseed_due, reseeding, trial_seconds
 from .retention import retain
-from .search import make_pruner, make_sampler
-from .space import grid
+from .spec import datasets
+from .spec.registries import make_pruner, make_sampler
+from .spec.space import grid
 from .store import (
     FINISHED,
     StudyKey,

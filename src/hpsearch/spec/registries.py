@@ -14,7 +14,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from .errors import SpecError
+from ..errors import SpecError
 
 __all__ = ["PRUNERS", "SAMPLERS", "MarginMedianPruner", "make_pruner", "make_sampler",
            "median_comparison", "sampler_seed"]

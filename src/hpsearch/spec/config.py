@@ -8,7 +8,6 @@ in one ``SpecError`` line that names the file and the key, e.g.
 
 from __future__ import annotations
 
-import math
 import numbers
 import re
 from dataclasses import dataclass, field
@@ -17,11 +16,12 @@ from typing import Any
 
 import yaml
 
-from .diagnosis.diagnostics import THRESHOLDS  # the settable thresholds, with their defaults
-from .errors import SpecError, first_line
-from .model.estimator import MLPClassifier
-from .model.params import PARAMETERS, PREPROCESSING, Interval, Options
-from .search import PRUNERS, SAMPLERS, Entry
+from ..diagnosis.diagnostics import THRESHOLDS  # the settable thresholds, with their defaults
+from ..errors import SpecError, first_line
+from ..model.estimator import MLPClassifier
+from ..model.params import PARAMETERS, PREPROCESSING, Interval, Options
+from .checker import Checker
+from .registries import PRUNERS, SAMPLERS, Entry
 
 OBJECTIVES = {"val_accuracy": "maximize", "val_loss": "minimize"}
 PARAM_TYPES = ("float", "int", "categorical", "fixed")
@@ -145,73 +145,6 @@ class SweepSpec:
     export_in_budget: bool = False  # export.in_budget: the sweep ends with the export (refit.py)
 
 
-class _Checker:
-    """Reads one mapping of the spec, recording which keys were used, with file-and-key errors."""
-
-    def __init__(self, file: str, where: str, node: Any, allowed: set[str] | None = None):
-        self.file, self.where = file, where
-        node = {} if node is None else node
-        if not isinstance(node, dict):
-            self.fail(f"must be a mapping, not {type(node).__name__}")
-        self.node = node
-        if allowed is not None:
-            for key in node:
-                if key not in allowed:
-                    self.fail(f"has unknown key {key!r} (allowed: {', '.join(sorted(allowed))})",
-                              key=None)
-
-    def key(self, key: str | None) -> str:
-        if key is None:
-            return self.where
-        return f"{self.where}.{key}" if self.where else key
-
-    def fail(self, message: str, key: str | None = None) -> None:
-        raise SpecError(f"{self.file}: {self.key(key) or 'top level'} {message}")
-
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = None,
-            required: bool = False, allow_none: bool = False) -> Any:
-        if key not in self.node:
-            if required:
-                self.fail("is required", key)
-            return default
-        value = self.node[key]
-        if value is None and allow_none:
-            return None
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if isinstance(value, str) and float in kinds:  # YAML reads 1e-3 as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) and bool not in kinds:
-            self.fail(f"must be {_kind_names(kinds)}, not {value!r}", key)
-        if not isinstance(value, kinds):
-            self.fail(f"must be {_kind_names(kinds)}, not {value!r}", key)
-        return value
-
-    def number(self, key: str, default: Any, lo: float | None = None, hi: float | None = None,
-               integer: bool = False, allow_none: bool = False, lo_open: bool = False,
-               hi_open: bool = False) -> Any:
-        value = self.get(key, int if integer else float, default, allow_none=allow_none)
-        if value is None:
-            return None
-        if isinstance(value, float) and not math.isfinite(value):
-            self.fail(f"must be a finite number, not {value!r}", key)
-        if lo is not None and (value < lo or (lo_open and value == lo)):
-            self.fail(f"must be {'>' if lo_open else '>='} {lo:g}, not {value!r}", key)
-        if hi is not None and (value > hi or (hi_open and value == hi)):
-            self.fail(f"must be {'<' if hi_open else '<='} {hi:g}, not {value!r}", key)
-        return value
-
-
-def _kind_names(kinds: tuple[type, ...]) -> str:
-    names = {int: "a whole number", float: "a number", str: "a string", bool: "true or false",
-             list: "a list", dict: "a mapping"}
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
-
-
 def load_spec(path: str | Path) -> SweepSpec:
     """Read and validate a sweep spec; SpecError (one line, file and key) otherwise."""
     path = Path(path)
@@ -233,7 +166,7 @@ def load_spec(path: str | Path) -> SweepSpec:
 
 
 def parse_spec(raw: Any, file: str = "<spec>", text: str = "") -> SweepSpec:
-    top = _Checker(file, "", raw, {"name", "data", "training", "objective", "budget", "sampler",
+    top = Checker(file, "", raw, {"name", "data", "training", "objective", "budget", "sampler",
                                    "pruner", "checkpoints", "space", "diagnostics",
                                    "warm_start", "export"})
     name = top.get("name", str, required=True)
@@ -241,7 +174,7 @@ def parse_spec(raw: Any, file: str = "<spec>", text: str = "") -> SweepSpec:
         top.fail("must be letters, digits, '.', '_' or '-' (no spaces or path characters), "
                  f"at most 100 characters, not {name!r}", "name")
 
-    d = _Checker(file, "data", top.node.get("data"), {"dataset", "val_fraction", "test_fraction",
+    d = Checker(file, "data", top.node.get("data"), {"dataset", "val_fraction", "test_fraction",
                                                       "seed", "preprocessing", "target",
                                                       "data_dir"})
     dataset = d.get("dataset", str, "digits")
@@ -269,10 +202,10 @@ def parse_spec(raw: Any, file: str = "<spec>", text: str = "") -> SweepSpec:
     data = DataSpec(dataset, val_fraction, test_fraction, d.number("seed", 0, 0, integer=True),
                     preprocessing, target, d.get("data_dir", str, None, allow_none=True))
 
-    t = _Checker(file, "training", top.node.get("training"),
+    t = Checker(file, "training", top.node.get("training"),
                  {"max_epochs", "batch_size", "early_stopping_patience", "early_stopping_metric",
                   "train_eval_size", "seed"})
-    o = _Checker(file, "objective", top.node.get("objective"), {"metric", "direction"})
+    o = Checker(file, "objective", top.node.get("objective"), {"metric", "direction"})
     obj_metric = o.get("metric", str, "val_accuracy")
     if obj_metric not in OBJECTIVES:
         o.fail(f"is unknown: {obj_metric!r} (choose from {', '.join(OBJECTIVES)})", "metric")
@@ -292,7 +225,7 @@ def parse_spec(raw: Any, file: str = "<spec>", text: str = "") -> SweepSpec:
         t.number("train_eval_size", 10_000, 1, integer=True, allow_none=True),
         t.number("seed", 0, 0, integer=True))
 
-    b = _Checker(file, "budget", top.node.get("budget"), set(BudgetSpec.__dataclass_fields__))
+    b = Checker(file, "budget", top.node.get("budget"), set(BudgetSpec.__dataclass_fields__))
     workers = None
     if b.node.get("workers", "auto") != "auto":
         workers = b.number("workers", None, 1, 64, integer=True, allow_none=True)
@@ -305,11 +238,11 @@ def parse_spec(raw: Any, file: str = "<spec>", text: str = "") -> SweepSpec:
     sampler = _sampler_or_pruner(file, "sampler", top.node.get("sampler"), SAMPLERS, "tpe")
     pruner = _sampler_or_pruner(file, "pruner", top.node.get("pruner"), PRUNERS, "median")
 
-    c = _Checker(file, "checkpoints", top.node.get("checkpoints"), {"keep"})
+    c = Checker(file, "checkpoints", top.node.get("checkpoints"), {"keep"})
     keep = c.number("keep", 3, 1, integer=True)
-    g = _Checker(file, "diagnostics", top.node.get("diagnostics"), set(THRESHOLDS))
+    g = Checker(file, "diagnostics", top.node.get("diagnostics"), set(THRESHOLDS))
     diagnostics = {k: float(g.number(k, THRESHOLDS[k], 0)) for k in g.node}
-    x = _Checker(file, "export", top.node.get("export"),
+    x = Checker(file, "export", top.node.get("export"),
                  {"ensemble", "reseed", "reseed_top", "refit", "in_budget"})
     ensemble = x.number("ensemble", 0, 0, integer=True)
     reseed = (x.number("reseed", 0, 0, integer=True), x.number("reseed_top", 3, 1, integer=True))
@@ -317,7 +250,7 @@ def parse_spec(raw: Any, file: str = "<spec>", text: str = "") -> SweepSpec:
     for key, n in (("ensemble", ensemble), ("reseed_top", reseed[1] if reseed[0] else 0)):
         if n > keep:
             x.fail(f"is {n}, more than checkpoints.keep ({keep}): raise checkpoints.keep", key)
-    w = _Checker(file, "warm_start", top.node.get("warm_start"), {"study", "trials"})
+    w = Checker(file, "warm_start", top.node.get("warm_start"), {"study", "trials"})
     warm = WarmStartSpec(w.get("study", str, required=True),
                          w.number("trials", 3, 0, integer=True)) if w.node else None
     if warm and not STUDY_NAME.match(warm.study):
@@ -338,11 +271,11 @@ def _sampler_or_pruner(file: str, where: str, node: Any, table: dict[str, Entry]
                        default: str) -> PrunerSpec:
     if isinstance(node, str):
         node = {"name": node}
-    n = _Checker(file, where, node)
+    n = Checker(file, where, node)
     name = n.get("name", str, default)
     if name not in table:
         n.fail(f"is unknown: {name!r} (choose from {', '.join(table)})", "name")
-    n = _Checker(file, where, node, {"name", *table[name].options})
+    n = Checker(file, where, node, {"name", *table[name].options})
     options = {}
     for key in sorted(table[name].options):
         if key in n.node:
@@ -360,7 +293,7 @@ def _sampler_or_pruner(file: str, where: str, node: Any, table: dict[str, Entry]
 
 
 def _space(file: str, node: Any) -> tuple[ParamSpec, ...]:
-    top = _Checker(file, "space", node)
+    top = Checker(file, "space", node)
     if not top.node:
         top.fail("must define at least one parameter")
     params: list[ParamSpec] = []
@@ -371,13 +304,13 @@ def _space(file: str, node: Any) -> tuple[ParamSpec, ...]:
             top.fail(f"has a non-text parameter name {name!r}")
         if not isinstance(entry, dict):  # shorthand: a bare value is fixed
             entry = {"type": "fixed", "value": entry}
-        e = _Checker(file, where, entry)
+        e = Checker(file, where, entry)
         kind = e.get("type", str, required=True)
         if kind not in PARAM_TYPES:
             e.fail(f"is unknown: {kind!r} (choose from {', '.join(PARAM_TYPES)})", "type")
         allowed = {"float": {"low", "high", "log", "step"}, "int": {"low", "high", "log", "step"},
                    "categorical": {"choices"}, "fixed": {"value"}}[kind] | {"type", "when"}
-        e = _Checker(file, where, entry, allowed)
+        e = Checker(file, where, entry, allowed)
         when = _when(e, name, [p.name for p in params])
         referenced |= {w for w, _ in when}
         if kind in ("float", "int"):
@@ -422,7 +355,7 @@ def _space(file: str, node: Any) -> tuple[ParamSpec, ...]:
     return tuple(params)
 
 
-def _when(e: _Checker, name: str, earlier: list[str]) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+def _when(e: Checker, name: str, earlier: list[str]) -> tuple[tuple[str, tuple[Any, ...]], ...]:
     node = e.get("when", dict, None)
     if node is None:
         return ()
@@ -438,7 +371,7 @@ def _when(e: _Checker, name: str, earlier: list[str]) -> tuple[tuple[str, tuple[
     return tuple(out)
 
 
-def _check_value(e: _Checker, name: str, value: Any, key: str) -> None:
+def _check_value(e: Checker, name: str, value: Any, key: str) -> None:
     if name in NAMED_CHOICES and value not in NAMED_CHOICES[name]:
         e.fail(f"has unknown {name} {value!r} (choose from "
                f"{', '.join(sorted(NAMED_CHOICES[name]))})", key)
@@ -447,7 +380,7 @@ def _check_value(e: _Checker, name: str, value: Any, key: str) -> None:
         e.fail(f"must be a list of positive whole numbers, not {value!r}", key)
 
 
-def _check_range(e: _Checker, name: str, low: float, high: float) -> None:
+def _check_range(e: Checker, name: str, low: float, high: float) -> None:
     bounds = RANGES.get(name)
     if bounds is None and name.startswith("hidden_size"):  # any other name of units
         bounds = RANGES["hidden_size"]
