@@ -28,7 +28,7 @@ def one(spec: Path, trials: int, tracking: str) -> tuple[float, int]:
         try:
             uri = "none" if tracking == "off" else "sqlite:///mlruns/mlflow.db"
             if tracking == "on":  # create the store first: a one-time cost, not per sweep
-                from hpsearch.tracking import Tracker
+                from hpsearch.tracking.tracker import Tracker
 
                 Tracker(uri).experiment("warm-up")
             t0 = time.perf_counter()

@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from hpsearch.cli import main
 from hpsearch.store import open_storage, resolve_storage_url
-from hpsearch.tracking import resolve_tracking_uri
+from hpsearch.tracking.backend import resolve_tracking_uri
 
 GOOD = """\
 name: kept

@@ -22,7 +22,7 @@ from hpsearch.cli import main
 from hpsearch.export import export_trial
 from hpsearch.spec import datasets
 from hpsearch.sweep import run_sweep
-from hpsearch.tracking import resolve_tracking_uri
+from hpsearch.tracking.backend import resolve_tracking_uri
 
 SPEC = """\
 name: ex

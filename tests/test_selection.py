@@ -26,7 +26,7 @@ from hpsearch.spec.config import parse_spec
 from hpsearch.spec.space import chosen_of, model_params
 from hpsearch.store import StudyKey, TrialKey, open_storage, resolve_storage_url
 from hpsearch.sweep import run_sweep
-from hpsearch.tracking import resolve_tracking_uri
+from hpsearch.tracking.backend import resolve_tracking_uri
 
 SPEC = """\
 name: sel

@@ -26,7 +26,8 @@ from hpsearch.diagnosis.diagnostics import VERDICTS
 from hpsearch.report import build_report
 from hpsearch.spec.config import load_spec
 from hpsearch.sweep import run_sweep
-from hpsearch.tracking import EPOCH_METRICS, resolve_tracking_uri
+from hpsearch.tracking.backend import resolve_tracking_uri
+from hpsearch.tracking.tracker import EPOCH_METRICS
 from hpsearch.verdicts import verdicts
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,9 +9,9 @@ from collections.abc import Callable
 
 import pytest
 
-from hpsearch import trial_log
-from hpsearch.tracking import Tracker
-from hpsearch.trial_log import AsyncTrialLog
+from hpsearch.tracking import trial_log
+from hpsearch.tracking.tracker import Tracker
+from hpsearch.tracking.trial_log import AsyncTrialLog
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ import optuna
 from .spec.config import PrunerSpec
 from .spec.registries import median_comparison
 from .store import hyperband_bracket, stored_trial
-from .tracking import EPOCH_METRICS, now_ms
-from .trial_log import AsyncTrialLog
+from .tracking.tracker import EPOCH_METRICS, now_ms
+from .tracking.trial_log import AsyncTrialLog
 
 __all__ = ["EpochLogger", "PruningCallback", "explain_prune"]
 

@@ -157,7 +157,7 @@ def worker_cmd(name: str, storage: str | None, tracking_uri: str | None) -> None
     import os
 
     from .faults import exit_status, signal_name, signal_of, stop_signals
-    from .tracking import make_tracker
+    from .tracking.tracker import make_tracker
     from .verdicts import refresh_verdicts
     from .worker import join_study, run_trials
 
@@ -300,7 +300,7 @@ def ui_cmd(tracking_uri: str | None, host: str, port: int) -> None:
     """Start the MLflow UI over the tracking store (the embedded one by default)."""
     import os
 
-    from .tracking import resolve_tracking_uri
+    from .tracking.backend import resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
     click.echo(f"MLflow UI on http://{host}:{port} (store {mask_uri(uri)}); Ctrl-C stops it.")

@@ -41,7 +41,7 @@ from .retention import checkpoint_dir
 from .spec import datasets
 from .spec.config import SweepSpec
 from .store import StudyKey, direction_sign, join_storage_study, ranked, study_spec
-from .tracking import make_tracker
+from .tracking.tracker import make_tracker
 from .verdicts import verdicts
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

@@ -28,7 +28,7 @@ from .reseed import table as reseed_table
 from .spec.config import SweepSpec
 from .spec.space import hidden_sizes
 from .store import StudyKey, TrialKey, join_storage_study, lost_trials, ranked, study_spec
-from .tracking import Tracker, make_tracker
+from .tracking.tracker import Tracker, make_tracker
 from .verdicts import refresh_verdicts, verdicts
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

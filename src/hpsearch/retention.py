@@ -15,8 +15,8 @@ from .model.checkpoint import META, save_model
 from .model.estimator import MLPClassifier
 from .spec.datasets import Splits
 from .store import FINISHED, StudyKey, ranked
-from .tracking import split_inputs
-from .trial_log import AsyncTrialLog
+from .tracking.tracker import split_inputs
+from .tracking.trial_log import AsyncTrialLog
 
 DEFAULT_CHECKPOINTS = "mlruns/checkpoints"
 

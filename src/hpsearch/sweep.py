@@ -1,8 +1,7 @@
 """A sweep: an Optuna study plus an MLflow experiment. ``run_sweep`` creates (or resumes) both,
 records the spec in the study so that ``hpsearch worker NAME`` can join from anywhere, creates the
 one parent run, runs trials in this process or in K worker processes (worker.py) until the study
-holds ``n_trials`` trials that count (the budget rule, store.budget_counts), and closes the run.
-"""
+holds ``n_trials`` trials that count (store.budget_counts), and closes the run."""
 
 from __future__ import annotations
 
@@ -34,7 +33,8 @@ from .store import (
     say_running,
     stale_trial_callback,
 )
-from .tracking import Tracker, git_commit, make_tracker
+from .tracking.backend import git_commit
+from .tracking.tracker import Tracker, make_tracker
 from .verdicts import refresh_verdicts
 from .warmstart import parent_study as warm_start_parent
 from .warmstart import warm_start

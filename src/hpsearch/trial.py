@@ -26,8 +26,8 @@ from .spec import datasets
 from .spec.config import SweepSpec
 from .spec.space import model_params, suggest
 from .store import TrialKey, stored_trial
-from .tracking import split_inputs
-from .trial_log import AsyncTrialLog
+from .tracking.tracker import split_inputs
+from .tracking.trial_log import AsyncTrialLog
 
 
 class TrialFailed(Exception):

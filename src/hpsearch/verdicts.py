@@ -14,7 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 from .diagnosis.diagnostics import ADVICE, revisit
 from .spec.config import SweepSpec
 from .store import StudyKey, TrialKey
-from .tracking import Tracker
+from .tracking.tracker import Tracker
 
 
 def verdicts(trials: list[FrozenTrial], spec: SweepSpec) -> dict[int, tuple[str, str]]:

@@ -48,9 +48,9 @@ from .store import (
     storage_retries,
     study_spec,
 )
-from .tracking import make_tracker
+from .tracking.tracker import make_tracker
+from .tracking.trial_log import AsyncTrialLog
 from .trial import Context, TrialFailed, objective
-from .trial_log import AsyncTrialLog
 
 STOP_EXIT = {128 + s: s for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
 

@@ -18,7 +18,7 @@ from mlflow.entities import Dataset, DatasetInput, InputTag, LoggedModelOutput, 
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 
-from .errors import StorageError, first_line, mask_uri
+from ..errors import StorageError, first_line, mask_uri
 
 
 def now_ms() -> int:

@@ -7,10 +7,7 @@ thread and per process). Per-epoch metrics are buffered and sent with ``log_batc
 
 from __future__ import annotations
 
-import logging
 import os
-import platform
-import subprocess
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -24,11 +21,11 @@ from mlflow.entities import (
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from ._version import __version__
-from .errors import StorageError, describe, first_line, mask_uri
-from .tracking_models import ModelStore, NullModelStore, SplitInput, now_ms
+from .._version import __version__
+from ..errors import StorageError, describe, first_line, mask_uri
+from .backend import check_scheme, prepare_backend, resolve_tracking_uri, versions
+from .logged_models import ModelStore, NullModelStore, SplitInput, now_ms
 
-DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss",
                  "test_accuracy", "learning_rate")
 # MLflow run status for each Optuna trial state.
@@ -36,108 +33,11 @@ RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED",
               "INTERRUPTED": "KILLED"}
 
 
-def resolve_tracking_uri(uri: str | None = None) -> str:
-    """The URI to use: the argument, else $MLFLOW_TRACKING_URI, else the embedded store. A
-    relative SQLite path is made absolute here (MLflow caches stores by URI string, and worker
-    processes may start elsewhere)."""
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        uri = "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
-    return uri
-
-
-def git_commit() -> str:
-    """The commit of the hpsearch source that runs (an editable install's checkout), else of
-    the current directory, else "unknown"."""
-    for where in (Path(__file__).resolve().parent, Path.cwd()):
-        try:
-            out = subprocess.run(["git", "-C", str(where), "rev-parse", "HEAD"],
-                                 capture_output=True, text=True, timeout=5, check=False)
-        except (OSError, subprocess.SubprocessError):
-            continue
-        if out.returncode == 0 and out.stdout.strip():
-            return out.stdout.strip()
-    return "unknown"
-
-
-def versions() -> dict[str, str]:
-    import mlflow
-    import numpy
-    import optuna
-    import sklearn
-
-    return {"python": platform.python_version(), "hpsearch": __version__,
-            "numpy": numpy.__version__, "scikit-learn": sklearn.__version__,
-            "optuna": optuna.__version__, "mlflow": mlflow.__version__}
-
-
-_PRAGMAS_SET = False
-
-
-def _sqlite_wal() -> None:
-    """Put every SQLite database this process opens in WAL mode with synchronous=NORMAL: readers
-    (the MLflow UI, `hpsearch status`) no longer block writers, and a commit costs one write
-    instead of several fsyncs (creating a trial run went from 65 ms to 14 ms). Durable across
-    process crashes; only a power cut can lose the last commits."""
-    global _PRAGMAS_SET
-    if _PRAGMAS_SET:
-        return
-    import sqlite3
-
-    from sqlalchemy import event
-    from sqlalchemy.engine import Engine
-
-    @event.listens_for(Engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        if isinstance(dbapi_connection, sqlite3.Connection):
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.close()
-
-    _PRAGMAS_SET = True
-
-
-def _check_sqlite(db: Path) -> None:
-    """Open the embedded store once as MLflow will (WAL mode): a full or read-only disk fails
-    here in one line, instead of after MLflow's two minutes of connection retries."""
-    import sqlite3
-
-    if os.statvfs(db.parent).f_flag & os.ST_RDONLY:
-        raise StorageError(f"tracking store {db}: {db.parent} is on a read-only file system; "
-                           f"nothing recorded is lost: make it writable (or pass another "
-                           f"--tracking-uri), then the same command again")
-    try:
-        con = sqlite3.connect(db, timeout=30)
-        try:
-            con.execute("PRAGMA journal_mode=WAL").fetchall()
-            con.execute("BEGIN IMMEDIATE")  # takes the write lock: fails when read-only
-            con.rollback()
-        finally:
-            con.close()
-    except (sqlite3.Error, OSError) as exc:
-        raise StorageError(f"tracking store {db}: {describe(exc) or exc}") from None
-
-
 class Tracker(ModelStore):
     """Thin layer over MlflowClient with hpsearch's run layout."""
 
     def __init__(self, uri: str | None = None) -> None:
-        self.uri = resolve_tracking_uri(uri)
-        if self.uri.startswith("sqlite:"):
-            _sqlite_wal()
-        for name in ("mlflow", "alembic"):  # schema-migration chatter on first use
-            logging.getLogger(name).setLevel(logging.WARNING)
-        # MLflow logs a traceback for each database error before raising it; _call reports it.
-        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
-        if self.uri.startswith("sqlite:///"):
-            db = Path(self.uri[len("sqlite:///"):])
-            try:
-                db.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StorageError(f"tracking store {self.uri}: cannot create {db.parent} "
-                                   f"({exc.strerror})") from None
-            _check_sqlite(db)
+        self.uri = prepare_backend(resolve_tracking_uri(uri))
         self.client = MlflowClient(tracking_uri=self.uri)
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -407,24 +307,10 @@ class NullTracker(NullModelStore, Tracker):
         return []
 
 
-TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
-
-
 def make_tracker(uri: str | None = None) -> Tracker:
     """A Tracker for ``uri`` (resolved as documented); ``none`` switches tracking off."""
     uri = resolve_tracking_uri(uri)
     if uri == "none":
         return NullTracker()
-    scheme = uri.split(":", 1)[0].split("+", 1)[0] if ":" in uri else ""
-    if scheme not in TRACKING_SCHEMES:
-        raise StorageError(f"tracking URI {mask_uri(uri)!r}: unsupported scheme {scheme!r} "
-                           f"(use sqlite:///path, http(s)://host:port or a database URL; "
-                           f"'none' switches tracking off)")
-    if scheme in ("http", "https"):
-        # Fail in seconds, not minutes, when the server is down (MLflow's defaults retry ~2 min).
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
-        # MLflow prints "View run ... at: URL" on every closed run of a tracking server.
-        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    check_scheme(uri)
     return Tracker(uri)

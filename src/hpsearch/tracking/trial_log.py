@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 from mlflow.entities import Metric
 
-from .diagnosis.plots import learning_curves
-from .errors import StorageError, first_line
-from .model import checkpoint
-from .model.pyfunc import save_pyfunc
-from .tracking import SplitInput, Tracker
+from ..diagnosis.plots import learning_curves
+from ..errors import StorageError, first_line
+from ..model import checkpoint
+from ..model.pyfunc import save_pyfunc
+from .tracker import SplitInput, Tracker
 
 MetricRow = tuple[str, float, int, int]  # key, value, timestamp (ms), step
 
