@@ -57,7 +57,7 @@ def exported_test(out: str) -> tuple[int, float]:
 def run_hpsearch(arm: str, seed: int, seconds: float, where: Path, reseed: bool) -> dict:
     import optuna
 
-    from hpsearch.store import open_storage
+    from hpsearch.study.store import open_storage
 
     spec = yaml.safe_load(SPEC.read_text())
     spec["name"] = f"{arm}-s{seed}"

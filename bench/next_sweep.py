@@ -29,7 +29,7 @@ SPEC = ROOT / "sweeps" / "fashion-mnist.yaml"
 def finished(where: Path, name: str) -> bool:
     import optuna
 
-    from hpsearch.store import StudyKey, open_storage
+    from hpsearch.study.store import StudyKey, open_storage
 
     journal = where / "mlruns" / "optuna.journal"
     if not journal.exists():
@@ -54,7 +54,7 @@ def sweep(where: Path, spec: Path, name: str, seconds: float, reuse: bool) -> No
 def summary(where: Path, name: str, marks: list[float]) -> dict:
     import optuna
 
-    from hpsearch.store import open_storage
+    from hpsearch.study.store import open_storage
 
     study = optuna.load_study(study_name=name, storage=open_storage(
         f"journal:{where / 'mlruns' / 'optuna.journal'}"))

@@ -49,7 +49,7 @@ def one(spec: dict, pruner: object, seed: int, trials: int) -> Run:
     """(epochs run, state, value) of each trial, in trial order (one worker)."""
     import optuna
 
-    from hpsearch.store import open_storage
+    from hpsearch.study.store import open_storage
     from hpsearch.sweep import run_sweep
 
     spec = {**spec, "pruner": pruner, "sampler": {**spec["sampler"], "seed": seed},

@@ -1,6 +1,6 @@
 """What `budget: {stop: converged, patience_trials: N}` would have done to finished sweeps.
 
-Replays the stop rule (hpsearch.noise.converged, the function the workers call) on a study's
+Replays the stop rule (hpsearch.study.noise.converged, the function the workers call) on a study's
 trials in the order they finished: the first point at which it fires, the time and trials that
 would have been saved, and what the sweep would have lost (its best validation score then
 against its final best, and whether the final best trial would have been run at all).
@@ -16,8 +16,8 @@ import argparse
 
 import optuna
 
-from hpsearch.noise import converged, noise_floor
-from hpsearch.store import StudyKey, counted_trials, open_storage
+from hpsearch.study.noise import converged, noise_floor
+from hpsearch.study.store import StudyKey, counted_trials, open_storage
 
 
 def replay(study: optuna.Study, patience: int) -> dict:

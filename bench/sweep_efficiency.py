@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 def run_hpsearch(budget: float, workers: int | None, spec: Path) -> dict:
     import optuna
 
-    from hpsearch.store import open_storage
+    from hpsearch.study.store import open_storage
 
     with tempfile.TemporaryDirectory() as tmp:
         env = {k: v for k, v in os.environ.items()

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
 from hpsearch.cli import main
-from hpsearch.store import open_storage, resolve_storage_url
+from hpsearch.study.store import open_storage, resolve_storage_url
 from hpsearch.tracking.backend import resolve_tracking_uri
 
 GOOD = """\

@@ -60,7 +60,7 @@ def inside(swept, monkeypatch):
 
 
 def test_only_the_top_k_checkpoints_stay(inside):
-    from hpsearch.store import join_storage_study
+    from hpsearch.study.store import join_storage_study
 
     study = join_storage_study("ex")
     values = sorted((t.value, t.number) for t in study.trials if t.value is not None)
@@ -77,7 +77,7 @@ def test_kept_checkpoints_are_logged_models_that_export_needs_no_local_copy(insi
 
     from mlflow.tracking import MlflowClient
 
-    from hpsearch.store import join_storage_study
+    from hpsearch.study.store import join_storage_study
 
     study = join_storage_study("ex")
     top2 = {n for _, n in sorted((t.value, t.number) for t in study.trials
@@ -125,7 +125,7 @@ def test_kept_checkpoints_are_logged_models_that_export_needs_no_local_copy(insi
 
 
 def test_export_every_way_in(inside):
-    from hpsearch.store import join_storage_study
+    from hpsearch.study.store import join_storage_study
 
     # A worse trial first: it becomes champion, then the best one takes the alias over.
     ranked = sorted((t for t in join_storage_study("ex").trials if (
@@ -216,7 +216,7 @@ def test_export_every_way_in(inside):
 
 
 def test_export_errors(inside):
-    from hpsearch.store import join_storage_study
+    from hpsearch.study.store import join_storage_study
 
     study = join_storage_study("ex")
     gone = next(t.number for t in study.trials if not

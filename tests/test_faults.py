@@ -15,7 +15,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from hpsearch.store import SafeJournalBackend, budget_counts
+from hpsearch.study.store import SafeJournalBackend, budget_counts
 
 SPEC = """\
 name: faults

@@ -28,7 +28,7 @@ from hpsearch.errors import SpecError
 from hpsearch.model.ensemble import EnsembleClassifier
 from hpsearch.spec import datasets
 from hpsearch.spec.config import parse_spec
-from hpsearch.store import StudyKey, join_storage_study
+from hpsearch.study.store import StudyKey, join_storage_study
 
 SPEC = """\
 name: inb
@@ -195,7 +195,7 @@ from hpsearch import MLPClassifier, refit
 from hpsearch.spec import datasets
 from hpsearch.spec.config import parse_spec
 from hpsearch.model.ensemble import EnsembleClassifier
-from hpsearch.faults import signal_of, stop_signals
+from hpsearch.study.faults import signal_of, stop_signals
 splits = datasets.load_splits(parse_spec(yaml.safe_load(sys.argv[1])).data)
 members = []
 for seed in (1, 2):

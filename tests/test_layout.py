@@ -99,7 +99,7 @@ def test_no_function_level_imports_of_our_own_modules_outside_the_cli():
     assert not found, found
 
 
-COMMANDS = {"hpsearch.report", "hpsearch.status", "hpsearch.recover", "hpsearch.export",
+COMMANDS = {"hpsearch.report", "hpsearch.status", "hpsearch.study.recover", "hpsearch.export",
             "hpsearch.followup"}
 
 
@@ -138,9 +138,9 @@ def test_modules_stay_a_few_hundred_lines():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("first", ["store", "worker", "trial", "model.checkpoint",
+@pytest.mark.parametrize("first", ["study.store", "worker", "trial", "model.checkpoint",
                                    "model.estimator", "tracking", "report", "export", "cli",
-                                   "followup", "model.ensemble", "advice", "noise", "reseed"])
+                                   "followup", "model.ensemble", "advice", "study.noise", "reseed"])
 def test_any_module_imports_first_in_a_fresh_interpreter(first):
     done = subprocess.run([sys.executable, "-c", f"import hpsearch.{first}"],
                           capture_output=True, text=True, timeout=600)

@@ -24,9 +24,9 @@ from hpsearch.followup import next_name, write_next
 from hpsearch.report import build_report
 from hpsearch.spec.config import load_spec, parse_spec
 from hpsearch.spec.space import chosen_of
-from hpsearch.store import StudyKey, TrialKey, open_storage, resolve_storage_url
+from hpsearch.study.store import StudyKey, TrialKey, open_storage, resolve_storage_url
+from hpsearch.study.warmstart import fitting
 from hpsearch.sweep import run_sweep
-from hpsearch.warmstart import fitting
 
 SPEC = """\
 name: parent

@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from conftest import HANG, Lines, trials_running_with_epochs
 from hpsearch.cli import main
-from hpsearch.store import open_storage, resolve_storage_url
+from hpsearch.study.store import open_storage, resolve_storage_url
 from hpsearch.tracking.backend import resolve_tracking_uri
 
 SPEC = """\

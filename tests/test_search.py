@@ -12,7 +12,7 @@ from hpsearch.callbacks import explain_prune
 from hpsearch.errors import SpecError
 from hpsearch.spec.config import PrunerSpec, parse_spec
 from hpsearch.spec.registries import PRUNERS, SAMPLERS, make_pruner, make_sampler
-from hpsearch.store import open_storage
+from hpsearch.study.store import open_storage
 from hpsearch.sweep import run_sweep
 
 SPACE = {"learning_rate": {"type": "float", "low": 0.001, "high": 0.01, "step": 0.001},

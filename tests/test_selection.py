@@ -19,12 +19,12 @@ import hpsearch
 from hpsearch.cli import main
 from hpsearch.errors import SpecError
 from hpsearch.model.ensemble import EnsembleClassifier, select
-from hpsearch.noise import accuracy_se, bootstrap_se
 from hpsearch.report import build_report
 from hpsearch.spec import datasets
 from hpsearch.spec.config import parse_spec
 from hpsearch.spec.space import chosen_of, model_params
-from hpsearch.store import StudyKey, TrialKey, open_storage, resolve_storage_url
+from hpsearch.study.noise import accuracy_se, bootstrap_se
+from hpsearch.study.store import StudyKey, TrialKey, open_storage, resolve_storage_url
 from hpsearch.sweep import run_sweep
 from hpsearch.tracking.backend import resolve_tracking_uri
 
@@ -210,7 +210,7 @@ def test_refit_trains_the_chosen_model_again_on_train_and_validation(swept, monk
     configuration and seed train on train + validation for its best epoch count, and the test
     split is scored once, on the refit model."""
     from hpsearch.refit import OVERRIDES, StopAfter, refit_epochs, refit_params
-    from hpsearch.store import join_storage_study
+    from hpsearch.study.store import join_storage_study
 
     root, _, _ = swept
     monkeypatch.chdir(root)
@@ -488,8 +488,8 @@ def test_the_search_leaves_the_reseed_trials_the_time_they_need():
 
 
 def test_a_retried_reseed_trial_keeps_its_seed_and_a_twin_is_not_trained():
-    from hpsearch.faults import fail_and_retry
     from hpsearch.reseed import duplicate_of
+    from hpsearch.study.faults import fail_and_retry
 
     study = optuna.create_study(direction="maximize")
     attrs = {TrialKey.RESEED_OF: 3, TrialKey.MODEL_SEED: 2}

@@ -25,10 +25,10 @@ from hpsearch.cli import main
 from hpsearch.diagnosis.diagnostics import VERDICTS
 from hpsearch.report import build_report
 from hpsearch.spec.config import load_spec
+from hpsearch.study.verdicts import verdicts
 from hpsearch.sweep import run_sweep
 from hpsearch.tracking.backend import resolve_tracking_uri
 from hpsearch.tracking.tracker import EPOCH_METRICS
-from hpsearch.verdicts import verdicts
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = """\
@@ -56,7 +56,7 @@ def runs_of(study: str, uri: str = "sqlite:///mlruns/mlflow.db"):
 
 
 def trials_of(study: str, storage: str = "mlruns/optuna.journal"):
-    from hpsearch.store import open_storage
+    from hpsearch.study.store import open_storage
 
     return optuna.load_study(study_name=study, storage=open_storage(storage)).get_trials()
 

@@ -12,7 +12,7 @@ import optuna
 
 from .spec.config import PrunerSpec
 from .spec.registries import median_comparison
-from .store import hyperband_bracket, stored_trial
+from .study.store import hyperband_bracket, stored_trial
 from .tracking.tracker import EPOCH_METRICS, now_ms
 from .tracking.trial_log import AsyncTrialLog
 

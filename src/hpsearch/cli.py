@@ -31,7 +31,7 @@ class _Group(click.Group):
             click.echo(f"error: {exc.format_message()}", err=True)
             sys.exit(2)
         except click.Abort as exc:  # a signal at a prompt or before a command started
-            from .faults import exit_status
+            from .study.faults import exit_status
 
             click.echo("error: interrupted", err=True)
             sys.exit(exit_status(exc.__context__) if exc.__context__ else 130)
@@ -109,7 +109,7 @@ def sweep_cmd(spec: str, trials: int | None, timeout: float | None, workers: int
     """Run (or resume) the sweep defined in SPEC until its study holds the requested trials."""
     import time
 
-    from .faults import exit_status, signal_name, signal_of, stop_signals
+    from .study.faults import exit_status, signal_name, signal_of, stop_signals
     from .sweep import run_sweep
 
     started = time.time()
@@ -156,9 +156,9 @@ def worker_cmd(name: str, storage: str | None, tracking_uri: str | None) -> None
     """Join study NAME (created by `hpsearch sweep`) and run trials until it is complete."""
     import os
 
-    from .faults import exit_status, signal_name, signal_of, stop_signals
+    from .study.faults import exit_status, signal_name, signal_of, stop_signals
+    from .study.verdicts import refresh_verdicts
     from .tracking.tracker import make_tracker
-    from .verdicts import refresh_verdicts
     from .worker import join_study, run_trials
 
     try:
@@ -276,7 +276,7 @@ def recover_cmd(name: str, storage: str | None, tracking_uri: str | None) -> Non
     """Fail the stale trials of dead workers in study NAME, close their runs, enqueue retries.
 
     On a journal storage every RUNNING trial counts as stale: run it when no worker runs."""
-    from .recover import recover
+    from .study.recover import recover
 
     found = recover(name, storage, tracking_uri)
     for r in found:
@@ -318,7 +318,7 @@ def dashboard_cmd(storage: str | None, host: str, port: int) -> None:
     import shutil
 
     from .errors import HpsearchError
-    from .store import resolve_storage_url
+    from .study.store import resolve_storage_url
 
     exe = shutil.which("optuna-dashboard")
     if exe is None:

@@ -40,9 +40,9 @@ from .reseed import sweep_rows
 from .retention import checkpoint_dir
 from .spec import datasets
 from .spec.config import SweepSpec
-from .store import StudyKey, direction_sign, join_storage_study, ranked, study_spec
+from .study.store import StudyKey, direction_sign, join_storage_study, ranked, study_spec
+from .study.verdicts import verdicts
 from .tracking.tracker import make_tracker
-from .verdicts import verdicts
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 logging.getLogger("mlflow").setLevel(logging.WARNING)

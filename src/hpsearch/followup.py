@@ -19,11 +19,18 @@ import yaml
 
 from .advice import Change, plan, top_trials
 from .errors import HpsearchError
-from .noise import noise_floor
 from .spec.config import parse_spec
-from .store import StudyKey, join_storage_study, ranked, search_trials, sibling_studies, study_spec
-from .verdicts import verdicts
-from .warmstart import candidates
+from .study.noise import noise_floor
+from .study.store import (
+    StudyKey,
+    join_storage_study,
+    ranked,
+    search_trials,
+    sibling_studies,
+    study_spec,
+)
+from .study.verdicts import verdicts
+from .study.warmstart import candidates
 
 WARM_TRIALS = 3  # the parent's best trials (that fit) the follow-up runs first
 SECTIONS = ("data", "training", "objective", "budget", "sampler", "pruner", "checkpoints",

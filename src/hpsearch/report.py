@@ -23,13 +23,13 @@ from .advice import TOP, fmt, plan
 from .diagnosis.diagnostics import VERDICTS
 from .diagnosis.plots import draw_curves, study_plots
 from .errors import StorageError
-from .noise import accuracy_se, noise_floor
 from .reseed import table as reseed_table
 from .spec.config import SweepSpec
 from .spec.space import hidden_sizes
-from .store import StudyKey, TrialKey, join_storage_study, lost_trials, ranked, study_spec
+from .study.noise import accuracy_se, noise_floor
+from .study.store import StudyKey, TrialKey, join_storage_study, lost_trials, ranked, study_spec
+from .study.verdicts import refresh_verdicts, verdicts
 from .tracking.tracker import Tracker, make_tracker
-from .verdicts import refresh_verdicts, verdicts
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 COLORS = {"good_fit": "#2ca02c", "overfitting": "#d62728", "underfitting": "#1f77b4",

@@ -36,7 +36,7 @@ from .model.estimator import MLPClassifier
 from .spec import datasets
 from .spec.config import SweepSpec
 from .spec.space import chosen_of, model_params
-from .store import (
+from .study.store import (
     StudyKey,
     TrialKey,
     counted_trials,

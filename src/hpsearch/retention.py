@@ -14,7 +14,7 @@ import optuna
 from .model.checkpoint import META, save_model
 from .model.estimator import MLPClassifier
 from .spec.datasets import Splits
-from .store import FINISHED, StudyKey, ranked
+from .study.store import FINISHED, StudyKey, ranked
 from .tracking.tracker import split_inputs
 from .tracking.trial_log import AsyncTrialLog
 

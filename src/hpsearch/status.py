@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from .errors import StorageError
-from .noise import noise_floor
-from .store import StudyKey, TrialKey, join_storage_study, lost_trials, study_spec
-from .verdicts import verdicts
+from .study.noise import noise_floor
+from .study.store import StudyKey, TrialKey, join_storage_study, lost_trials, study_spec
+from .study.verdicts import verdicts
 
 KEY_PARAMS = ("optimizer", "learning_rate", "schedule", "n_layers", "hidden_size", "dropout", "l2")
 

@@ -18,7 +18,13 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ._version import __version__
 from .errors import HpsearchError, StorageError, describe, first_line, install_masking, is_outage
-from .faults import (
+from .refit import refits_in_budget, reserve_seconds
+from .reseed import reseed_due, reseeding, trial_seconds
+from .retention import retain
+from .spec import datasets
+from .spec.registries import make_pruner, make_sampler
+from .spec.space import grid
+from .study.faults import (
     StaleTrialHandler,
     check_stop,
     exit_status,
@@ -27,14 +33,8 @@ from .faults import (
     spawn_context,
     stop_signals,
 )
-from .noise import converged, noise_floor
-from .refit import refits_in_budget, reserve_seconds
-from .reseed import reseed_due, reseeding, trial_seconds
-from .retention import retain
-from .spec import datasets
-from .spec.registries import make_pruner, make_sampler
-from .spec.space import grid
-from .store import (
+from .study.noise import converged, noise_floor
+from .study.store import (
     FINISHED,
     StudyKey,
     TrialKey,

@@ -19,8 +19,8 @@ import yaml
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
-from .errors import StorageError, first_line, mask_uri
-from .spec.config import SweepSpec, check_study_name, parse_spec
+from ..errors import StorageError, first_line, mask_uri
+from ..spec.config import SweepSpec, check_study_name, parse_spec
 
 DEFAULT_STORAGE = "mlruns/optuna.journal"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)

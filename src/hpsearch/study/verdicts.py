@@ -11,10 +11,10 @@ from __future__ import annotations
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from .diagnosis.diagnostics import ADVICE, revisit
-from .spec.config import SweepSpec
+from ..diagnosis.diagnostics import ADVICE, revisit
+from ..spec.config import SweepSpec
+from ..tracking.tracker import Tracker
 from .store import StudyKey, TrialKey
-from .tracking.tracker import Tracker
 
 
 def verdicts(trials: list[FrozenTrial], spec: SweepSpec) -> dict[int, tuple[str, str]]:

@@ -16,9 +16,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
-from .errors import HpsearchError, SpecError
-from .spec.config import SweepSpec
-from .spec.space import active, chosen_of
+from ..errors import HpsearchError, SpecError
+from ..spec.config import SweepSpec
+from ..spec.space import active, chosen_of
 from .store import StudyKey, TrialKey, join_storage_study, ranked, study_spec
 
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
+from ..tracking.tracker import Tracker, make_tracker
 from .faults import StaleTrialHandler, fail_and_retry
 from .store import StudyKey, fail_stale_trials, heartbeat_enabled, join_storage_study
-from .tracking.tracker import Tracker, make_tracker
 
 REASON = "worker died while running this trial; recovered by `hpsearch recover`"
 
