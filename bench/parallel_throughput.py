@@ -37,8 +37,8 @@ def one(workers: int, epochs: int, n: int) -> tuple[float, float]:
     """(wall seconds of the sweep, steady trials per hour)."""
     import optuna
 
+    from hpsearch.search.sweep import run_sweep
     from hpsearch.study.store import open_storage
-    from hpsearch.sweep import run_sweep
 
     with tempfile.TemporaryDirectory() as tmp:
         old = os.getcwd()

@@ -49,8 +49,8 @@ def one(spec: dict, pruner: object, seed: int, trials: int) -> Run:
     """(epochs run, state, value) of each trial, in trial order (one worker)."""
     import optuna
 
+    from hpsearch.search.sweep import run_sweep
     from hpsearch.study.store import open_storage
-    from hpsearch.sweep import run_sweep
 
     spec = {**spec, "pruner": pruner, "sampler": {**spec["sampler"], "seed": seed},
             "budget": {"n_trials": trials, "workers": 1}}

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from hpsearch.sweep import run_sweep
+from hpsearch.search.sweep import run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 

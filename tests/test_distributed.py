@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from conftest import free_port, wait_for_http
-from hpsearch.sweep import run_sweep
+from hpsearch.search.sweep import run_sweep
 
 SPEC = """\
 name: dist

@@ -20,8 +20,8 @@ import hpsearch
 from conftest import wait_for_http
 from hpsearch.cli import main
 from hpsearch.export import export_trial
+from hpsearch.search.sweep import run_sweep
 from hpsearch.spec import datasets
-from hpsearch.sweep import run_sweep
 from hpsearch.tracking.backend import resolve_tracking_uri
 
 SPEC = """\

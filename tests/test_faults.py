@@ -172,7 +172,7 @@ def test_the_first_error_wins_when_tracking_fails_while_closing(tmp_path):
     the first error reaches the user, the second is reported beside it, not instead of it."""
     from types import SimpleNamespace
 
-    from hpsearch.worker import run_trials
+    from hpsearch.search.worker import run_trials
 
     class Study:
         study_name = "s"

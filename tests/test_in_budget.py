@@ -22,10 +22,10 @@ from threadpoolctl import threadpool_limits
 
 import hpsearch
 from conftest import Lines, default_stop_signals, wait_until
-from hpsearch import refit, worker
 from hpsearch.cli import main
 from hpsearch.errors import SpecError
 from hpsearch.model.ensemble import EnsembleClassifier
+from hpsearch.search import refit, worker
 from hpsearch.spec import datasets
 from hpsearch.spec.config import parse_spec
 from hpsearch.study.store import StudyKey, join_storage_study
@@ -191,7 +191,8 @@ def test_an_in_budget_export_whose_reseed_never_ran_takes_the_best_trial(tmp_pat
 
 REFIT_FOREVER = """\
 import sys, yaml
-from hpsearch import MLPClassifier, refit
+from hpsearch import MLPClassifier
+from hpsearch.search import refit
 from hpsearch.spec import datasets
 from hpsearch.spec.config import parse_spec
 from hpsearch.model.ensemble import EnsembleClassifier

@@ -22,11 +22,11 @@ from optuna.trial import TrialState, create_trial
 from hpsearch.cli import main
 from hpsearch.followup import next_name, write_next
 from hpsearch.report import build_report
+from hpsearch.search.sweep import run_sweep
 from hpsearch.spec.config import load_spec, parse_spec
 from hpsearch.spec.space import chosen_of
 from hpsearch.study.store import StudyKey, TrialKey, open_storage, resolve_storage_url
 from hpsearch.study.warmstart import fitting
-from hpsearch.sweep import run_sweep
 
 SPEC = """\
 name: parent

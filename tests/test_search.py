@@ -8,12 +8,12 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hpsearch.callbacks import explain_prune
 from hpsearch.errors import SpecError
+from hpsearch.search.callbacks import explain_prune
+from hpsearch.search.sweep import run_sweep
 from hpsearch.spec.config import PrunerSpec, parse_spec
 from hpsearch.spec.registries import PRUNERS, SAMPLERS, make_pruner, make_sampler
 from hpsearch.study.store import open_storage
-from hpsearch.sweep import run_sweep
 
 SPACE = {"learning_rate": {"type": "float", "low": 0.001, "high": 0.01, "step": 0.001},
          "hidden_size": {"type": "int", "low": 8, "high": 16, "step": 8}}

@@ -20,12 +20,12 @@ from hpsearch.cli import main
 from hpsearch.errors import SpecError
 from hpsearch.model.ensemble import EnsembleClassifier, select
 from hpsearch.report import build_report
+from hpsearch.search.sweep import run_sweep
 from hpsearch.spec import datasets
 from hpsearch.spec.config import parse_spec
 from hpsearch.spec.space import chosen_of, model_params
 from hpsearch.study.noise import accuracy_se, bootstrap_se
 from hpsearch.study.store import StudyKey, TrialKey, open_storage, resolve_storage_url
-from hpsearch.sweep import run_sweep
 from hpsearch.tracking.backend import resolve_tracking_uri
 
 SPEC = """\
@@ -209,7 +209,7 @@ def test_refit_trains_the_chosen_model_again_on_train_and_validation(swept, monk
     """`--refit`: the choice is made first, on validation; then the chosen checkpoint's
     configuration and seed train on train + validation for its best epoch count, and the test
     split is scored once, on the refit model."""
-    from hpsearch.refit import OVERRIDES, StopAfter, refit_epochs, refit_params
+    from hpsearch.search.refit import OVERRIDES, StopAfter, refit_epochs, refit_params
     from hpsearch.study.store import join_storage_study
 
     root, _, _ = swept
@@ -281,7 +281,7 @@ def test_refit_replays_the_chosen_learning_rate_schedule():
     """A cosine schedule over 30 epochs, stopped early by validation at its best epoch: the
     refit trains that many epochs at the same rates (the same max_epochs, stopped), not a
     cosine squeezed into fewer epochs; weight averaging stays on."""
-    from hpsearch.refit import refit_model
+    from hpsearch.search.refit import refit_model
 
     splits = datasets.load_splits(parse_spec(yaml.safe_load(SPEC)).data)
     chosen = hpsearch.MLPClassifier(
@@ -427,7 +427,7 @@ def test_the_plan_counts_on_the_latest_trials_and_on_every_epoch_of_a_reseed():
     """The next search trial takes as long as the latest five complete ones (the search's
     late models were the larger ones); a reseed trial may run every epoch, at its original's
     pace per epoch."""
-    from hpsearch.reseed import RECENT_TRIALS, full_seconds, reseed_end, trial_seconds
+    from hpsearch.search.reseed import RECENT_TRIALS, full_seconds, reseed_end, trial_seconds
 
     spec = parse_spec(yaml.safe_load(RESEED_SPEC))  # reseed 2 x top 2, 12 epochs at most
     study = optuna.create_study(direction="maximize")
@@ -447,7 +447,7 @@ def test_the_plan_counts_on_the_latest_trials_and_on_every_epoch_of_a_reseed():
 
 
 def test_the_search_leaves_the_reseed_trials_the_time_they_need():
-    from hpsearch.reseed import remaining_seconds, reseed_due, reseed_end, trial_seconds
+    from hpsearch.search.reseed import remaining_seconds, reseed_due, reseed_end, trial_seconds
 
     spec = parse_spec(yaml.safe_load(RESEED_SPEC))  # reseed 2 x top 2
     study = optuna.create_study(direction="maximize")
@@ -488,7 +488,7 @@ def test_the_search_leaves_the_reseed_trials_the_time_they_need():
 
 
 def test_a_retried_reseed_trial_keeps_its_seed_and_a_twin_is_not_trained():
-    from hpsearch.reseed import duplicate_of
+    from hpsearch.search.reseed import duplicate_of
     from hpsearch.study.faults import fail_and_retry
 
     study = optuna.create_study(direction="maximize")

@@ -24,9 +24,9 @@ from conftest import (
 from hpsearch.cli import main
 from hpsearch.diagnosis.diagnostics import VERDICTS
 from hpsearch.report import build_report
+from hpsearch.search.sweep import run_sweep
 from hpsearch.spec.config import load_spec
 from hpsearch.study.verdicts import verdicts
-from hpsearch.sweep import run_sweep
 from hpsearch.tracking.backend import resolve_tracking_uri
 from hpsearch.tracking.tracker import EPOCH_METRICS
 
@@ -456,7 +456,7 @@ class _OtherWorkerCompletes(optuna.Study):
 @pytest.mark.parametrize("after", [1, 2, 3, 4, 5])
 def test_retention_never_drops_a_trial_that_completes_while_it_reads(after, tmp_path,
                                                                     monkeypatch):
-    from hpsearch.retention import retain
+    from hpsearch.search.retention import retain
 
     monkeypatch.setenv("HPSEARCH_CHECKPOINTS", str(tmp_path / "ckpt"))
     study = optuna.create_study(study_name="race", direction="maximize")

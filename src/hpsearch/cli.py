@@ -109,8 +109,8 @@ def sweep_cmd(spec: str, trials: int | None, timeout: float | None, workers: int
     """Run (or resume) the sweep defined in SPEC until its study holds the requested trials."""
     import time
 
+    from .search.sweep import run_sweep
     from .study.faults import exit_status, signal_name, signal_of, stop_signals
-    from .sweep import run_sweep
 
     started = time.time()
     try:
@@ -156,10 +156,10 @@ def worker_cmd(name: str, storage: str | None, tracking_uri: str | None) -> None
     """Join study NAME (created by `hpsearch sweep`) and run trials until it is complete."""
     import os
 
+    from .search.worker import join_study, run_trials
     from .study.faults import exit_status, signal_name, signal_of, stop_signals
     from .study.verdicts import refresh_verdicts
     from .tracking.tracker import make_tracker
-    from .worker import join_study, run_trials
 
     try:
         with stop_signals("cooperative"):

@@ -34,10 +34,10 @@ from .model.ensemble import EnsembleClassifier, select
 from .model.frames import prediction_frame
 from .model.pyfunc import save_pyfunc
 from .nn.functional import cross_entropy
-from .refit import refit_ensemble, refit_model, refit_processes
-from .reseed import reseed as run_reseed
-from .reseed import sweep_rows
-from .retention import checkpoint_dir
+from .search.refit import refit_ensemble, refit_model, refit_processes
+from .search.reseed import reseed as run_reseed
+from .search.reseed import sweep_rows
+from .search.retention import checkpoint_dir
 from .spec import datasets
 from .spec.config import SweepSpec
 from .study.store import StudyKey, direction_sign, join_storage_study, ranked, study_spec

@@ -23,7 +23,7 @@ from .advice import TOP, fmt, plan
 from .diagnosis.diagnostics import VERDICTS
 from .diagnosis.plots import draw_curves, study_plots
 from .errors import StorageError
-from .reseed import table as reseed_table
+from .search.reseed import table as reseed_table
 from .spec.config import SweepSpec
 from .spec.space import hidden_sizes
 from .study.noise import accuracy_se, noise_floor

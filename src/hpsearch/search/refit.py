@@ -34,13 +34,13 @@ from typing import Any
 import numpy as np
 import optuna
 
-from .errors import CheckpointError
-from .model.ensemble import EnsembleClassifier
-from .model.estimator import MLPClassifier
-from .spec.config import SweepSpec
-from .spec.datasets import Splits
-from .study.faults import STOP_SIGNALS, check_stop, spawn_context, stop_signals
-from .study.store import StudyKey, ranked, train_seconds
+from ..errors import CheckpointError
+from ..model.ensemble import EnsembleClassifier
+from ..model.estimator import MLPClassifier
+from ..spec.config import SweepSpec
+from ..spec.datasets import Splits
+from ..study.faults import STOP_SIGNALS, check_stop, spawn_context, stop_signals
+from ..study.store import StudyKey, ranked, train_seconds
 
 # what a refit changes in the chosen checkpoint's parameters (the card lists them)
 OVERRIDES = {"early_stopping_patience": None, "restore_best_weights": False,

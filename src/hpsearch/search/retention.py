@@ -11,12 +11,12 @@ from typing import Any
 
 import optuna
 
-from .model.checkpoint import META, save_model
-from .model.estimator import MLPClassifier
-from .spec.datasets import Splits
-from .study.store import FINISHED, StudyKey, ranked
-from .tracking.tracker import split_inputs
-from .tracking.trial_log import AsyncTrialLog
+from ..model.checkpoint import META, save_model
+from ..model.estimator import MLPClassifier
+from ..spec.datasets import Splits
+from ..study.store import FINISHED, StudyKey, ranked
+from ..tracking.tracker import split_inputs
+from ..tracking.trial_log import AsyncTrialLog
 
 DEFAULT_CHECKPOINTS = "mlruns/checkpoints"
 

@@ -10,11 +10,11 @@ from typing import Any
 
 import optuna
 
-from .spec.config import PrunerSpec
-from .spec.registries import median_comparison
-from .study.store import hyperband_bracket, stored_trial
-from .tracking.tracker import EPOCH_METRICS, now_ms
-from .tracking.trial_log import AsyncTrialLog
+from ..spec.config import PrunerSpec
+from ..spec.registries import median_comparison
+from ..study.store import hyperband_bracket, stored_trial
+from ..tracking.tracker import EPOCH_METRICS, now_ms
+from ..tracking.trial_log import AsyncTrialLog
 
 __all__ = ["EpochLogger", "PruningCallback", "explain_prune"]
 

@@ -31,12 +31,12 @@ from dataclasses import dataclass, field
 
 import optuna
 
-from .errors import StorageError
-from .model.estimator import MLPClassifier
-from .spec import datasets
-from .spec.config import SweepSpec
-from .spec.space import chosen_of, model_params
-from .study.store import (
+from ..errors import StorageError
+from ..model.estimator import MLPClassifier
+from ..spec import datasets
+from ..spec.config import SweepSpec
+from ..spec.space import chosen_of, model_params
+from ..study.store import (
     StudyKey,
     TrialKey,
     counted_trials,

@@ -16,15 +16,12 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from ._version import __version__
-from .errors import HpsearchError, StorageError, describe, first_line, install_masking, is_outage
-from .refit import refits_in_budget, reserve_seconds
-from .reseed import reseed_due, reseeding, trial_seconds
-from .retention import retain
-from .spec import datasets
-from .spec.registries import make_pruner, make_sampler
-from .spec.space import grid
-from .study.faults import (
+from .._version import __version__
+from ..errors import HpsearchError, StorageError, describe, first_line, install_masking, is_outage
+from ..spec import datasets
+from ..spec.registries import make_pruner, make_sampler
+from ..spec.space import grid
+from ..study.faults import (
     StaleTrialHandler,
     check_stop,
     exit_status,
@@ -33,8 +30,8 @@ from .study.faults import (
     spawn_context,
     stop_signals,
 )
-from .study.noise import converged, noise_floor
-from .study.store import (
+from ..study.noise import converged, noise_floor
+from ..study.store import (
     FINISHED,
     StudyKey,
     TrialKey,
@@ -48,8 +45,11 @@ from .study.store import (
     storage_retries,
     study_spec,
 )
-from .tracking.tracker import make_tracker
-from .tracking.trial_log import AsyncTrialLog
+from ..tracking.tracker import make_tracker
+from ..tracking.trial_log import AsyncTrialLog
+from .refit import refits_in_budget, reserve_seconds
+from .reseed import reseed_due, reseeding, trial_seconds
+from .retention import retain
 from .trial import Context, TrialFailed, objective
 
 STOP_EXIT = {128 + s: s for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}

@@ -14,16 +14,14 @@ from pathlib import Path
 
 import optuna
 
-from ._version import __version__
-from .diagnosis.plots import study_plots
-from .errors import SpecError, mask_uri
-from .reseed import resume as resume_reseed
-from .retention import checkpoint_root, outside_top
-from .spec.config import SweepSpec, check_study_name, load_spec
-from .spec.datasets import load_splits
-from .study.faults import StaleTrialHandler, signal_of, stop_signals
-from .study.noise import noise_floor
-from .study.store import (
+from .._version import __version__
+from ..diagnosis.plots import study_plots
+from ..errors import SpecError, mask_uri
+from ..spec.config import SweepSpec, check_study_name, load_spec
+from ..spec.datasets import load_splits
+from ..study.faults import StaleTrialHandler, signal_of, stop_signals
+from ..study.noise import noise_floor
+from ..study.store import (
     StudyKey,
     count_trials,
     fail_stale_trials,
@@ -33,11 +31,13 @@ from .study.store import (
     say_running,
     stale_trial_callback,
 )
-from .study.verdicts import refresh_verdicts
-from .study.warmstart import parent_study as warm_start_parent
-from .study.warmstart import warm_start
-from .tracking.backend import git_commit
-from .tracking.tracker import Tracker, make_tracker
+from ..study.verdicts import refresh_verdicts
+from ..study.warmstart import parent_study as warm_start_parent
+from ..study.warmstart import warm_start
+from ..tracking.backend import git_commit
+from ..tracking.tracker import Tracker, make_tracker
+from .reseed import resume as resume_reseed
+from .retention import checkpoint_root, outside_top
 from .worker import join_study, run_processes, run_trials
 
 

@@ -13,21 +13,21 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from ..diagnosis.diagnostics import diagnose
+from ..errors import describe
+from ..model.estimator import MLPClassifier
+from ..model.preprocessing import apply_input_transform, input_transform
+from ..spec import datasets
+from ..spec.config import SweepSpec
+from ..spec.space import model_params, suggest
+from ..study.faults import StopCallback, endless_trials, signal_name, signal_of
+from ..study.noise import trial_noise
+from ..study.store import TrialKey, stored_trial
+from ..tracking.tracker import split_inputs
+from ..tracking.trial_log import AsyncTrialLog
 from .callbacks import EpochLogger, PruningCallback
-from .diagnosis.diagnostics import diagnose
-from .errors import describe
-from .model.estimator import MLPClassifier
-from .model.preprocessing import apply_input_transform, input_transform
 from .reseed import duplicate_of
 from .retention import save_trial_checkpoint
-from .spec import datasets
-from .spec.config import SweepSpec
-from .spec.space import model_params, suggest
-from .study.faults import StopCallback, endless_trials, signal_name, signal_of
-from .study.noise import trial_noise
-from .study.store import TrialKey, stored_trial
-from .tracking.tracker import split_inputs
-from .tracking.trial_log import AsyncTrialLog
 
 
 class TrialFailed(Exception):

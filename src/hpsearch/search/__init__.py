@@ -1,0 +1,16 @@
+"""One trial and the loop that runs them: what a worker does.
+
+- ``trial``: the objective: a trial's parameters, its model trained on the worker's prepared
+  splits, its verdict, its end in both stores (lost to the infrastructure: retried, not counted).
+- ``callbacks``: what runs after every epoch: pruning (validation only), the MLflow epoch logger,
+  the progress line. The training loop only fires them.
+- ``retention``: which checkpoints are kept (the top k, as logged models) and which deleted.
+- ``reseed``: the top configurations trained again with other model seeds.
+- ``refit``: the chosen model(s) trained again on train + validation, inside the budget or not.
+- ``worker``: ``hpsearch worker``, a process that joins a study and runs trials until the
+  budget is met, with stop checks, outage retries and signals.
+- ``sweep``: ``hpsearch sweep``, the study and the parent run prepared, workers started,
+  the end reported. Launchers for clusters join here.
+
+May import: ``study``, ``tracking``, ``spec``, ``diagnosis``, ``model``, ``nn``, ``errors``.
+"""
