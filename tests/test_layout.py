@@ -99,8 +99,8 @@ def test_no_function_level_imports_of_our_own_modules_outside_the_cli():
     assert not found, found
 
 
-COMMANDS = {"hpsearch.report", "hpsearch.status", "hpsearch.study.recover", "hpsearch.export",
-            "hpsearch.followup"}
+COMMANDS = {"hpsearch.report.report", "hpsearch.report.status", "hpsearch.study.recover",
+            "hpsearch.export", "hpsearch.report.followup"}
 
 
 def test_a_command_module_never_imports_another():
@@ -138,9 +138,10 @@ def test_modules_stay_a_few_hundred_lines():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("first", ["study.store", "worker", "trial", "model.checkpoint",
-                                   "model.estimator", "tracking", "report", "export", "cli",
-                                   "followup", "model.ensemble", "advice", "study.noise", "reseed"])
+@pytest.mark.parametrize("first", [
+    "study.store", "search.worker", "search.trial", "model.checkpoint", "model.estimator",
+    "tracking.tracker", "report.report", "export", "cli", "report.followup", "model.ensemble",
+    "report.advice", "study.noise", "search.reseed"])
 def test_any_module_imports_first_in_a_fresh_interpreter(first):
     done = subprocess.run([sys.executable, "-c", f"import hpsearch.{first}"],
                           capture_output=True, text=True, timeout=600)

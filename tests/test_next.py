@@ -20,8 +20,8 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState, create_trial
 
 from hpsearch.cli import main
-from hpsearch.followup import next_name, write_next
-from hpsearch.report import build_report
+from hpsearch.report.followup import next_name, write_next
+from hpsearch.report.report import build_report
 from hpsearch.search.sweep import run_sweep
 from hpsearch.spec.config import load_spec, parse_spec
 from hpsearch.spec.space import chosen_of

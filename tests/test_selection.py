@@ -19,7 +19,7 @@ import hpsearch
 from hpsearch.cli import main
 from hpsearch.errors import SpecError
 from hpsearch.model.ensemble import EnsembleClassifier, select
-from hpsearch.report import build_report
+from hpsearch.report.report import build_report
 from hpsearch.search.sweep import run_sweep
 from hpsearch.spec import datasets
 from hpsearch.spec.config import parse_spec

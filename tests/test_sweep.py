@@ -23,7 +23,7 @@ from conftest import (
 )
 from hpsearch.cli import main
 from hpsearch.diagnosis.diagnostics import VERDICTS
-from hpsearch.report import build_report
+from hpsearch.report.report import build_report
 from hpsearch.search.sweep import run_sweep
 from hpsearch.spec.config import load_spec
 from hpsearch.study.verdicts import verdicts

@@ -178,7 +178,7 @@ def worker_cmd(name: str, storage: str | None, tracking_uri: str | None) -> None
 @click.option("--storage", envvar="HPSEARCH_STORAGE", default=None, help=STORAGE_HELP)
 def status_cmd(name: str, storage: str | None) -> None:
     """A table of study NAME's trials: number, state, value, key parameters, epochs, duration."""
-    from .status import status_table
+    from .report.status import status_table
 
     click.echo(status_table(name, storage))
 
@@ -191,7 +191,7 @@ def status_cmd(name: str, storage: str | None) -> None:
 @click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", default=None, help=TRACKING_HELP)
 def report_cmd(name: str, out: str | None, storage: str | None, tracking_uri: str | None) -> None:
     """Write a static report of study NAME (HTML with embedded figures, and Markdown)."""
-    from .report import build_report
+    from .report.report import build_report
 
     where = build_report(name, storage, tracking_uri, out)
     click.echo(f"report: {where / 'index.html'} (and report.md); also logged to the sweep run.")
@@ -246,7 +246,7 @@ def _say_exported(r: Any) -> None:
 def next_cmd(name: str, out: str | None, force: bool, storage: str | None) -> None:
     """Write the follow-up spec of study NAME: the changes its report recommends, each with its
     evidence, warm-started from NAME's best trials."""
-    from .followup import write_next
+    from .report.followup import write_next
 
     r = write_next(name, out, force, storage)
     click.echo(f"next spec for study {name}: {r.path} (study {r.name}); "

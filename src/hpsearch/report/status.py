@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from .errors import StorageError
-from .study.noise import noise_floor
-from .study.store import StudyKey, TrialKey, join_storage_study, lost_trials, study_spec
-from .study.verdicts import verdicts
+from ..errors import StorageError
+from ..study.noise import noise_floor
+from ..study.store import StudyKey, TrialKey, join_storage_study, lost_trials, study_spec
+from ..study.verdicts import verdicts
 
 KEY_PARAMS = ("optimizer", "learning_rate", "schedule", "n_layers", "hidden_size", "dropout", "l2")
 

@@ -7,29 +7,26 @@ self-contained ``reports/<name>/index.html`` (figures embedded), and logs both t
 
 from __future__ import annotations
 
-import base64
-import html
 import math
 import os
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial, TrialState
 
-from .advice import TOP, fmt, plan
-from .diagnosis.diagnostics import VERDICTS
-from .diagnosis.plots import draw_curves, study_plots
-from .errors import StorageError
-from .search.reseed import table as reseed_table
-from .spec.config import SweepSpec
-from .spec.space import hidden_sizes
-from .study.noise import accuracy_se, noise_floor
-from .study.store import StudyKey, TrialKey, join_storage_study, lost_trials, ranked, study_spec
-from .study.verdicts import refresh_verdicts, verdicts
-from .tracking.tracker import Tracker, make_tracker
+from ..diagnosis.diagnostics import VERDICTS
+from ..diagnosis.plots import draw_curves, study_plots
+from ..errors import StorageError
+from ..search.reseed import table as reseed_table
+from ..spec.config import SweepSpec
+from ..spec.space import hidden_sizes
+from ..study.noise import accuracy_se, noise_floor
+from ..study.store import StudyKey, TrialKey, join_storage_study, lost_trials, ranked, study_spec
+from ..study.verdicts import refresh_verdicts, verdicts
+from ..tracking.tracker import Tracker, make_tracker
+from .advice import TOP, plan
+from .render import Section, table, write_html, write_markdown
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 COLORS = {"good_fit": "#2ca02c", "overfitting": "#d62728", "underfitting": "#1f77b4",
@@ -38,22 +35,9 @@ KEY_ORDER = ("learning_rate", "optimizer", "schedule", "n_layers", "hidden_size"
              "hidden_size_2", "dropout", "l2", "momentum", "batch_size")
 
 
-@dataclass
-class Section:
-    title: str
-    text: list[str] = field(default_factory=list)  # markdown paragraphs, lists or tables
-    figures: list[tuple[str, str]] = field(default_factory=list)  # (file name, caption)
-
-
 def _units(t: FrozenTrial) -> int | None:
     sizes = hidden_sizes(t.params)
     return None if sizes is None else sum(sizes)
-
-
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(fmt(c) for c in row) + " |" for row in rows]
-    return "\n".join(out)
 
 
 class Report:
@@ -206,7 +190,7 @@ class Report:
         if self.study.user_attrs.get(StudyKey.STOPPED):
             s.text.append(f"Stopped early by `budget.stop`: "
                           f"{self.study.user_attrs[StudyKey.STOPPED]}.")
-        s.text.append(_table(["verdict", "trials"], [[v, verdicts[v]] for v in VERDICTS] +
+        s.text.append(table(["verdict", "trials"], [[v, verdicts[v]] for v in VERDICTS] +
                              ([["(none: failed or running)", undiagnosed]] if undiagnosed else [])))
         return s
 
@@ -222,7 +206,7 @@ class Report:
                          *[t.params.get(k, "") for k in keys]])
         s.text.append("The ten best complete trials. `test` is the test accuracy at the trial's "
                       "best epoch: shown, never used to choose.")
-        s.text.append(_table(["trial", self.metric, "test", "verdict", "epochs", *keys], rows))
+        s.text.append(table(["trial", self.metric, "test", "verdict", "epochs", *keys], rows))
         return s
 
     def curve_sections(self) -> Section:
@@ -328,7 +312,7 @@ class Report:
                       f"({n_val} samples) and a test accuracy ({n_test} samples) are the noise "
                       f"band; a larger difference means the validation score is not a reliable "
                       f"estimate for that trial.")
-        s.text.append(_table(["trial", "val accuracy", "test accuracy", "difference",
+        s.text.append(table(["trial", "val accuracy", "test accuracy", "difference",
                               "noise band", "within"], rows))
         w = top[0].user_attrs[TrialKey.VAL_ACCURACY_AT_BEST]
         se_val = accuracy_se(w, n_val)  # the noise floor (noise.py), for accuracy
@@ -356,7 +340,7 @@ class Report:
                           f"{reseeded['metric']}; the single-model export takes the first "
                           f"(an ensemble export picks from the kept checkpoints, these trials "
                           f"among them).")
-            s.text.append(_table(["trial", "per seed", "mean", "standard error", "trials"], [
+            s.text.append(table(["trial", "per seed", "mean", "standard error", "trials"], [
                 [r["trial"], ", ".join(f"{v:.4f}" for v in r["values"]), f"{r['mean']:.4f}",
                  f"±{r['se']:.4f}", ", ".join(map(str, r.get("members") or [r["trial"]]))]
                 for r in reseeded["rows"]]))
@@ -372,63 +356,6 @@ class Report:
         hist.figures = study_plots(self.study, self.out)
         sections += [hist, self.selection_check()]
         return sections
-
-
-def write_markdown(sections: list[Section], title: str, path: Path) -> None:
-    lines = [f"# {title}", ""]
-    for s in sections:
-        lines += [f"## {s.title}", ""]
-        for t in s.text:
-            lines += [t, ""]
-        for fname, caption in s.figures:
-            lines += [f"![{caption}]({fname})", "", f"*{caption}*", ""]
-    path.write_text("\n".join(lines))
-
-
-def _md_inline(text: str) -> str:
-    out = html.escape(text)
-    parts = out.split("**")
-    out = "".join(f"<strong>{p}</strong>" if i % 2 else p for i, p in enumerate(parts))
-    parts = out.split("`")
-    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
-
-
-def _md_block(text: str) -> str:
-    lines = text.splitlines()
-    if lines and lines[0].startswith("|"):
-        head = [c.strip() for c in lines[0].strip("|").split("|")]
-        body = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:]]
-        rows = "".join("<tr>" + "".join(f"<td>{_md_inline(c)}</td>" for c in r) + "</tr>"
-                       for r in body)
-        return ("<table><thead><tr>" + "".join(f"<th>{_md_inline(h)}</th>" for h in head) +
-                f"</tr></thead><tbody>{rows}</tbody></table>")
-    if lines and lines[0].startswith("- "):
-        return "<ul>" + "".join(f"<li>{_md_inline(ln[2:])}</li>" for ln in lines) + "</ul>"
-    return f"<p>{_md_inline(text)}</p>"
-
-
-CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;
-margin:2em auto;padding:0 1em;color:#222;line-height:1.45}h1{font-size:1.6em}
-h2{font-size:1.25em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.8em}
-table{border-collapse:collapse;font-size:.88em;margin:.6em 0}td,th{border:1px solid #ddd;
-padding:.25em .55em;text-align:right}th{background:#f4f4f4}td:nth-child(4){text-align:left}
-figure{margin:1em 0}img{max-width:100%;border:1px solid #eee}figcaption{color:#555;
-font-size:.9em}code{background:#f4f4f4;padding:0 .2em}li{margin:.25em 0}"""
-
-
-def write_html(sections: list[Section], title: str, out: Path) -> None:
-    body = [f"<h1>{html.escape(title)}</h1>"]
-    for s in sections:
-        body.append(f"<h2>{html.escape(s.title)}</h2>")
-        body += [_md_block(t) for t in s.text]
-        for fname, caption in s.figures:
-            data = base64.b64encode((out.parent / fname).read_bytes()).decode()
-            body.append(f'<figure><img src="data:image/png;base64,{data}" '
-                        f'alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}'
-                        f"</figcaption></figure>")
-    out.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>"
-                   f"{html.escape(title)}</title><style>{CSS}</style></head><body>"
-                   + "\n".join(body) + "</body></html>")
 
 
 def build_report(name: str, storage_url: str | None = None, tracking_uri: str | None = None,

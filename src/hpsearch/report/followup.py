@@ -17,11 +17,10 @@ from typing import Any
 
 import yaml
 
-from .advice import Change, plan, top_trials
-from .errors import HpsearchError
-from .spec.config import parse_spec
-from .study.noise import noise_floor
-from .study.store import (
+from ..errors import HpsearchError
+from ..spec.config import parse_spec
+from ..study.noise import noise_floor
+from ..study.store import (
     StudyKey,
     join_storage_study,
     ranked,
@@ -29,8 +28,9 @@ from .study.store import (
     sibling_studies,
     study_spec,
 )
-from .study.verdicts import verdicts
-from .study.warmstart import candidates
+from ..study.verdicts import verdicts
+from ..study.warmstart import candidates
+from .advice import Change, plan, top_trials
 
 WARM_TRIALS = 3  # the parent's best trials (that fit) the follow-up runs first
 SECTIONS = ("data", "training", "objective", "budget", "sampler", "pruner", "checkpoints",
