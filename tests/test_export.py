@@ -19,7 +19,7 @@ from click.testing import CliRunner
 import hpsearch
 from conftest import wait_for_http
 from hpsearch.cli import main
-from hpsearch.export import export_trial
+from hpsearch.export.export import export_trial
 from hpsearch.search.sweep import run_sweep
 from hpsearch.spec import datasets
 from hpsearch.tracking.backend import resolve_tracking_uri

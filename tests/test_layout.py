@@ -1,6 +1,8 @@
-"""The code's layout keeps its promises (README "Code layout"): no import cycles between the
-package's modules, no function-level imports outside the CLI, private Optuna API only in the
-store, an MLflow client only in tracking/, and modules of a few hundred lines."""
+"""The code's layout keeps its promises (docs/architecture.md): a package per layer, imports only
+downwards (no package cycle, no module cycle), each package's ``__init__`` saying its job and what
+it may import (and the code keeping to it), no function-level imports outside the CLI, private
+Optuna API only in the store, an MLflow client only in tracking/, click only in the CLI, and
+modules of at most 400 lines."""
 
 from __future__ import annotations
 
@@ -15,6 +17,24 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "hpsearch"
 MODULES = sorted(p for p in PACKAGE.rglob("*.py"))
 
+# Lowest first. A module may import its own package and the layers below its own, never a layer
+# above, nor another package of the same layer (report and export read a study side by side).
+LAYERS = [
+    {"errors", "_version"},
+    {"nn"},
+    {"model"},
+    {"diagnosis"},
+    {"spec"},
+    {"tracking"},
+    {"study"},
+    {"search"},
+    {"report", "export"},
+    {"cli"},
+    {"__main__"},
+]
+RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
+PACKAGES = sorted(n for n in RANK if (PACKAGE / n).is_dir())
+
 
 def module_name(path: Path) -> str:
     rel = path.relative_to(PACKAGE.parent).with_suffix("")
@@ -22,6 +42,11 @@ def module_name(path: Path) -> str:
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts)
+
+
+def unit(module: str) -> str:
+    """The package (or top-level module) ``hpsearch.x.y`` belongs to: ``x``."""
+    return module.split(".")[1] if "." in module else ""
 
 
 def resolve(module: str, is_package: bool, node: ast.ImportFrom) -> str:
@@ -32,45 +57,143 @@ def resolve(module: str, is_package: bool, node: ast.ImportFrom) -> str:
     return ".".join(base + ([node.module] if node.module else []))
 
 
-def top_level_imports(path: Path) -> set[str]:
-    """The hpsearch modules ``path`` imports when it is imported (not under TYPE_CHECKING)."""
-    module, is_package = module_name(path), path.name == "__init__.py"
-    names = {module_name(p) for p in MODULES}
+NAMES = {module_name(p) for p in MODULES}
+
+
+def imports(path: Path, top_level_only: bool = True) -> set[str]:
+    """The hpsearch modules ``path`` imports: when it is imported (not under TYPE_CHECKING), or
+    anywhere in it with ``top_level_only=False``."""
+    return imports_of(path.read_text(), module_name(path), path.name == "__init__.py",
+                      top_level_only)
+
+
+def imports_of(source: str, module: str, is_package: bool, top_level_only: bool) -> set[str]:
+    tree = ast.parse(source)
+    if top_level_only:
+        nodes = []
+        for node in tree.body:
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                continue
+            nodes += [node] if not isinstance(node, ast.If) else node.body
+    else:
+        nodes = list(ast.walk(tree))
     out: set[str] = set()
-    tree = ast.parse(path.read_text())
-    for node in tree.body:
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            continue
-        for sub in ([node] if not isinstance(node, ast.If) else node.body):
-            if isinstance(sub, ast.ImportFrom):
-                target = resolve(module, is_package, sub)
-                for alias in sub.names:
-                    full = f"{target}.{alias.name}"
-                    out.add(full if full in names else target)
-            elif isinstance(sub, ast.Import):
-                out |= {a.name for a in sub.names}
-    return {m for m in out if m in names and m != module}
+    for sub in nodes:
+        if isinstance(sub, ast.ImportFrom):
+            target = resolve(module, is_package, sub)
+            for alias in sub.names:
+                full = f"{target}.{alias.name}"
+                out.add(full if full in NAMES else target)
+        elif isinstance(sub, ast.Import):
+            out |= {a.name for a in sub.names}
+    return {m for m in out if m in NAMES and m != module and m != "hpsearch"}
 
 
-def test_no_import_cycles():
-    graph = {module_name(p): top_level_imports(p) for p in MODULES}
+def test_every_module_belongs_to_a_layer():
+    assert {unit(m) for m in NAMES if m != "hpsearch"} <= set(RANK), \
+        sorted({unit(m) for m in NAMES} - set(RANK) - {""})
+
+
+def upward_imports(module: str, targets: set[str]) -> list[str]:
+    mine = unit(module)
+    return [f"{module} imports {t}" for t in sorted(targets)
+            if mine and unit(t) != mine and RANK[unit(t)] >= RANK[mine]]
+
+
+def test_imports_only_go_down():
+    """Anywhere in a module (function-level and TYPE_CHECKING imports too): its own package or a
+    lower layer. The public API (hpsearch/__init__.py) sits outside the layers."""
+    upward = [u for p in MODULES
+              for u in upward_imports(module_name(p), imports(p, top_level_only=False))]
+    assert not upward, upward
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
     state: dict[str, int] = {}
     stack: list[str] = []
 
-    def visit(m: str) -> None:
+    def visit(m: str) -> list[str] | None:
         state[m] = 1
         stack.append(m)
-        for n in sorted(graph[m]):
+        for n in sorted(graph.get(m, ())):
             if state.get(n) == 1:
-                pytest.fail("import cycle: " + " -> ".join(stack[stack.index(n):] + [n]))
-            if n not in state:
-                visit(n)
+                return stack[stack.index(n):] + [n]
+            if n not in state and (found := visit(n)):
+                return found
         stack.pop()
         state[m] = 2
+        return None
 
     for m in sorted(graph):
-        if m not in state:
-            visit(m)
+        if m not in state and (found := visit(m)):
+            return found
+    return None
+
+
+def test_no_package_cycles():
+    graph: dict[str, set[str]] = {}
+    for path in MODULES:
+        mine = unit(module_name(path))
+        graph.setdefault(mine, set()).update(
+            t for t in map(unit, imports(path, top_level_only=False)) if t != mine)
+    assert _cycle(graph) is None, " -> ".join(_cycle(graph) or [])
+
+
+def test_no_module_import_cycles():
+    graph = {module_name(p): imports(p) for p in MODULES}
+    assert _cycle(graph) is None, " -> ".join(_cycle(graph) or [])
+
+
+def test_the_layer_checks_fail_on_an_upward_import_and_a_cycle():
+    """The checks above can fail: a model module that imports the tracker (in a function, too)
+    is upward, report and export may not import each other, and a pair of packages that import
+    each other is a cycle."""
+    source = "def f():\n    from ..tracking.tracker import Tracker\n"
+    found = imports_of(source, "hpsearch.model.x", False, top_level_only=False)
+    assert upward_imports("hpsearch.model.x", found) == [
+        "hpsearch.model.x imports hpsearch.tracking.tracker"]
+    assert upward_imports("hpsearch.report.x", {"hpsearch.export.export"})
+    assert not upward_imports("hpsearch.report.x", {"hpsearch.search.reseed"})
+    assert _cycle({"model": {"tracking"}, "tracking": {"model"}}) == [
+        "model", "tracking", "model"]
+
+
+MAY_IMPORT = re.compile(r"May import:(.*?)(?:;|\.\s|\.$)", re.S)
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_each_package_says_its_job_and_what_it_may_import(package):
+    """Its __init__'s docstring lists its modules and what it may import; its modules import
+    only that (and what the docstring names is below it)."""
+    init = PACKAGE / package / "__init__.py"
+    doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+    for path in sorted((PACKAGE / package).glob("*.py")):
+        if path.name != "__init__.py":
+            assert f"``{path.stem}``" in doc, f"{init} does not say what {path.name} is for"
+    found = MAY_IMPORT.search(doc)
+    assert found, f"{init}: no 'May import:' sentence"
+    allowed = set(re.findall(r"``(\w+)``", found.group(1))) & set(RANK)
+    assert all(RANK[a] < RANK[package] for a in allowed), (package, allowed)
+    for path in (PACKAGE / package).rglob("*.py"):
+        used = {unit(t) for t in imports(path, top_level_only=False)} - {package}
+        assert used <= allowed, f"{path.relative_to(PACKAGE)} imports {used - allowed}"
+
+
+def test_the_public_api_is_the_package_and_costs_no_optuna_or_mlflow():
+    """What README.md shows users import from hpsearch; importing it loads neither Optuna nor
+    MLflow nor matplotlib (`hpsearch --help` and `import hpsearch` stay quick)."""
+    code = ("import sys, hpsearch\n"
+            "heavy = sorted(m for m in ('optuna', 'mlflow', 'matplotlib') if m in sys.modules)\n"
+            "from hpsearch import (MLPClassifier, EnsembleClassifier, load, load_spec, datasets,\n"
+            "                      HpsearchError, SpecError, DataError, CheckpointError,\n"
+            "                      StorageError, __version__)\n"
+            "assert load_spec('sweeps/quickstart.yaml').name == 'quickstart'\n"
+            "assert callable(datasets.load) and callable(datasets.split)\n"
+            "print(heavy)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=600, cwd=PACKAGE.parents[1])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stdout
 
 
 def test_no_function_level_imports_of_our_own_modules_outside_the_cli():
@@ -100,13 +223,12 @@ def test_no_function_level_imports_of_our_own_modules_outside_the_cli():
 
 
 COMMANDS = {"hpsearch.report.report", "hpsearch.report.status", "hpsearch.study.recover",
-            "hpsearch.export", "hpsearch.report.followup"}
+            "hpsearch.export.export", "hpsearch.export.predict", "hpsearch.report.followup"}
 
 
 def test_a_command_module_never_imports_another():
-    found = {m: sorted(imports & COMMANDS) for p in MODULES
-             if (m := module_name(p)) != "hpsearch.cli" and (imports := top_level_imports(p))
-             & COMMANDS}
+    found = {m: sorted(imports(p) & COMMANDS) for p in MODULES
+             if (m := module_name(p)) != "hpsearch.cli" and imports(p) & COMMANDS}
     assert not found, found
 
 
@@ -115,7 +237,7 @@ PRIVATE_OPTUNA = re.compile(r"\._storage\b|optuna\.storages\._|optuna\.storages\
 
 
 def test_private_optuna_api_only_in_the_store():
-    users = [f"{p.relative_to(PACKAGE)}:{i}" for p in MODULES if p.name != "store.py"
+    users = [f"{p.relative_to(PACKAGE)}:{i}" for p in MODULES if p != PACKAGE / "study" / "store.py"
              for i, line in enumerate(p.read_text().splitlines(), 1)
              if PRIVATE_OPTUNA.search(line)]
     assert not users, users
@@ -130,18 +252,24 @@ def test_an_mlflow_client_only_in_tracking():
     assert not users, users
 
 
+def test_click_only_in_the_cli():
+    users = [str(p.relative_to(PACKAGE)) for p in MODULES if p.name != "cli.py"
+             and re.search(r"^\s*(import click|from click)", p.read_text(), re.M)]
+    assert not users, users
+
+
 def test_modules_stay_a_few_hundred_lines():
     long = {str(p.relative_to(PACKAGE)): n for p in MODULES
-            if (n := len(p.read_text().splitlines())) > 460}
+            if (n := len(p.read_text().splitlines())) > 400}
     assert not long, long
     assert len((PACKAGE / "search" / "sweep.py").read_text().splitlines()) < 200
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("first", [
-    "study.store", "search.worker", "search.trial", "model.checkpoint", "model.estimator",
-    "tracking.tracker", "report.report", "export", "cli", "report.followup", "model.ensemble",
-    "report.advice", "study.noise", "search.reseed"])
+@pytest.mark.parametrize("first", [  # the command modules and the deepest of each layer
+    "cli", "study.store", "study.recover", "search.worker", "search.sweep", "model.checkpoint",
+    "model.ensemble", "model.serving", "spec.datasets", "tracking.trial_log", "report.report",
+    "report.status", "report.followup", "export.export", "export.predict"])
 def test_any_module_imports_first_in_a_fresh_interpreter(first):
     done = subprocess.run([sys.executable, "-c", f"import hpsearch.{first}"],
                           capture_output=True, text=True, timeout=600)

@@ -120,7 +120,7 @@ def sweep_cmd(spec: str, trials: int | None, timeout: float | None, workers: int
             exported = None
             if result.export_in_budget and result.signal is None and \
                     result.best_number is not None:  # the spec's export, as the last step
-                from .export import export_model
+                from .export.export import export_model
 
                 exported = export_model(result.study_name, storage_url=storage,
                                         tracking_uri=tracking_uri, echo=click.echo,
@@ -222,7 +222,7 @@ def export_cmd(name: str, number: int | None, out: str | None, register: bool,
                ensemble: int | None, reseed: int | None, refit: bool | None,
                storage: str | None, tracking_uri: str | None) -> None:
     """Export study NAME's best (or --trial N's) checkpoint: MLflow model, checkpoint, card."""
-    from .export import export_model
+    from .export.export import export_model
 
     _say_exported(export_model(name, number, out, storage, tracking_uri, register, ensemble,
                                reseed, click.echo, refit))
@@ -263,7 +263,7 @@ def next_cmd(name: str, out: str | None, force: bool, storage: str | None) -> No
               help="Output CSV (default: <input>.predictions.csv beside the input).")
 def predict_cmd(model_dir: str, csv_file: str, out: str | None) -> None:
     """Predict labels and class probabilities for the rows of CSV_FILE (raw features)."""
-    from .export import predict_csv
+    from .export.predict import predict_csv
 
     click.echo(f"predictions: {predict_csv(model_dir, csv_file, out)}")
 

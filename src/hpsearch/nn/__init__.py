@@ -1,4 +1,13 @@
-"""The numerical core: a NumPy MLP (imports numpy only)."""
+"""The numerical core: a NumPy MLP, float32 by default.
+
+- ``functional``: activations, losses, penalties and their gradients, as plain functions.
+- ``network``: the layers' weights as views into one flat parameter vector.
+- ``optimizers``: SGD, momentum, RMSProp, Adam, AdamW over that vector (``OPTIMIZERS``).
+- ``schedules``: learning-rate schedules (``SCHEDULES``).
+- ``training``: the loop: minibatches, per-epoch measurements, callbacks fired, nothing else.
+
+May import: nothing of hpsearch; numpy only.
+"""
 
 from __future__ import annotations
 

@@ -12,5 +12,6 @@
 - ``sweep``: ``hpsearch sweep``, the study and the parent run prepared, workers started,
   the end reported. Launchers for clusters join here.
 
-May import: ``study``, ``tracking``, ``spec``, ``diagnosis``, ``model``, ``nn``, ``errors``.
+May import: ``study``, ``tracking``, ``spec``, ``diagnosis``, ``model``, ``nn``, ``errors``,
+``_version``.
 """

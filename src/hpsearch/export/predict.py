@@ -1,0 +1,33 @@
+"""``hpsearch predict DIR input.csv``: labels and probabilities of an exported model (or a
+checkpoint) for a CSV of raw features, with or without a header row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from ..model.checkpoint import load
+from ..model.frames import prediction_frame
+from ..spec import datasets
+
+
+def predict_csv(model_dir: str | Path, csv_path: str | Path, out: str | Path | None) -> Path:
+    """Predicted labels and probabilities for every row of a CSV of raw features."""
+    model = load(model_dir)
+    path = Path(csv_path)
+    frame = datasets.read_csv(path, header_optional=True)
+    names = getattr(model, "feature_names_in_", None)
+    if names is not None and list(frame.columns) == list(range(frame.shape[1])):
+        frame.columns = list(names)  # no header row: the features in the model's order
+    if frame.shape[1] != model.n_features_in_:
+        raise DataError(f"{path}: {frame.shape[1]} columns, the model takes "
+                        f"{model.n_features_in_} features")
+    if names is not None and list(frame.columns) != list(names):
+        raise DataError(f"{path}: columns differ from the model's features")
+    datasets.check_numeric(frame, path)
+    result = prediction_frame(model, frame.to_numpy(dtype=np.float64))
+    target = Path(out) if out else path.with_name(path.stem + ".predictions.csv")
+    result.to_csv(target, index=False, float_format="%.6g")
+    return target
