@@ -11,8 +11,9 @@ from optuna.trial import TrialState
 from hpsearch.errors import SpecError
 from hpsearch.search.callbacks import explain_prune
 from hpsearch.search.sweep import run_sweep
-from hpsearch.spec.config import PrunerSpec, parse_spec
+from hpsearch.spec.config import parse_spec
 from hpsearch.spec.registries import PRUNERS, SAMPLERS, make_pruner, make_sampler
+from hpsearch.spec.schema import PrunerSpec
 from hpsearch.study.store import open_storage
 
 SPACE = {"learning_rate": {"type": "float", "low": 0.001, "high": 0.01, "step": 0.001},

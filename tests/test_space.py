@@ -15,7 +15,8 @@ import pytest
 from sklearn.datasets import load_digits
 
 from hpsearch import MLPClassifier, SpecError
-from hpsearch.spec.config import SweepSpec, load_spec, parse_spec
+from hpsearch.spec.config import load_spec, parse_spec
+from hpsearch.spec.schema import SweepSpec
 from hpsearch.spec.space import grid, model_params, suggest
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,6 +5,7 @@ The public API; users import from here only:
 - ``MLPClassifier``: the NumPy MLP, a scikit-learn estimator; ``EnsembleClassifier``.
 - ``load(DIR)``: the model in a checkpoint directory or in an ``hpsearch export`` directory.
 - ``load_spec(PATH)``: a sweep spec (YAML), validated.
+- ``sweep(X, y, trials=30)``: a sweep on arrays or a DataFrame, from a notebook (``api``).
 - ``datasets``: ``datasets.load(name)`` and ``datasets.split(...)``.
 - the errors a user can cause: ``HpsearchError`` and its subclasses.
 
@@ -34,14 +35,18 @@ sys.modules.setdefault(f"{__name__}.estimator", _estimator)
 
 __all__ = [
     "CheckpointError", "DataError", "EnsembleClassifier", "HpsearchError", "MLPClassifier",
-    "SpecError", "StorageError", "__version__", "datasets", "load", "load_spec",
+    "SpecError", "StorageError", "__version__", "datasets", "load", "load_spec", "sweep",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    # Imported when first used: `import hpsearch` does not pay for Optuna.
+    # Imported when first used: `import hpsearch` does not pay for Optuna or MLflow.
     if name == "load_spec":
         from .spec.config import load_spec
 
         return load_spec
+    if name == "sweep":
+        from .api import sweep
+
+        return sweep
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

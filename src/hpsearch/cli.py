@@ -93,8 +93,40 @@ TRACKING_HELP = ("MLflow tracking URI (default sqlite:///mlruns/mlflow.db, artif
                  "mlruns/). Env: MLFLOW_TRACKING_URI.")
 
 
+TARGET_HELP = "The label column of a table (CSV or parquet) given as DATA."
+DROP_HELP = "A column of the table to leave out (repeat for more): an identifier, free text."
+SEP_HELP = "The table's field separator (a CSV file; default ',')."
+
+
+@main.command("init")
+@click.argument("data", type=click.Path(dir_okay=False))
+@click.option("--target", required=True, help=TARGET_HELP)
+@click.option("-o", "--out", type=click.Path(dir_okay=False), default=None,
+              help="Where to write the spec (default: sweeps/<DATA's name>.yaml).")
+@click.option("--drop", multiple=True, help=DROP_HELP)
+@click.option("--sep", default=",", show_default=True, help=SEP_HELP)
+@click.option("--name", default=None, help="Study name (default: DATA's file name).")
+@click.option("--force", is_flag=True, help="Overwrite the spec if it exists.")
+def init_cmd(data: str, target: str, out: str | None, drop: tuple[str, ...], sep: str,
+             name: str | None, force: bool) -> None:
+    """Write a sweep spec for table DATA (CSV or parquet): its columns checked, a search space
+    and a budget sized from its rows and features. `hpsearch sweep` runs it."""
+    from .spec.init import init_spec
+
+    r = init_spec(data, target, out, drop, sep, name, force)
+    for note in r.notes:
+        click.echo(note)
+    click.echo(r.summary)
+    click.echo(f"wrote {r.path}; run it: hpsearch sweep {r.path}")
+
+
 @main.command("sweep")
 @click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--target", default=None,
+              help="SPEC is a table (CSV or parquet) with this label column: write its spec "
+                   "(hpsearch init) and run it.")
+@click.option("--drop", multiple=True, help=DROP_HELP + " With --target.")
+@click.option("--sep", default=",", show_default=True, help=SEP_HELP + " With --target.")
 @click.option("--trials", type=click.IntRange(min=1), default=None,
               help="Total number of trials the study should hold (default: the spec's n_trials).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -104,15 +136,26 @@ TRACKING_HELP = ("MLflow tracking URI (default sqlite:///mlruns/mlflow.db, artif
 @click.option("--storage", envvar="HPSEARCH_STORAGE", default=None, help=STORAGE_HELP)
 @click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", default=None, help=TRACKING_HELP)
 @click.option("--study", "study_name", default=None, help="Study name (default: the spec's name).")
-def sweep_cmd(spec: str, trials: int | None, timeout: float | None, workers: int | None,
+def sweep_cmd(spec: str, target: str | None, drop: tuple[str, ...], sep: str,
+              trials: int | None, timeout: float | None, workers: int | None,
               storage: str | None, tracking_uri: str | None, study_name: str | None) -> None:
-    """Run (or resume) the sweep defined in SPEC until its study holds the requested trials."""
+    """Run (or resume) the sweep defined in SPEC until its study holds the requested trials.
+    SPEC is a YAML file, or a table (CSV or parquet) with --target."""
     import time
 
     from .search.sweep import run_sweep
     from .study.faults import exit_status, signal_name, signal_of, stop_signals
 
     started = time.time()
+    if target is not None:
+        from .spec.init import table_spec
+
+        spec = str(table_spec(spec, target, drop, sep, study_name, click.echo))
+    elif drop or sep != ",":
+        raise click.UsageError("--drop and --sep go with --target (SPEC a table)")
+    elif spec.lower().endswith((".csv", ".tsv", ".parquet", ".pq")):
+        raise click.UsageError(f"{spec} is a table: name its label column with --target "
+                               f"(or write a spec for it: hpsearch init {spec} --target COLUMN)")
     try:
         with stop_signals():  # a signal while the study is prepared or closed: one line too
             result = run_sweep(spec, trials, timeout, workers, storage, tracking_uri,
@@ -140,8 +183,7 @@ def sweep_cmd(spec: str, trials: int | None, timeout: float | None, workers: int
     if exported is not None:
         _say_exported(exported)
         click.echo(f"sweep and export: {(time.time() - started) / 60:.1f} minutes")
-    click.echo(f"look: make ui (MLflow UI on http://127.0.0.1:5000), "
-               f"hpsearch status {result.study_name}")
+    click.echo(f"look: {_ui_hint(result.tracking_uri)}hpsearch status {result.study_name}")
     if result.signal is not None:
         click.echo(f"interrupted by {signal_name(result.signal)}: running trials were closed "
                    f"and will be retried; run the same command to resume.", err=True)
@@ -226,6 +268,27 @@ def export_cmd(name: str, number: int | None, out: str | None, register: bool,
 
     _say_exported(export_model(name, number, out, storage, tracking_uri, register, ensemble,
                                reseed, click.echo, refit))
+
+
+def _ui_hint(uri: str) -> str:
+    """Where to see a sweep's runs: a tracking server is its own UI; the embedded store's UI is
+    `make ui` in hpsearch's checkout (its Makefile has the target), else `hpsearch ui`."""
+    import re
+    from pathlib import Path
+
+    from .tracking.backend import DEFAULT_TRACKING_URI, resolve_tracking_uri
+
+    if uri == "none":
+        return ""
+    if uri.startswith(("http://", "https://")):
+        return f"{mask_uri(uri)} (the tracking server's UI), "
+    if uri != resolve_tracking_uri(DEFAULT_TRACKING_URI):
+        return f"hpsearch ui --tracking-uri '{mask_uri(uri)}' (MLflow UI), "
+    try:
+        make = re.search(r"^ui:", Path("Makefile").read_text(), re.M) is not None
+    except OSError:
+        make = False
+    return f"{'make ui' if make else 'hpsearch ui'} (MLflow UI on http://127.0.0.1:5000), "
 
 
 def _say_exported(r: Any) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 from .._version import __version__
 from ..diagnosis.diagnostics import ADVICE
 from ..spec import datasets
-from ..spec.config import SweepSpec
+from ..spec.schema import SweepSpec
 
 
 def ensemble_card(name: str, spec: SweepSpec, splits: datasets.Splits, metrics: dict[str, Any],

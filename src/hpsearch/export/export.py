@@ -37,7 +37,7 @@ from ..search.reseed import reseed as run_reseed
 from ..search.reseed import sweep_rows
 from ..search.retention import checkpoint_dir
 from ..spec import datasets
-from ..spec.config import SweepSpec
+from ..spec.schema import SweepSpec
 from ..study.store import StudyKey, direction_sign, join_storage_study, ranked, study_spec
 from ..study.verdicts import verdicts
 from ..tracking.tracker import make_tracker
@@ -144,7 +144,7 @@ def export_trial(name: str, number: int | None = None, out: str | Path | None = 
     spec: SweepSpec = study_spec(study)
     trial = _pick_trial(study, number)
     with tempfile.TemporaryDirectory(prefix="hpsearch-fetch-") as fetched:
-        ckpt = _find_checkpoint(study, spec, trial.number, tracking_uri, Path(fetched))
+        ckpt = find_checkpoint(study, spec, trial.number, tracking_uri, Path(fetched))
         if not refit:
             return _export(name, study, spec, trial, ckpt, out, tracking_uri, register)
         splits = _splits(study, spec)
@@ -157,7 +157,7 @@ def export_trial(name: str, number: int | None = None, out: str | Path | None = 
                        refit=(note, chosen))
 
 
-def _find_checkpoint(study: Any, spec: SweepSpec, number: int, tracking_uri: str | None,
+def find_checkpoint(study: Any, spec: SweepSpec, number: int, tracking_uri: str | None,
                      fetched: Path) -> Path:
     """The trial's checkpoint: in the local cache, else its logged model in the tracking store
     (downloaded to ``fetched``), so that export works from any machine."""
@@ -212,7 +212,7 @@ def _export(name: str, study: Any, spec: SweepSpec, trial: Any, ckpt: Path,
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
     try:
         model_dir = staging / "model"
-        save_pyfunc(model_dir, ckpt, x_test[:3], splits.feature_names)
+        save_pyfunc(model_dir, ckpt, x_test[:3], splits.feature_names, columns=splits.columns)
         metrics = {"trial": trial.number, "objective": spec.objective.metric,
                    "validation_value": value, "test_accuracy": test_accuracy,
                    "test_loss": test_loss, "test_samples": int(len(y_test)),
@@ -264,7 +264,7 @@ def export_ensemble(name: str, k: int, out: str | Path | None = None,
         for t in kept:
             try:
                 where = Path(fetched) / str(t.number)
-                library.append((t, load_model(_find_checkpoint(study, spec, t.number,
+                library.append((t, load_model(find_checkpoint(study, spec, t.number,
                                                                tracking_uri, where))))
             except CheckpointError:
                 continue  # pushed out of the top k by another worker's trial meanwhile

@@ -3,21 +3,31 @@ checkpoint) for a CSV of raw features, with or without a header row."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..errors import DataError
-from ..model.checkpoint import load
+from ..model.checkpoint import load, locate
+from ..model.columns import COLUMNS_FILE, check_numeric, plan_from_json
+from ..model.columns import apply as apply_plan
 from ..model.frames import prediction_frame
-from ..spec import datasets
+from ..spec import tables
 
 
 def predict_csv(model_dir: str | Path, csv_path: str | Path, out: str | Path | None) -> Path:
     """Predicted labels and probabilities for every row of a CSV of raw features."""
     model = load(model_dir)
     path = Path(csv_path)
-    frame = datasets.read_csv(path, header_optional=True)
+    plan = locate(model_dir) / COLUMNS_FILE
+    if plan.is_file():  # a model of a table: rows with the table's columns, made features alike
+        columns = json.loads(plan.read_text())
+        x, _ = apply_plan(tables.read_table(path), plan_from_json(columns), path,
+                          columns["target"])
+        return _write(prediction_frame(model, x), path, out)
+    frame = tables.read_csv(path, header_optional=True)
     names = getattr(model, "feature_names_in_", None)
     if names is not None and list(frame.columns) == list(range(frame.shape[1])):
         frame.columns = list(names)  # no header row: the features in the model's order
@@ -26,8 +36,11 @@ def predict_csv(model_dir: str | Path, csv_path: str | Path, out: str | Path | N
                         f"{model.n_features_in_} features")
     if names is not None and list(frame.columns) != list(names):
         raise DataError(f"{path}: columns differ from the model's features")
-    datasets.check_numeric(frame, path)
-    result = prediction_frame(model, frame.to_numpy(dtype=np.float64))
+    check_numeric(frame, path)
+    return _write(prediction_frame(model, frame.to_numpy(dtype=np.float64)), path, out)
+
+
+def _write(result: Any, path: Path, out: str | Path | None) -> Path:
     target = Path(out) if out else path.with_name(path.stem + ".predictions.csv")
     result.to_csv(target, index=False, float_format="%.6g")
     return target

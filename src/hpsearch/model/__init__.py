@@ -2,6 +2,8 @@
 
 - ``params``: the estimator's parameters and their bounds, in one table.
 - ``preprocessing``: the input transform stored with a model (standardize, scale, none).
+- ``columns``: a table's column plan (drop, one-hot, fill) that makes rows into features, for
+  training and for a served model alike (``columns.json`` beside an exported checkpoint).
 - ``estimator``: ``MLPClassifier``, the scikit-learn estimator around the ``nn`` engine.
 - ``frames``: its history and its predictions as DataFrames (the output of every way to serve).
 - ``checkpoint``: the checkpoint directory (``weights.npz`` + ``checkpoint.json``, never

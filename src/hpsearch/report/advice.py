@@ -34,7 +34,8 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 
 from ..model.params import Interval
-from ..spec.config import RANGES, ParamSpec, SweepSpec
+from ..spec.config import RANGES
+from ..spec.schema import ParamSpec, SweepSpec
 
 TOP = 5  # the top trials whose verdicts decide
 NEAR_BOUND = 0.05  # share of a range's width next to a bound that counts as "on the bound"

@@ -19,6 +19,7 @@ import yaml
 
 from ..errors import HpsearchError
 from ..spec.config import parse_spec
+from ..spec.datasets import TABLES
 from ..study.noise import noise_floor
 from ..study.store import (
     StudyKey,
@@ -118,11 +119,12 @@ def write_next(name: str, out: str | Path | None = None, force: bool = False,
 
 
 def _data(data: dict[str, Any], parent_path: str, path: Path) -> dict[str, Any]:
-    """A relative csv: path is relative to the spec file: rewritten for the new file's place."""
-    dataset = str(data.get("dataset", ""))
-    if dataset.startswith("csv:") and not Path(dataset[4:]).is_absolute():
-        source = (Path(parent_path).parent / dataset[4:]).resolve()
-        data["dataset"] = "csv:" + os.path.relpath(source, path.parent.resolve())
+    """A relative table path (csv:, parquet:) is relative to the spec file: rewritten for the
+    new file's place."""
+    kind, _, table = str(data.get("dataset", "")).partition(":")
+    if kind in TABLES and table and not Path(table).is_absolute():
+        source = (Path(parent_path).parent / table).resolve()
+        data["dataset"] = f"{kind}:" + os.path.relpath(source, path.parent.resolve())
     return data
 
 

@@ -19,7 +19,7 @@ from ..diagnosis.diagnostics import VERDICTS
 from ..diagnosis.plots import draw_curves, study_plots
 from ..errors import StorageError
 from ..search.reseed import table as reseed_table
-from ..spec.config import SweepSpec
+from ..spec.schema import SweepSpec
 from ..spec.space import hidden_sizes
 from ..study.noise import accuracy_se, noise_floor
 from ..study.store import StudyKey, TrialKey, join_storage_study, lost_trials, ranked, study_spec

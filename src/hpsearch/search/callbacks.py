@@ -10,8 +10,8 @@ from typing import Any
 
 import optuna
 
-from ..spec.config import PrunerSpec
 from ..spec.registries import median_comparison
+from ..spec.schema import PrunerSpec
 from ..study.store import hyperband_bracket, stored_trial
 from ..tracking.tracker import EPOCH_METRICS, now_ms
 from ..tracking.trial_log import AsyncTrialLog

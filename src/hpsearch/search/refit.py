@@ -37,8 +37,8 @@ import optuna
 from ..errors import CheckpointError
 from ..model.ensemble import EnsembleClassifier
 from ..model.estimator import MLPClassifier
-from ..spec.config import SweepSpec
 from ..spec.datasets import Splits
+from ..spec.schema import SweepSpec
 from ..study.faults import STOP_SIGNALS, check_stop, spawn_context, stop_signals
 from ..study.store import StudyKey, ranked, train_seconds
 

@@ -34,7 +34,7 @@ import optuna
 from ..errors import StorageError
 from ..model.estimator import MLPClassifier
 from ..spec import datasets
-from ..spec.config import SweepSpec
+from ..spec.schema import SweepSpec
 from ..spec.space import chosen_of, model_params
 from ..study.store import (
     StudyKey,

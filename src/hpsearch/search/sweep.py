@@ -17,8 +17,10 @@ import optuna
 from .._version import __version__
 from ..diagnosis.plots import study_plots
 from ..errors import SpecError, mask_uri
-from ..spec.config import SweepSpec, check_study_name, load_spec
+from ..spec.config import check_study_name, load_spec
 from ..spec.datasets import load_splits
+from ..spec.schema import SweepSpec
+from ..study import warmstart
 from ..study.faults import StaleTrialHandler, signal_of, stop_signals
 from ..study.noise import noise_floor
 from ..study.store import (
@@ -32,8 +34,6 @@ from ..study.store import (
     stale_trial_callback,
 )
 from ..study.verdicts import refresh_verdicts
-from ..study.warmstart import parent_study as warm_start_parent
-from ..study.warmstart import warm_start
 from ..tracking.backend import git_commit
 from ..tracking.tracker import Tracker, make_tracker
 from .reseed import resume as resume_reseed
@@ -122,9 +122,9 @@ def run_sweep(spec_path: str | Path, n_trials: int | None = None, timeout: float
     tracker = make_tracker(tracking_uri)
     name = check_study_name(study_name) if study_name else spec.name
     splits = load_splits(spec.data)  # bad data fails here, before anything is recorded
-    parent_study = warm_start_parent(spec, name, storage_url)  # and a missing warm-start study
+    parent_study = warmstart.parent_study(spec, name, storage_url)  # and a missing warm-start study
     study, exp_id, parent, total = prepare_study(spec, storage_url, tracker, name, n_trials)
-    warm = warm_start(study, spec, parent_study)
+    warm = warmstart.warm_start(study, spec, parent_study)
     if spec.warm_start and warm:
         echo(f"warm start: trials {', '.join(map(str, warm))} of study {spec.warm_start.study} "
              f"run first, with their parameters")

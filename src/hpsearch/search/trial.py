@@ -18,7 +18,7 @@ from ..errors import describe
 from ..model.estimator import MLPClassifier
 from ..model.preprocessing import apply_input_transform, input_transform
 from ..spec import datasets
-from ..spec.config import SweepSpec
+from ..spec.schema import SweepSpec
 from ..spec.space import model_params, suggest
 from ..study.faults import StopCallback, endless_trials, signal_name, signal_of
 from ..study.noise import trial_noise

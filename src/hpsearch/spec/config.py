@@ -9,8 +9,8 @@ in one ``SpecError`` line that names the file and the key, e.g.
 from __future__ import annotations
 
 import numbers
+import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +18,23 @@ import yaml
 
 from ..diagnosis.diagnostics import THRESHOLDS  # the settable thresholds, with their defaults
 from ..errors import SpecError, first_line
+from ..model.columns import ColumnPlan, plan_from_spec
 from ..model.estimator import MLPClassifier
 from ..model.params import PARAMETERS, PREPROCESSING, Interval, Options
 from .checker import Checker
+from .datasets import TABLES
 from .registries import PRUNERS, SAMPLERS, Entry
+from .schema import (
+    BudgetSpec,
+    DataSpec,
+    ObjectiveSpec,
+    ParamSpec,
+    PrunerSpec,
+    SamplerSpec,
+    SweepSpec,
+    TrainingSpec,
+    WarmStartSpec,
+)
 
 OBJECTIVES = {"val_accuracy": "maximize", "val_loss": "minimize"}
 PARAM_TYPES = ("float", "int", "categorical", "fixed")
@@ -56,95 +69,6 @@ def check_study_name(name: str) -> str:
     return name
 
 
-@dataclass(frozen=True)
-class DataSpec:
-    dataset: str = "digits"
-    val_fraction: float = 0.2
-    test_fraction: float = 0.2
-    seed: int = 0
-    preprocessing: str | None = None  # None: what suits the dataset
-    target: str | None = None  # CSV target column
-    data_dir: str | None = None
-
-
-@dataclass(frozen=True)
-class TrainingSpec:
-    max_epochs: int = 30
-    batch_size: int = 128
-    early_stopping_patience: int | None = 10
-    early_stopping_metric: str = "val_accuracy"  # default: the objective's metric
-    train_eval_size: int | None = 10_000
-    seed: int = 0  # model seed, the same for every trial: trials differ by hyperparameters only
-
-
-@dataclass(frozen=True)
-class ObjectiveSpec:
-    metric: str = "val_accuracy"
-    direction: str = "maximize"
-
-
-@dataclass(frozen=True)
-class BudgetSpec:
-    n_trials: int = 20
-    timeout: float | None = None
-    workers: int | None = None  # None ("auto"): one worker process per core, 1 BLAS thread each
-    stop: str | None = None  # "converged": stop when done (noise.converged)
-    patience_trials: int = 20  # ... when this many trials did not beat the best by the noise
-
-
-@dataclass(frozen=True)
-class SamplerSpec:
-    name: str = "tpe"
-    seed: int | None = 0
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class PrunerSpec:
-    name: str = "median"
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class WarmStartSpec:
-    study: str  # a study in the same storage (``hpsearch next`` names the parent)
-    trials: int = 3  # its best trials that fit this space run first, with their parameters
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    name: str
-    type: str
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    step: float | None = None
-    choices: tuple[Any, ...] = ()
-    value: Any = None
-    when: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # (param, allowed values), all must hold
-
-
-@dataclass(frozen=True)
-class SweepSpec:
-    name: str
-    path: str
-    data: DataSpec
-    training: TrainingSpec
-    objective: ObjectiveSpec
-    budget: BudgetSpec
-    sampler: SamplerSpec
-    pruner: PrunerSpec
-    keep_checkpoints: int
-    space: tuple[ParamSpec, ...]
-    diagnostics: dict[str, float] = field(default_factory=dict)  # threshold overrides
-    text: str = ""  # the file as written, logged with the sweep
-    warm_start: WarmStartSpec | None = None
-    export_ensemble: int = 0  # export.ensemble: `hpsearch export` averages up to K checkpoints
-    export_reseed: tuple[int, int] = (0, 3)  # export.reseed, .reseed_top (reseed.py)
-    export_refit: bool = False  # export.refit: retrain on train + val (refit.py)
-    export_in_budget: bool = False  # export.in_budget: the sweep ends with the export (refit.py)
-
-
 def load_spec(path: str | Path) -> SweepSpec:
     """Read and validate a sweep spec; SpecError (one line, file and key) otherwise."""
     path = Path(path)
@@ -176,20 +100,21 @@ def parse_spec(raw: Any, file: str = "<spec>", text: str = "") -> SweepSpec:
 
     d = Checker(file, "data", top.node.get("data"), {"dataset", "val_fraction", "test_fraction",
                                                       "seed", "preprocessing", "target",
-                                                      "data_dir"})
+                                                      "data_dir", "sep", "drop", "one_hot",
+                                                      "fill"})
     dataset = d.get("dataset", str, "digits")
-    if dataset not in DATASETS and not dataset.startswith("csv:"):
-        d.fail(f"is unknown: {dataset!r} (choose from {', '.join(DATASETS)}, csv:<path>)",
-               "dataset")
+    kind, _, table = dataset.partition(":")
+    if dataset not in DATASETS and not (kind in TABLES and table):
+        d.fail(f"is unknown: {dataset!r} (choose from {', '.join(DATASETS)}, csv:<path>, "
+               f"parquet:<path>)", "dataset")
     target = d.get("target", str, None, allow_none=True)
-    if dataset.startswith("csv:") and not target:
-        d.fail("is required for a csv: dataset (the label column)", "target")
-    if dataset.startswith("csv:") and not Path(dataset[4:]).is_absolute():
-        # A relative CSV path is relative to the spec file, so a sweep runs from anywhere.
-        base = Path(file).parent
-        candidate = base / dataset[4:]
-        if candidate.exists() or not Path(dataset[4:]).exists():
-            dataset = f"csv:{candidate}"
+    if kind in TABLES and not target:
+        d.fail(f"is required for a {kind}: dataset (the label column)", "target")
+    if kind in TABLES and not Path(table).is_absolute():
+        # A relative table path is relative to the spec file, so a sweep runs from anywhere.
+        candidate = Path(os.path.normpath(Path(file).parent / table))
+        if candidate.exists() or not Path(table).exists():
+            dataset = f"{kind}:{candidate}"
     val_fraction = d.number("val_fraction", 0.2, 0, 1, lo_open=True, hi_open=True)
     test_fraction = d.number("test_fraction", 0.2, 0, 1, lo_open=True, hi_open=True)
     if val_fraction + test_fraction >= 1:
@@ -200,7 +125,8 @@ def parse_spec(raw: Any, file: str = "<spec>", text: str = "") -> SweepSpec:
         d.fail(f"is unknown: {preprocessing!r} (choose from {', '.join(PREPROCESSING)})",
                "preprocessing")
     data = DataSpec(dataset, val_fraction, test_fraction, d.number("seed", 0, 0, integer=True),
-                    preprocessing, target, d.get("data_dir", str, None, allow_none=True))
+                    preprocessing, target, d.get("data_dir", str, None, allow_none=True),
+                    d.get("sep", str, ","), _columns(d) if kind in TABLES else None)
 
     t = Checker(file, "training", top.node.get("training"),
                  {"max_epochs", "batch_size", "early_stopping_patience", "early_stopping_metric",
@@ -265,6 +191,25 @@ def parse_spec(raw: Any, file: str = "<spec>", text: str = "") -> SweepSpec:
                      SamplerSpec(sampler.name, sampler.options.pop("seed", 0), sampler.options),
                      pruner, keep, space, diagnostics, text, warm, ensemble, reseed, refit,
                      in_budget)
+
+
+def _columns(d: Checker) -> ColumnPlan | None:
+    """data.drop (column names), data.one_hot (column: its categories), data.fill (column: the
+    number that stands for a missing value): a table's column plan (spec/tables.py)."""
+    drop = d.get("drop", list, [])
+    one_hot = d.get("one_hot", dict, {})
+    fill = d.get("fill", dict, {})
+    if not all(isinstance(c, str) for c in drop):
+        d.fail("must be a list of column names", "drop")
+    for col, cats in one_hot.items():
+        if not isinstance(cats, list) or not cats:
+            d.fail(f"must list the categories of {col!r}", "one_hot")
+    for col, value in fill.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            d.fail(f"must map {col!r} to a number, not {value!r}", "fill")
+    if not (drop or one_hot or fill):
+        return None
+    return plan_from_spec(drop, one_hot, fill)
 
 
 def _sampler_or_pruner(file: str, where: str, node: Any, table: dict[str, Entry],

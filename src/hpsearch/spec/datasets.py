@@ -6,7 +6,9 @@
   ``/usr/share/datasets/<name>`` (Debian's ``dataset-fashion-mnist``), then the cache directory
   (``$XDG_CACHE_HOME/hpsearch/<name>``); when absent, downloaded from the dataset's public mirror
   (``$HPSEARCH_MIRROR`` overrides it) into the cache and verified against known checksums.
-- ``csv:<path>``: a CSV file with a named target column; every other column is a numeric feature.
+- ``csv:<path>`` and ``parquet:<path>``: a table with a named target column; the other columns
+  are the features, numeric or made so by the spec's column plan (``tables``: drop, one_hot,
+  fill), which ``hpsearch init`` proposes.
 
 ``split`` makes stratified, seeded train/validation/test splits; a dataset's official test split is
 used as the test split. Only the training split is ever used to fit preprocessing.
@@ -14,6 +16,7 @@ used as the test split. Only the training split is ever used to fit preprocessin
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import DataError, first_line
+from ..errors import DataError
+from ..model.columns import ColumnPlan, plan_json
+from ..model.columns import apply as apply_plan
+from . import tables
 from .idx import (
     IDX_FILES,
     MIRRORS,
@@ -33,8 +39,8 @@ from .idx import (
     read_idx,
 )
 
-if TYPE_CHECKING:  # config imports the estimator; datasets needs neither at run time
-    from .config import DataSpec
+if TYPE_CHECKING:
+    from .schema import DataSpec
 
 CLASS_NAMES = {
     "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
@@ -42,7 +48,8 @@ CLASS_NAMES = {
     "mnist": [str(d) for d in range(10)],
     "digits": [str(d) for d in range(10)],
 }
-NAMES = ("digits", "fashion-mnist", "mnist", "csv:<path>")
+NAMES = ("digits", "fashion-mnist", "mnist", "csv:<path>", "parquet:<path>")
+TABLES = ("csv", "parquet")  # <kind>:<path> datasets: a table with a target column
 
 
 @dataclass(frozen=True)
@@ -74,11 +81,12 @@ class Splits:
     info: dict[str, object] = field(default_factory=dict)
     source: str = ""  # where the data came from (the dataset's)
     feature_names: list[str] | None = None
+    columns: dict[str, Any] | None = None  # a table's target and plan (columns.plan_json)
 
 
 # -- loading ----------------------------------------------------------------------------------
 def load(name: str, data_dir: str | Path | None = None, target: str | None = None,
-         download: bool = True) -> Dataset:
+         download: bool = True, columns: ColumnPlan | None = None, sep: str = ",") -> Dataset:
     """Load dataset ``name`` (see module docstring); DataError with a one-line reason otherwise."""
     if name == "digits":
         from sklearn.datasets import load_digits
@@ -90,10 +98,11 @@ def load(name: str, data_dir: str | Path | None = None, target: str | None = Non
                        feature_names=[f"pixel_{i}" for i in range(64)])
     if name in MIRRORS:
         return load_idx(name, data_dir, download=download)
-    if name.startswith("csv:"):
+    kind, _, path = name.partition(":")
+    if kind in TABLES and path:
         if not target:
-            raise DataError(f"{name}: a CSV dataset needs the name of its target column")
-        return load_csv(name[4:], target)
+            raise DataError(f"{name}: a {kind} dataset needs the name of its target column")
+        return load_table(path, target, columns, sep, kind)
     raise DataError(f"unknown dataset {name!r}; choose from {', '.join(NAMES)}")
 
 
@@ -121,69 +130,16 @@ def load_idx(name: str, data_dir: str | Path | None = None, download: bool = Tru
                    feature_names=[f"pixel_{i}" for i in range(flat["train_images"].shape[1])])
 
 
-def read_csv(path: str | Path, header_optional: bool = False) -> Any:
-    """A CSV file as a DataFrame; DataError naming the file when missing or unreadable. With
-    ``header_optional`` a first row of numbers only is data, not a header (the columns are then
-    numbered 0, 1, ...), unless it is exactly 0, 1, ..., n - 1: the header pandas writes for an
-    array's columns."""
-    import pandas as pd
-
+def load_table(path: str | Path, target: str, columns: ColumnPlan | None = None,
+               sep: str = ",", kind: str = "csv") -> Dataset:
+    """A CSV or parquet table: ``target`` is the label column, the features are the other
+    columns as ``columns`` (the spec's drop / one_hot / fill) makes them."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: CSV file not found")
-    try:
-        if header_optional:
-            first = pd.to_numeric(pd.read_csv(path, header=None, nrows=1, dtype=str).iloc[0],
-                                  errors="coerce")
-            if first.notna().all() and list(first) != list(range(len(first))):
-                return pd.read_csv(path, header=None)
-        return pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not a readable CSV file ({first_line(exc)})") from None
-
-
-def check_numeric(frame: Any, path: Path) -> None:
-    """DataError naming the first column that is not numeric or has missing values."""
-    import pandas as pd
-
-    for col in frame.columns:
-        values = frame[col]
-        if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
-            numeric = pd.to_numeric(values, errors="coerce")
-            bad = values[numeric.isna() & values.notna()]
-            example = repr(bad.iloc[0]) if len(bad) else "?"
-            raise DataError(f"{path}: column {col!r} is not numeric (e.g. {example} in row "
-                            f"{int(bad.index[0]) + 2 if len(bad) else '?'})")
-        if values.isna().any():
-            row = int(values.index[values.isna()][0]) + 2  # +1 header, +1 one-based
-            raise DataError(f"{path}: column {col!r} has {int(values.isna().sum())} missing "
-                            f"value(s) (first in line {row})")
-
-
-def load_csv(path: str | Path, target: str) -> Dataset:
-    """A CSV with a header row: ``target`` is the label column, every other column a feature."""
-    path = Path(path)
-    frame = read_csv(path)
-    if target not in frame.columns:
-        raise DataError(f"{path}: unknown target column {target!r}; columns are "
-                        f"{', '.join(map(str, frame.columns[:20]))}")
-    y = frame.pop(target)
-    if y.isna().any():
-        raise DataError(f"{path}: target column {target!r} has {int(y.isna().sum())} missing "
-                        f"value(s)")
-    if frame.shape[1] == 0:
-        raise DataError(f"{path}: no feature columns besides the target {target!r}")
-    check_numeric(frame, path)
-    labels = y.to_numpy()
-    if labels.dtype.kind in "OUS":
-        labels = labels.astype(str)
-    n_classes = len(np.unique(labels))
-    if n_classes < 2:
-        raise DataError(f"{path}: target column {target!r} has {n_classes} class; "
-                        f"a classifier needs at least 2")
-    return Dataset(f"csv:{path}", frame.to_numpy(dtype=np.float32), labels,
-                   preprocessing="standardize", source=str(path),
-                   feature_names=[str(c) for c in frame.columns])
+    frame = tables.read_table(path, sep)
+    y = tables.labels(frame, target, path)
+    X, names = apply_plan(frame, columns, path, target)
+    return Dataset(f"{kind}:{path}", X, y, preprocessing="standardize", source=str(path),
+                   feature_names=names)
 
 
 # -- splitting --------------------------------------------------------------------------------
@@ -259,5 +215,9 @@ def split(ds: Dataset, val_fraction: float = 0.2, test_fraction: float = 0.2,
 def load_splits(data: DataSpec) -> Splits:
     """A spec's ``data`` section loaded and split: what every worker trained on and what the
     export evaluates (the same fingerprint)."""
-    ds = load(data.dataset, data_dir=data.data_dir, target=data.target)
-    return split(ds, data.val_fraction, data.test_fraction, data.seed)
+    ds = load(data.dataset, data_dir=data.data_dir, target=data.target, columns=data.columns,
+              sep=data.sep)
+    splits = split(ds, data.val_fraction, data.test_fraction, data.seed)
+    if data.target is None or data.columns is None:
+        return splits
+    return dataclasses.replace(splits, columns=plan_json(data.columns, data.target))

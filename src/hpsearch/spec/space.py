@@ -12,7 +12,8 @@ from typing import Any
 
 import optuna
 
-from .config import ESTIMATOR_PARAMS, ParamSpec, SweepSpec
+from .config import ESTIMATOR_PARAMS
+from .schema import ParamSpec, SweepSpec
 
 DEFAULT_SPACE_DOC = """\
 Default space (sweeps/quickstart.yaml): learning_rate (log), optimizer {sgd, momentum, rmsprop,

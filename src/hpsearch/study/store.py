@@ -20,7 +20,8 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
 from ..errors import StorageError, first_line, mask_uri
-from ..spec.config import SweepSpec, check_study_name, parse_spec
+from ..spec.config import check_study_name, parse_spec
+from ..spec.schema import SweepSpec
 
 DEFAULT_STORAGE = "mlruns/optuna.journal"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)

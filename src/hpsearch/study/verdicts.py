@@ -12,7 +12,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from ..diagnosis.diagnostics import ADVICE, revisit
-from ..spec.config import SweepSpec
+from ..spec.schema import SweepSpec
 from ..tracking.tracker import Tracker
 from .store import StudyKey, TrialKey
 

@@ -17,7 +17,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from ..errors import HpsearchError, SpecError
-from ..spec.config import SweepSpec
+from ..spec.schema import SweepSpec
 from ..spec.space import active, chosen_of
 from .store import StudyKey, TrialKey, join_storage_study, ranked, study_spec
 

@@ -131,6 +131,26 @@ class Tracker(ModelStore):
                           f"tags.`hpsearch.role` = 'trial'", max_results=5)
         return runs[0].info.run_id if runs else None
 
+    def trial_run_ids(self, study: str) -> dict[int, str]:
+        """Every trial run of ``study``, by trial number (the latest run where a trial was
+        retried under the same number), read a page of runs at a time."""
+        exp = self._call("reading the experiment", self.client.get_experiment_by_name, study)
+        if exp is None:
+            return {}
+        out: dict[int, str] = {}
+        token = None
+        while True:
+            page = self._call("searching runs", self.client.search_runs, [exp.experiment_id],
+                              "tags.`hpsearch.role` = 'trial'", max_results=1000,
+                              order_by=["attributes.start_time ASC"], page_token=token)
+            for run in page:
+                number = run.data.tags.get("optuna.trial.number")
+                if number is not None and number.isdigit():
+                    out[int(number)] = run.info.run_id
+            token = page.token
+            if not token:
+                return out
+
     def close_lost_trial(self, study: str, number: int, reason: str) -> str | None:
         """Close the run of a trial whose worker died (or lost its storage) as KILLED, with the
         reason; the run id, or None when the trial never got a run."""
@@ -284,6 +304,9 @@ class NullTracker(NullModelStore, Tracker):
 
     def trial_run_id(self, study: str | None, number: int) -> str | None:
         return None
+
+    def trial_run_ids(self, study: str) -> dict[int, str]:
+        return {}
 
     def close_lost_trial(self, study: str, number: int, reason: str) -> str | None:
         return None
