@@ -393,6 +393,28 @@ def test_the_sweep_ends_with_its_reseed_trials(tmp_path, monkeypatch, capfd):
     assert r.exit_code == 0, r.output
     assert "\nexported an ensemble led by trial" in r.output, r.output
     assert "| picks |" in (tmp_path / "exports/ens/MODEL_CARD.md").read_text()
+    # 0 turns the spec's reseeding and ensemble off: the best trial as it is, nothing trained
+    n_before = len(study.trials)
+    r = CliRunner().invoke(main, ["export", "rs", "--no-register", "--reseed", "0",
+                                  "--ensemble", "0", "--out", "exports/plain"])
+    assert r.exit_code == 0, r.output
+    best = optuna.load_study(study_name="rs", storage=open_storage(resolve_storage_url(None)))
+    assert f"exported trial {best.best_trial.number} to exports/plain" in r.output, r.output
+    assert "reseed:" not in r.output and "ensemble:" not in r.output
+    assert len(best.trials) == n_before
+    # an ensemble larger than the kept checkpoints is refused, not cut down silently
+    r = CliRunner().invoke(main, ["export", "rs", "--no-register", "--ensemble", "7",
+                                  "--out", "exports/seven"])
+    assert r.exit_code == 2 and r.output.strip().splitlines() == [
+        "error: --ensemble 7: study 'rs' keeps 6 checkpoint(s) (checkpoints.keep in rs.yaml), "
+        "so an ensemble picks from at most those; use --ensemble 6 or less, or raise "
+        "checkpoints.keep for the next sweep"], r.output
+    assert not (tmp_path / "exports" / "seven").exists()
+    # the leaderboard shows the search; the reseed trials have their own table
+    board = md.split("## Leaderboard")[1].split("\n## ")[0]
+    shown = {int(line.split("|")[1]) for line in board.splitlines()
+             if line.startswith("| ") and line.split("|")[1].strip().isdigit()}
+    assert shown and not shown & {t.number for t in again}, board
     # `hpsearch next` reads the search trials only: the reseed trials repeat the top
     r = CliRunner().invoke(main, ["next", "rs", "--out", "rs-next.yaml"])
     assert r.exit_code == 0, r.output

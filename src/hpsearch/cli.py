@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from ._version import __version__
-from .errors import HpsearchError, install_masking, mask_uri
+from .errors import HpsearchError, install_masking, mask_uri, note_when_output_closes
 
 
 class _Group(click.Group):
@@ -147,6 +147,8 @@ def sweep_cmd(spec: str, target: str | None, drop: tuple[str, ...], sep: str,
     from .study.faults import exit_status, signal_name, signal_of, stop_signals
 
     started = time.time()
+    note_when_output_closes("the output was closed (broken pipe): the sweep goes on without "
+                            "printing; `hpsearch status NAME` follows it, Ctrl-C stops it")
     if target is not None:
         from .spec.init import table_spec
 
@@ -203,6 +205,8 @@ def worker_cmd(name: str, storage: str | None, tracking_uri: str | None) -> None
     from .study.verdicts import refresh_verdicts
     from .tracking.tracker import make_tracker
 
+    note_when_output_closes(f"the output was closed (broken pipe): the worker goes on without "
+                            f"printing; `hpsearch status {name}` follows it")
     try:
         with stop_signals("cooperative"):
             ctx = join_study(name, storage, tracking_uri, echo=click.echo, worker=os.getpid())
@@ -247,13 +251,14 @@ def report_cmd(name: str, out: str | None, storage: str | None, tracking_uri: st
               help="Output directory (default: exports/NAME); replaced if it exists.")
 @click.option("--register/--no-register", default=True, show_default=True,
               help="Register the model under NAME in the MLflow Model Registry.")
-@click.option("--ensemble", "ensemble", type=click.IntRange(min=1), default=None,
-              help="Export one model averaging up to K picks of the kept checkpoints, chosen "
-                   "greedily on validation predictions (default: the spec's export.ensemble).")
-@click.option("--reseed", type=click.IntRange(min=1), default=None,
+@click.option("--ensemble", "ensemble", type=click.IntRange(min=0), default=None,
+              help="Export one model averaging up to K picks of the kept checkpoints (at most "
+                   "checkpoints.keep), chosen greedily on validation predictions (default: the "
+                   "spec's export.ensemble; 0 or 1: no ensemble).")
+@click.option("--reseed", type=click.IntRange(min=0), default=None,
               help="Train the top configurations (export.reseed_top, 3) with R more model "
                    "seeds and export the best by mean validation score (default: the spec's "
-                   "export.reseed).")
+                   "export.reseed; 0: no reseeding).")
 @click.option("--refit/--no-refit", default=None,
               help="Once chosen on validation, train the model (each ensemble member) again on "
                    "train + validation for its best epoch count (default: the spec's "

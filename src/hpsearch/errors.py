@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import multiprocessing
 import os
 import re
 import sys
@@ -86,17 +87,52 @@ def mask_uri(uri: str) -> str:
 
 
 class MaskingStream:
-    """A text stream that masks credentials in what is written through it (stdout, stderr)."""
+    """A text stream that masks credentials in what is written through it (stdout, stderr).
+
+    When its reader goes away (``hpsearch sweep ... | head``), what follows goes to /dev/null
+    and the work goes on: a broken pipe is no reason to lose a running trial, nor to print a
+    traceback. A long command says so once on stderr (``note_when_output_closes``)."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
 
     def write(self, text: str) -> int:
-        self._stream.write(mask(text))
+        try:
+            self._stream.write(mask(text))
+        except BrokenPipeError:
+            self._reader_gone()
         return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._reader_gone()
+
+    def _reader_gone(self) -> None:
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())  # the buffered rest, too, goes nowhere
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass
+        global _closed_note
+        if _closed_note and self._stream is sys.__stdout__:
+            note, _closed_note = _closed_note, None
+            if multiprocessing.parent_process() is None:  # the command's own process says it
+                print(f"note: {note}", file=sys.stderr)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
+
+
+_closed_note: str | None = None
+
+
+def note_when_output_closes(note: str) -> None:
+    """What the process says on stderr if its standard output's reader goes away."""
+    global _closed_note
+    _closed_note = note
 
 
 _install_lock = threading.Lock()

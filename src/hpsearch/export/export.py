@@ -27,7 +27,7 @@ from optuna.trial import TrialState
 
 from .._version import __version__
 from ..diagnosis.plots import learning_curves
-from ..errors import CheckpointError, DataError, StorageError, mask_uri
+from ..errors import CheckpointError, DataError, SpecError, StorageError, mask_uri
 from ..model.checkpoint import META, load_model, locate, save_model
 from ..model.ensemble import EnsembleClassifier, select
 from ..model.pyfunc import save_pyfunc
@@ -82,9 +82,17 @@ def export_model(name: str, number: int | None = None, out: str | Path | None = 
         raise StorageError("--ensemble and --reseed exclude each other (choose one: an "
                            "ensemble of the kept checkpoints, or the best configuration over "
                            "more seeds)")
-    if number is None and ensemble is None and reseed is None:  # the spec's; an ensemble wins
-        ensemble = spec.export_ensemble or None
-        reseed = None if ensemble and ensemble > 1 else spec.export_reseed[0] or None
+    if number is None:  # the spec's export section for what is not given (0 turns it off)
+        if ensemble is None and not reseed:  # asked to reseed: not the spec's ensemble
+            ensemble = spec.export_ensemble or None
+        if reseed is None and not (ensemble and ensemble > 1):  # an ensemble wins
+            reseed = spec.export_reseed[0] or None
+    ensemble, reseed = ensemble or None, reseed or None
+    if ensemble and ensemble > spec.keep_checkpoints:
+        raise SpecError(f"--ensemble {ensemble}: study {name!r} keeps {spec.keep_checkpoints} "
+                        f"checkpoint(s) (checkpoints.keep in {spec.path}), so an ensemble picks "
+                        f"from at most those; use --ensemble {spec.keep_checkpoints} or less, or "
+                        f"raise checkpoints.keep for the next sweep")
     refit = spec.export_refit if refit is None else refit
     if ensemble and ensemble > 1:
         return export_ensemble(name, ensemble, out, storage_url, tracking_uri, register,

@@ -22,9 +22,7 @@ from ..errors import CheckpointError
 from ..nn import Network, TrainConfig, make_optimizer, make_schedule, train
 from ..nn.functional import softmax
 from . import checkpoint
-
-# re-exported: the serving.py of models exported before 0.2 imports prediction_frame from here
-from .frames import history_frame, prediction_frame
+from .frames import history_frame, prediction_frame  # 0.1 exports' serving.py imports it here
 from .params import PARAMETERS
 from .preprocessing import apply_input_transform, input_transform
 
@@ -277,17 +275,25 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "net_")
         return self.net_.biases
 
+    def _inputs(self, X: Any) -> np.ndarray:
+        """``X`` checked as scikit-learn does; one 1-D row of the model's features is one sample."""
+        check_is_fitted(self, "net_")
+        if not hasattr(X, "columns") and (row := np.asarray(X)).ndim == 1:
+            if row.shape[0] != self.n_features_in_:  # several samples are a 2-D array
+                raise ValueError(f"X is one sample of {row.shape[0]} values; the model takes "
+                                 f"{self.n_features_in_} features")
+            X = row[None, :]
+        return validate_data(self, X, dtype=np.dtype(self.dtype), reset=False)
+
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, columns in the order of ``classes_``."""
-        check_is_fitted(self, "net_")
-        X = validate_data(self, X, dtype=np.dtype(self.dtype), reset=False)
-        logits = self.net_.logits(self._transform(X))
+        x = self._inputs(X)  # first: an unfitted model raises NotFittedError
+        logits = self.net_.logits(self._transform(x))
         return softmax(logits, out=logits)
 
     def predict(self, X: Any) -> np.ndarray:
-        check_is_fitted(self, "net_")
-        X = validate_data(self, X, dtype=np.dtype(self.dtype), reset=False)
-        return self.classes_[self.net_.logits(self._transform(X)).argmax(axis=1)]
+        x = self._inputs(X)
+        return self.classes_[self.net_.logits(self._transform(x)).argmax(axis=1)]
 
     # -- state and checkpoints ------------------------------------------------------------
     def checkpoint_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

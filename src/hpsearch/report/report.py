@@ -22,7 +22,15 @@ from ..search.reseed import table as reseed_table
 from ..spec.schema import SweepSpec
 from ..spec.space import hidden_sizes
 from ..study.noise import accuracy_se, noise_floor
-from ..study.store import StudyKey, TrialKey, join_storage_study, lost_trials, ranked, study_spec
+from ..study.store import (
+    StudyKey,
+    TrialKey,
+    join_storage_study,
+    lost_trials,
+    ranked,
+    search_trials,
+    study_spec,
+)
 from ..study.verdicts import refresh_verdicts, verdicts
 from ..tracking.tracker import Tracker, make_tracker
 from .advice import TOP, plan
@@ -51,14 +59,17 @@ class Report:
         self.data = attrs.get(StudyKey.DATA, {})
         self.name, self.out = name, out_dir
         self.trials = self.study.get_trials(deepcopy=False)
-        self.complete = [t for t in self.trials if t.state == TrialState.COMPLETE]
-        self.ranked = ranked(self.study)
+        # the reseed trials repeat the top configurations with other seeds: the reseed table
+        # shows them; the leaderboard, the figures and the advice are about the search
+        self.search = search_trials(self.trials)
+        self.complete = [t for t in self.search if t.state == TrialState.COMPLETE]
+        self.ranked = ranked(self.study, self.search)
         self.metric = self.spec.objective.metric
         self._histories: dict[int, list[dict[str, float]]] = {}
         self.fits = verdicts(self.trials, self.spec)  # (verdict, summary) against the final study
         self.floor = noise_floor(self.ranked[0], self.metric, self.data.get("n_val")) \
             if self.ranked else None  # (value, how): the summary and the rules use the same
-        self.changes = plan(self.spec, self.ranked, self.trials, self.fits,
+        self.changes = plan(self.spec, self.ranked, self.search, self.fits,
                             self.floor[0] if self.floor else 0.0)
 
     def _verdict(self, t: FrozenTrial) -> str:
@@ -92,7 +103,7 @@ class Report:
         return self._save(fig, name)
 
     def fit_map(self) -> str | None:
-        done = [t for t in self.trials if "fit.gap_at_best" in t.user_attrs]
+        done = [t for t in self.search if "fit.gap_at_best" in t.user_attrs]
         if len(done) < 2:
             return None
         panels = [("total hidden units", _units, True), ("dropout",
@@ -127,7 +138,7 @@ class Report:
         return self._save(fig, "fit_map.png")
 
     def lr_outcome(self) -> str | None:
-        with_lr = [t for t in self.trials if "learning_rate" in t.params and t.state.is_finished()]
+        with_lr = [t for t in self.search if "learning_rate" in t.params and t.state.is_finished()]
         if len(with_lr) < 2:
             return None
         fig = Figure(figsize=(6.5, 3.6))
@@ -204,8 +215,10 @@ class Report:
             rows.append([t.number, t.value, t.user_attrs.get(TrialKey.TEST_ACCURACY_AT_BEST, ""),
                          self._verdict(t), t.user_attrs.get(TrialKey.EPOCHS_RUN, ""),
                          *[t.params.get(k, "") for k in keys]])
-        s.text.append("The ten best complete trials. `test` is the test accuracy at the trial's "
-                      "best epoch: shown, never used to choose.")
+        s.text.append("The ten best complete trials of the search (reseed trials, which repeat "
+                      "the top configurations with other seeds, are in their own table below). "
+                      "`test` is the test accuracy at the trial's best epoch: shown, never used "
+                      "to choose.")
         s.text.append(table(["trial", self.metric, "test", "verdict", "epochs", *keys], rows))
         return s
 

@@ -148,6 +148,13 @@ def objective(ctx: Context, trial: optuna.Trial) -> float:
     reseed_of = trial.user_attrs.get(TrialKey.RESEED_OF)  # enqueued by reseed.reseeding
     if reseed_of is not None:
         params["random_state"] = trial.user_attrs[TrialKey.MODEL_SEED]
+        twin = duplicate_of(ctx.study, trial)
+        if twin is not None:  # never trained, so no run: the reason stays with the trial
+            reason = (f"the same configuration and seed as trial {twin} (two workers began "
+                      f"the reseed trials at once): not trained twice")
+            trial.set_user_attr(TrialKey.STATUS, "duplicate")
+            trial.set_user_attr(TrialKey.REASON, reason)
+            raise optuna.TrialPruned(f"duplicate of trial {twin}")
     if trial.number in endless_trials():  # fault tests only: a trial that cannot end first
         params["max_epochs"] = 10**9
     logged = {**MLPClassifier(**params).get_params(),
@@ -180,11 +187,6 @@ def objective(ctx: Context, trial: optuna.Trial) -> float:
         _record(ctx, trial, trial_outcome(model, state, reason, time.perf_counter() - started,
                                           reference, spec), storage_ok)
 
-    twin = duplicate_of(ctx.study, trial)
-    if twin is not None:
-        close("PRUNED", f"the same configuration and seed as trial {twin} (two workers began "
-                        f"the reseed trials at once): not trained twice")
-        raise optuna.TrialPruned(f"duplicate of trial {twin}")
     try:
         sp = ctx.splits
         model.fit(data.train, sp.train[1], eval_sets={"val": (data.val, sp.val[1]),
