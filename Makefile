@@ -19,12 +19,12 @@ help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
 	  awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
-setup: $(STAMP) ## create .venv and install hpsearch (editable) with the dev tools
+setup: $(STAMP) ## create .venv and install hpsearch (editable) with the dev tools and optuna-dashboard
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,dashboard]"
 	touch $(STAMP)
 
 sweep: setup ## run (or resume) a sweep: SWEEP=sweeps/x.yaml TRIALS=N WORKERS=K (quickstart)

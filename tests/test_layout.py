@@ -223,7 +223,8 @@ def test_no_function_level_imports_of_our_own_modules_outside_the_cli():
 
 
 COMMANDS = {"hpsearch.report.report", "hpsearch.report.status", "hpsearch.study.recover",
-            "hpsearch.export.export", "hpsearch.export.predict", "hpsearch.report.followup"}
+            "hpsearch.export.export", "hpsearch.export.predict", "hpsearch.report.followup",
+            "hpsearch.report.dashboard", "hpsearch.spec.init"}
 
 
 def test_a_command_module_never_imports_another():

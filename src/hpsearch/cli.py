@@ -377,23 +377,17 @@ def ui_cmd(tracking_uri: str | None, host: str, port: int) -> None:
 
 
 @main.command("dashboard")
+@click.argument("name", required=False)
 @click.option("--storage", envvar="HPSEARCH_STORAGE", default=None, help=STORAGE_HELP)
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", type=int, default=8080, show_default=True, help="Port to listen on.")
-def dashboard_cmd(storage: str | None, host: str, port: int) -> None:
-    """Start optuna-dashboard on the study storage (optional: pip install optuna-dashboard)."""
-    import os
-    import shutil
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; the default keeps the dashboard on this machine.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True,
+              help="Port to listen on.")
+def dashboard_cmd(name: str | None, storage: str | None, host: str, port: int) -> None:
+    """Start optuna-dashboard over the study storage (study NAME's page, or every study)."""
+    from .report.dashboard import serve
 
-    from .errors import HpsearchError
-    from .study.store import resolve_storage_url
-
-    exe = shutil.which("optuna-dashboard")
-    if exe is None:
-        raise HpsearchError("optuna-dashboard is not installed: pip install -e '.[dashboard]'"
-                            " (or pip install optuna-dashboard)")
-    url = resolve_storage_url(storage)
-    os.execv(exe, [exe, url.removeprefix("journal:"), "--host", host, "--port", str(port)])
+    serve(name, storage, host, port, click.echo)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import optuna
 
 from .._version import __version__
 from ..diagnosis.plots import study_plots
-from ..errors import SpecError, mask_uri
+from ..errors import mask_uri
 from ..spec.config import check_study_name, load_spec
 from ..spec.datasets import load_splits
 from ..spec.schema import SweepSpec
@@ -26,9 +26,11 @@ from ..study.noise import noise_floor
 from ..study.store import (
     StudyKey,
     count_trials,
+    create_study,
     fail_stale_trials,
     open_storage,
     ranked,
+    record_spec,
     resolve_storage_url,
     say_running,
     stale_trial_callback,
@@ -73,18 +75,7 @@ def prepare_study(spec: SweepSpec, storage_url: str, tracker: Tracker, study_nam
              "hpsearch.version": __version__, "hpsearch.spec": Path(spec.path).name}
     # a bad tracking URI fails here, before anything is made
     exp_id = tracker.experiment(study_name, about)
-    storage = open_storage(storage_url, StaleTrialHandler())
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        study = optuna.create_study(study_name=study_name, storage=storage,
-                                    direction=spec.objective.direction,  # type: ignore[arg-type]
-                                    load_if_exists=True)
-    except ValueError as exc:  # e.g. an existing study with the other direction
-        raise SpecError(f"{spec.path}: objective: {exc}") from None
-    if study.direction.name.lower() != spec.objective.direction:
-        raise SpecError(f"{spec.path}: objective.direction {spec.objective.direction} differs "
-                        f"from the existing study {study_name!r} ({study.direction.name.lower()})"
-                        f"; use another --study name")
+    study = create_study(open_storage(storage_url, StaleTrialHandler()), study_name, spec)
     attrs = study.user_attrs
     total = n_trials or int(attrs.get(StudyKey.N_TRIALS, spec.budget.n_trials))
     if n_trials is None and StudyKey.N_TRIALS in attrs:
@@ -100,7 +91,8 @@ def prepare_study(spec: SweepSpec, storage_url: str, tracker: Tracker, study_nam
     else:
         tracker.set_status(parent, "RUNNING")
     checkpoints = attrs.get(StudyKey.CHECKPOINT_DIR) or str(checkpoint_root())
-    for key, value in {StudyKey.SPEC: spec.text, StudyKey.SPEC_PATH: spec.path,
+    record_spec(study, spec.text)
+    for key, value in {StudyKey.SPEC_PATH: spec.path,
                        StudyKey.N_TRIALS: total, StudyKey.CHECKPOINT_DIR: checkpoints,
                        StudyKey.EXPERIMENT_ID: exp_id, StudyKey.PARENT_RUN_ID: parent,
                        StudyKey.TRACKING_URI: mask_uri(tracker.uri),

@@ -19,7 +19,7 @@ import yaml
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
-from ..errors import StorageError, first_line, mask_uri
+from ..errors import SpecError, StorageError, first_line, mask_uri
 from ..spec.config import check_study_name, parse_spec
 from ..spec.schema import SweepSpec
 
@@ -30,7 +30,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 class StudyKey:
     """The study's user attributes written by `hpsearch sweep` (prefixed ``hpsearch.``)."""
 
-    SPEC = "hpsearch.spec"  # the spec file's text
+    SPEC = "hpsearch.spec"  # the spec file's text (a system attribute: record_spec)
     SPEC_PATH = "hpsearch.spec_path"
     N_TRIALS = "hpsearch.n_trials"  # the requested total
     CHECKPOINT_DIR = "hpsearch.checkpoint_dir"
@@ -191,14 +191,55 @@ def join_storage_study(study_name: str, storage_url: str | None = None,
                            f"(run `hpsearch sweep` first)") from None
 
 
+def create_study(storage: optuna.storages.BaseStorage, name: str,
+                 spec: SweepSpec) -> optuna.Study:
+    """Study ``name`` for ``spec`` (created, or the existing one if its direction agrees), its
+    objective named (optuna-dashboard shows the metric's name, not "Objective 0")."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    direction = spec.objective.direction
+    try:
+        study = optuna.create_study(study_name=name, storage=storage,
+                                    direction=direction,  # type: ignore[arg-type]
+                                    load_if_exists=True)
+    except ValueError as exc:  # e.g. an existing study with the other direction
+        raise SpecError(f"{spec.path}: objective: {exc}") from None
+    if study.direction.name.lower() != direction:
+        raise SpecError(f"{spec.path}: objective.direction {direction} differs from the "
+                        f"existing study {name!r} ({study.direction.name.lower()}); use another "
+                        f"--study name")
+    name_objective(study, spec.objective.metric)
+    return study
+
+
+def name_objective(study: optuna.Study, metric: str) -> None:
+    if study.metric_names != [metric]:
+        with warnings.catch_warnings():  # "experimental" in Optuna 5
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([metric])
+
+
+SPEC_ELSEWHERE = "(the spec's text is the study's system attribute hpsearch.spec)"
+
+
+def record_spec(study: optuna.Study, text: str) -> None:
+    """Keep the spec's text in the study's system attributes: the user attributes are what
+    optuna-dashboard shows of a study, and a spec there is a wall of text. A study of 0.1 had
+    it in its user attributes: that copy, out of date once resumed, now points here."""
+    study._storage.set_study_system_attr(study._study_id, StudyKey.SPEC, text)
+    if StudyKey.SPEC in study.user_attrs:
+        study.set_user_attr(StudyKey.SPEC, SPEC_ELSEWHERE)
+
+
 def study_spec(study: optuna.Study) -> SweepSpec:
     """The sweep spec recorded in a study by `hpsearch sweep`; StorageError for other studies."""
     attrs = study.user_attrs
-    if StudyKey.SPEC not in attrs:
+    text = study._storage.get_study_system_attrs(study._study_id).get(StudyKey.SPEC)
+    if text is None and attrs.get(StudyKey.SPEC) not in (None, SPEC_ELSEWHERE):
+        text = attrs[StudyKey.SPEC]  # recorded by 0.1
+    if text is None:
         raise StorageError(f"study {study.study_name!r} was not created by hpsearch (or its "
                            f"first `hpsearch sweep` stopped before recording the spec)")
-    return parse_spec(yaml.safe_load(attrs[StudyKey.SPEC]),
-                      attrs.get(StudyKey.SPEC_PATH, "<study>"), attrs[StudyKey.SPEC])
+    return parse_spec(yaml.safe_load(text), attrs.get(StudyKey.SPEC_PATH, "<study>"), text)
 
 
 def direction_sign(study: optuna.Study) -> float:
