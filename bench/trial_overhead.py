@@ -1,6 +1,6 @@
 """The fixed cost of a trial outside training: before, every trial converted the raw Fashion-MNIST
 splits (uint8) to float32 and scaled them (train, validation, test); now a worker transforms them
-once and every trial fits on the prepared arrays (sweep.prepared + set_input_transform).
+once and every trial fits on the prepared arrays (search.trial.prepared + set_input_transform).
 
 Same model (784-256-10, Adam, 1 epoch: training pass + the 3 evaluations) both ways, alternating
 for ``--rounds`` rounds, fastest of each. The difference is what each trial no longer pays.

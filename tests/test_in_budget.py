@@ -196,7 +196,7 @@ from hpsearch.search import refit
 from hpsearch.spec import datasets
 from hpsearch.spec.config import parse_spec
 from hpsearch.model.ensemble import EnsembleClassifier
-from hpsearch.study.faults import signal_of, stop_signals
+from hpsearch.search.signals import signal_of, stop_signals
 splits = datasets.load_splits(parse_spec(yaml.safe_load(sys.argv[1])).data)
 members = []
 for seed in (1, 2):

@@ -31,7 +31,7 @@ class _Group(click.Group):
             click.echo(f"error: {exc.format_message()}", err=True)
             sys.exit(2)
         except click.Abort as exc:  # a signal at a prompt or before a command started
-            from .study.faults import exit_status
+            from .search.signals import exit_status
 
             click.echo("error: interrupted", err=True)
             sys.exit(exit_status(exc.__context__) if exc.__context__ else 130)
@@ -143,8 +143,8 @@ def sweep_cmd(spec: str, target: str | None, drop: tuple[str, ...], sep: str,
     SPEC is a YAML file, or a table (CSV or parquet) with --target."""
     import time
 
+    from .search.signals import exit_status, signal_name, signal_of, stop_signals
     from .search.sweep import run_sweep
-    from .study.faults import exit_status, signal_name, signal_of, stop_signals
 
     started = time.time()
     note_when_output_closes("the output was closed (broken pipe): the sweep goes on without "
@@ -200,8 +200,8 @@ def worker_cmd(name: str, storage: str | None, tracking_uri: str | None) -> None
     """Join study NAME (created by `hpsearch sweep`) and run trials until it is complete."""
     import os
 
+    from .search.signals import exit_status, signal_name, signal_of, stop_signals
     from .search.worker import join_study, run_trials
-    from .study.faults import exit_status, signal_name, signal_of, stop_signals
     from .study.verdicts import refresh_verdicts
     from .tracking.tracker import make_tracker
 

@@ -22,7 +22,7 @@ them into one verdict, checked in this order:
 Thresholds are settable in a sweep spec under ``diagnostics:``; the defaults are below.
 
 A trial is diagnosed when it ends, against the trials finished before it; ``revisit`` applies
-rule 5 again with the study's final best (``sweep.verdicts``).
+rule 5 again with the study's final best (``study.verdicts``).
 """
 
 from __future__ import annotations

@@ -122,8 +122,8 @@ _loads: dict[str, Callable[[str | Path], Any]] = {}
 def register_model(load: Callable[[str | Path], Any], marker: str = META) -> None:
     """How ``load_model`` builds a model from a directory holding file ``marker``.
     hpsearch.model.estimator registers ``MLPClassifier.load`` (checkpoint.json) and model.ensemble
-    ``EnsembleClassifier.load`` (ensemble.json) when imported; the package imports both, so they
-    are in place before any ``hpsearch.*`` module can be used."""
+    ``EnsembleClassifier.load`` (ensemble.json) when imported; the top-level hpsearch package
+    imports both, so they are in place before any ``hpsearch.*`` module can be used."""
     _loads[marker] = load
 
 

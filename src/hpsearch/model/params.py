@@ -1,6 +1,6 @@
 """The estimator's parameters and their bounds, in one table (like scikit-learn's
-``_parameter_constraints``): ``MLPClassifier._validate_params`` checks against it, config.py
-derives the ranges a search space may give from it, report.py the bounds a range cannot be
+``_parameter_constraints``): ``MLPClassifier._validate_params`` checks against it, spec/config.py
+derives the ranges a search space may give from it, report/advice.py the bounds a range cannot be
 widened past."""
 
 from __future__ import annotations
@@ -101,9 +101,9 @@ _NON_NEGATIVE = Interval(numbers.Real, 0)
 _COUNT = Interval(numbers.Integral, 1)
 
 # Every checked parameter, in the order ``_validate_params`` checks them (the first bad one is
-# reported). config.py (the ranges a search space may give) and report.py (bounds a range cannot
-# be widened past) read this table. Not checked here: monitor (in fit, it needs the eval sets),
-# random_state (in _rng), and the booleans.
+# reported). spec/config.py (the ranges a search space may give) and report/advice.py (bounds a
+# range cannot be widened past) read this table. Not checked here: monitor (in fit, it needs the
+# eval sets), random_state (in _rng), and the booleans.
 PARAMETERS: dict[str, Constraint] = {
     "hidden_sizes": LayerSizes(),
     "optimizer": Options(OPTIMIZERS),

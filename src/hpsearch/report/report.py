@@ -16,12 +16,13 @@ from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial, TrialState
 
 from ..diagnosis.diagnostics import VERDICTS
-from ..diagnosis.plots import draw_curves, study_plots
+from ..diagnosis.plots import draw_curves
 from ..errors import StorageError
 from ..search.reseed import table as reseed_table
 from ..spec.schema import SweepSpec
 from ..spec.space import hidden_sizes
 from ..study.noise import accuracy_se, noise_floor
+from ..study.plots import study_plots
 from ..study.store import (
     StudyKey,
     TrialKey,

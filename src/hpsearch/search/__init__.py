@@ -2,13 +2,14 @@
 
 - ``trial``: the objective: a trial's parameters, its model trained on the worker's prepared
   splits, its verdict, its end in both stores (lost to the infrastructure: retried, not counted).
-- ``callbacks``: what runs after every epoch: pruning (validation only), the MLflow epoch logger,
-  the progress line. The training loop only fires them.
+- ``callbacks``: what runs after every epoch: pruning (validation only), the MLflow epoch
+  logger. The training loop only fires them.
+- ``signals``: SIGINT, SIGTERM and SIGHUP take one path: the running trial closed and retried.
 - ``retention``: which checkpoints are kept (the top k, as logged models) and which deleted.
 - ``reseed``: the top configurations trained again with other model seeds.
 - ``refit``: the chosen model(s) trained again on train + validation, inside the budget or not.
 - ``worker``: ``hpsearch worker``, a process that joins a study and runs trials until the
-  budget is met, with stop checks, outage retries and signals.
+  budget is met, with stop checks, outage retries, signals and the progress line.
 - ``sweep``: ``hpsearch sweep``, the study and the parent run prepared, workers started,
   the end reported. Launchers for clusters join here.
 

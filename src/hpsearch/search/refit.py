@@ -39,8 +39,8 @@ from ..model.ensemble import EnsembleClassifier
 from ..model.estimator import MLPClassifier
 from ..spec.datasets import Splits
 from ..spec.schema import SweepSpec
-from ..study.faults import STOP_SIGNALS, check_stop, spawn_context, stop_signals
 from ..study.store import StudyKey, ranked, train_seconds
+from .signals import STOP_SIGNALS, check_stop, spawn_context, stop_signals
 
 # what a refit changes in the chosen checkpoint's parameters (the card lists them)
 OVERRIDES = {"early_stopping_patience": None, "restore_best_weights": False,

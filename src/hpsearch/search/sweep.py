@@ -15,14 +15,14 @@ from pathlib import Path
 import optuna
 
 from .._version import __version__
-from ..diagnosis.plots import study_plots
 from ..errors import mask_uri
 from ..spec.config import check_study_name, load_spec
 from ..spec.datasets import load_splits
 from ..spec.schema import SweepSpec
 from ..study import warmstart
-from ..study.faults import StaleTrialHandler, signal_of, stop_signals
+from ..study.faults import StaleTrialHandler
 from ..study.noise import noise_floor
+from ..study.plots import study_plots
 from ..study.store import (
     StudyKey,
     count_trials,
@@ -40,6 +40,7 @@ from ..tracking.backend import git_commit
 from ..tracking.tracker import Tracker, make_tracker
 from .reseed import resume as resume_reseed
 from .retention import checkpoint_root, outside_top
+from .signals import signal_of, stop_signals
 from .worker import join_study, run_processes, run_trials
 
 

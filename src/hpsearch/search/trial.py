@@ -20,7 +20,6 @@ from ..model.preprocessing import apply_input_transform, input_transform
 from ..spec import datasets
 from ..spec.schema import SweepSpec
 from ..spec.space import model_params, suggest
-from ..study.faults import StopCallback, endless_trials, signal_name, signal_of
 from ..study.noise import trial_noise
 from ..study.store import TrialKey, stored_trial
 from ..tracking.tracker import split_inputs
@@ -28,6 +27,7 @@ from ..tracking.trial_log import AsyncTrialLog
 from .callbacks import EpochLogger, PruningCallback
 from .reseed import duplicate_of
 from .retention import save_trial_checkpoint
+from .signals import StopCallback, endless_trials, signal_name, signal_of
 
 
 class TrialFailed(Exception):

@@ -21,15 +21,7 @@ from ..errors import HpsearchError, StorageError, describe, first_line, install_
 from ..spec import datasets
 from ..spec.registries import make_pruner, make_sampler
 from ..spec.space import grid
-from ..study.faults import (
-    StaleTrialHandler,
-    check_stop,
-    exit_status,
-    fail_and_retry,
-    signal_of,
-    spawn_context,
-    stop_signals,
-)
+from ..study.faults import StaleTrialHandler, fail_and_retry
 from ..study.noise import converged, noise_floor
 from ..study.store import (
     FINISHED,
@@ -50,6 +42,7 @@ from ..tracking.trial_log import AsyncTrialLog
 from .refit import refits_in_budget, reserve_seconds
 from .reseed import reseed_due, reseeding, trial_seconds
 from .retention import retain
+from .signals import check_stop, exit_status, signal_of, spawn_context, stop_signals
 from .trial import Context, TrialFailed, objective
 
 STOP_EXIT = {128 + s: s for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}

@@ -22,7 +22,7 @@ from ..model.columns import ColumnPlan, plan_from_spec
 from ..model.estimator import MLPClassifier
 from ..model.params import PARAMETERS, PREPROCESSING, Interval, Options
 from .checker import Checker
-from .datasets import TABLES
+from .datasets import BUILTIN, NAMES, TABLES
 from .registries import PRUNERS, SAMPLERS, Entry
 from .schema import (
     BudgetSpec,
@@ -38,7 +38,6 @@ from .schema import (
 
 OBJECTIVES = {"val_accuracy": "maximize", "val_loss": "minimize"}
 PARAM_TYPES = ("float", "int", "categorical", "fixed")
-DATASETS = ("digits", "fashion-mnist", "mnist")
 
 # MLPClassifier parameters a search space may set: all but the training settings (set for every
 # trial by the spec's training section; batch_size may be searched too) and two left at defaults.
@@ -104,9 +103,8 @@ def parse_spec(raw: Any, file: str = "<spec>", text: str = "") -> SweepSpec:
                                                       "fill"})
     dataset = d.get("dataset", str, "digits")
     kind, _, table = dataset.partition(":")
-    if dataset not in DATASETS and not (kind in TABLES and table):
-        d.fail(f"is unknown: {dataset!r} (choose from {', '.join(DATASETS)}, csv:<path>, "
-               f"parquet:<path>)", "dataset")
+    if dataset not in BUILTIN and not (kind in TABLES and table):
+        d.fail(f"is unknown: {dataset!r} (choose from {', '.join(NAMES)})", "dataset")
     target = d.get("target", str, None, allow_none=True)
     if kind in TABLES and not target:
         d.fail(f"is required for a {kind}: dataset (the label column)", "target")

@@ -48,8 +48,9 @@ CLASS_NAMES = {
     "mnist": [str(d) for d in range(10)],
     "digits": [str(d) for d in range(10)],
 }
-NAMES = ("digits", "fashion-mnist", "mnist", "csv:<path>", "parquet:<path>")
+BUILTIN = ("digits", "fashion-mnist", "mnist")
 TABLES = ("csv", "parquet")  # <kind>:<path> datasets: a table with a target column
+NAMES = (*BUILTIN, *(f"{kind}:<path>" for kind in TABLES))
 
 
 @dataclass(frozen=True)
@@ -218,6 +219,6 @@ def load_splits(data: DataSpec) -> Splits:
     ds = load(data.dataset, data_dir=data.data_dir, target=data.target, columns=data.columns,
               sep=data.sep)
     splits = split(ds, data.val_fraction, data.test_fraction, data.seed)
-    if data.target is None or data.columns is None:
+    if data.target is None:  # not a table
         return splits
     return dataclasses.replace(splits, columns=plan_json(data.columns, data.target))

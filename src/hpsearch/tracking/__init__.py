@@ -10,5 +10,5 @@
 
 May import: ``model`` (a checkpoint written as an MLflow model), ``diagnosis`` (the curves of a
 trial run), ``errors``, ``_version``. The only layer that holds an MLflow client; nothing here
-knows Optuna.
+reads a study (backend records Optuna's version, nothing more).
 """

@@ -1,6 +1,6 @@
 """The tracker's model half: kept checkpoints as MLflow 3 logged models (logged, found, deleted,
 downloaded), the export's registration, and the dataset inputs of a trial run. A mixin of
-tracking.Tracker, so that the tracker stays the one object with an MLflow client."""
+tracking.tracker.Tracker, so that the tracker stays the one object with an MLflow client."""
 
 from __future__ import annotations
 
