@@ -13,7 +13,7 @@ WORKERS ?=
 NAME ?= $(shell sed -n 's/^name:[[:space:]]*//p' $(SWEEP) 2>/dev/null | head -n 1)
 SWEEP_ARGS = $(if $(TRIALS),--trials $(TRIALS)) $(if $(WORKERS),--workers $(WORKERS))
 
-.PHONY: help setup sysdeps sweep status report export next ui demo-distributed test test-fast lint bench bench-efficiency clean
+.PHONY: help setup sysdeps sweep status report export next ui dashboard demo-distributed docs-image test test-fast lint bench bench-efficiency clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -44,6 +44,12 @@ next: setup ## write sweeps/NAME-next.yaml, the follow-up spec the report recomm
 
 ui: setup ## MLflow UI on http://127.0.0.1:5000 over the embedded store
 	$(BIN)/hpsearch ui
+
+dashboard: setup ## optuna-dashboard on http://127.0.0.1:8080 over the study storage
+	$(BIN)/hpsearch dashboard $(NAME)
+
+docs-image: setup ## docs/images/verdicts.png, README's picture (a quickstart sweep's report)
+	bash scripts/docs-image.sh
 
 demo-distributed: setup ## 3 workers on a local PostgreSQL + MLflow server (root; see docs/scaling.md)
 	bash scripts/demo-distributed.sh
