@@ -174,7 +174,7 @@ def test_csv_loads_and_splits(tmp_path):
 
 
 @pytest.mark.parametrize("text,target,match", [
-    ("a,b,label\n1,2,x\n3,oops,y\n", "label", r"column 'b' is not numeric \(e.g. 'oops' in row 3"),
+    ("a,b,label\n1,2,x\n3,oops,y\n", "label", r"column 'b' is not numeric \(e.g. 'oops' in line 3"),
     ("a,b,label\n1,2,x\n3,,y\n", "label", "column 'b' has 1 missing value"),
     ("a,b,label\n1,2,x\n3,4,y\n", "class", "unknown target column 'class'"),
     ("a,b,label\n1,2,x\n3,4,x\n", "label", "target column 'label' has 1 class"),

@@ -146,7 +146,7 @@ def test_the_sweep_ends_with_the_export_inside_its_budget(tmp_path, monkeypatch)
                      r"about [0-9]+ s would not end before it", r.output), r.output
     assert "refit: member 1/1 (trial 0) on train + validation" in r.output
     assert "exported an ensemble led by trial 0 (refit on train + validation) to exports/inb: " \
-           f"validation {study.best_value:.4f}, test accuracy" in r.output
+           f"val_accuracy {study.best_value:.4f}, test accuracy" in r.output
     assert "registered as inb version 1" in r.output and "sweep and export: " in r.output
     model = hpsearch.load(tmp_path / "exports" / "inb")
     metrics = json.loads((tmp_path / "exports/inb/test_metrics.json").read_text())

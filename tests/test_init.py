@@ -103,6 +103,16 @@ def test_a_table_with_text_and_gaps_is_swept_exported_and_predicted_from_raw_row
 
     served = mlflow.pyfunc.load_model(str(here / "exports" / "mixed")).predict(raw)
     assert served["label"].tolist() == predicted["label"].tolist()
+    loaded = hpsearch.load(here / "exports" / "mixed")  # the model keeps its table's plan
+    assert loaded.predict(raw).tolist() == predicted["label"].tolist()
+    assert loaded.columns_["features"] == ["color=blue", "color=green", "color=red", "size"]
+    raw.to_csv("semi.csv", index=False, sep=";")
+    r = run("predict", "exports/mixed", "semi.csv", "--sep", ";", "--out", "semi.out.csv")
+    assert r.exit_code == 0, r.output
+    assert pd.read_csv(here / "semi.out.csv")["label"].tolist() == predicted["label"].tolist()
+    raw.to_parquet("new.parquet")
+    r = run("predict", "exports/mixed", "new.parquet")
+    assert r.exit_code == 0, r.output
     r = run("predict", "exports/mixed", "mixed.csv")  # the label column is left out
     assert r.exit_code == 0, r.output
     bad = raw.drop(columns=["color"])
@@ -127,7 +137,9 @@ def write(here, name: str, text: str) -> str:
 @pytest.mark.parametrize("case,message", [
     ("missing target", "bad.csv: unknown target column 'species'; the columns are a, b, kind"),
     ("one class", "bad.csv: target column 'species' has 1 class ('x' in every row)"),
-    ("text column", "bad.csv: column 'note' is text with 10000 distinct values in 10000 rows"),
+    ("text column", "bad.csv: text with more distinct values than categories (at most 50) in "
+                    "10000 rows, an identifier or free text: column 'note' (10000 distinct); "
+                    "drop it with --drop note"),
     ("empty file", "bad.csv: the file is empty"),
     ("semicolon", "bad.csv: one column read, and its header holds ';': the file looks "
                   "';'-separated; pass --sep ';'"),
@@ -172,6 +184,26 @@ def test_the_semicolon_file_with_its_separator_and_a_dropped_text_column(here):
     assert spec.data.sep == ";" and spec.data.columns.drop == ("note",)
 
 
+def test_every_refused_column_is_named_at_once_and_a_typo_gets_a_suggestion(here):
+    frame = mixed_table(200)
+    frame["customer"] = [f"C{100000 + i}" for i in range(200)]
+    frame["notes"] = [f"called on day {i}" for i in range(200)]
+    frame.to_csv("ids.csv", index=False)
+    r = run("init", "ids.csv", "--target", "label")
+    assert r.exit_code == 2 and r.output.strip().splitlines() == [
+        "error: ids.csv: text with more distinct values than categories (at most 50) in 200 "
+        "rows, an identifier or free text: columns 'customer' (200 distinct), 'notes' (200 "
+        "distinct); drop them with --drop customer --drop notes"], r.output
+    r = run("init", "ids.csv", "--target", "Label")
+    assert r.exit_code == 2 and "unknown target column 'Label' (did you mean 'label'?)" in r.output
+    r = run("init", "ids.csv", "--target", "label", "--drop", "customer", "--drop", "notes")
+    assert r.exit_code == 0, r.output
+    assert (here / "sweeps" / "ids.yaml").read_text().startswith(
+        "# Written by `hpsearch init ids.csv --target label --drop customer --drop notes`")
+    r = run("predict", "exports/nosuch", "ids.csv")
+    assert r.exit_code == 2 and r.output.startswith("error: exports/nosuch: no such directory")
+
+
 def test_usage_mistakes_of_sweep_with_a_table(here):
     bundled(load_iris).to_csv("iris.csv", index=False)
     r = run("sweep", "iris.csv")
@@ -202,3 +234,17 @@ def test_sweep_from_python_on_a_dataframe_and_on_arrays(here):
         hpsearch.sweep(X[:, :3], y, trials=2, name=first.name, echo=None)
     with pytest.raises(hpsearch.DataError, match="y: 150 labels, one per row of X"):
         hpsearch.sweep(X, y[:10], echo=None)
+    # mistakes in Python's words, before anything is written
+    with pytest.raises(hpsearch.DataError, match=r"X: unknown target column 'Diagnosis' "
+                                                 r"\(did you mean 'diagnosis'\?\)"):
+        hpsearch.sweep(frame, target="Diagnosis", name="typo", echo=None)
+    notes = frame.assign(notes=[f"note {i}" for i in range(len(frame))])
+    with pytest.raises(hpsearch.DataError, match=r"column 'notes' \(569 distinct\); drop it "
+                                                 r"with drop=\['notes'\]"):
+        hpsearch.sweep(notes, target="diagnosis", name="notes", echo=None)
+    assert not (here / "data" / "notes.parquet").exists()
+    s = hpsearch.sweep(notes, target="diagnosis", name="notes", trials=2, drop=["notes"],
+                       echo=None)
+    assert s.best_model.predict(notes.drop(columns=["diagnosis"]).head(3)).shape == (3,)
+    r = run("sweep", str(s.spec_path), "--trials", "1")  # resumed below what it holds
+    assert "sweep notes: 2 trials done, more than the 1 asked, 0 to run" in r.output, r.output

@@ -225,7 +225,7 @@ def test_refit_trains_the_chosen_model_again_on_train_and_validation(swept, monk
     assert f"refit: trial {best.number} on train + validation ({len(y)} samples, " \
            f"{chosen.best_epoch_} of 15 epochs, seed {chosen.random_state})" in r.output
     assert f"exported trial {best.number} (refit on train + validation) to exports/refit: " \
-           f"validation {best.value:.4f}" in r.output
+           f"val_accuracy {best.value:.4f}" in r.output
     model = hpsearch.load(root / "exports" / "refit")
     # the chosen configuration, but for the three settings that need a validation split
     assert OVERRIDES == {"early_stopping_patience": None, "restore_best_weights": False,

@@ -21,6 +21,7 @@ from .errors import DataError, SpecError
 from .export.export import ExportResult, export_model, find_checkpoint
 from .model.checkpoint import load_model
 from .search.sweep import run_sweep
+from .spec import tables
 from .spec.config import check_study_name
 from .spec.init import init_spec
 from .study.store import join_storage_study, resolve_storage_url, study_spec
@@ -60,6 +61,8 @@ def sweep(X: Any, y: Any = None, *, target: str | None = None, trials: int = 30,
     ``hpsearch init`` checks a table (text columns one-hot encoded, missing numbers filled,
     ``drop`` left out). Progress goes to ``echo`` (None: silent)."""
     frame, target = _frame(X, y, target)
+    # the checks `hpsearch init` makes, before anything is written, in Python's words
+    tables.inspect(frame, target, "X", tuple(drop), lambda cols: f"drop={cols!r}")
     digest = _digest(frame)
     name = check_study_name(name) if name else f"sweep-{digest[:8]}"
     data = Path("data") / f"{name}.parquet"
@@ -104,8 +107,9 @@ def _frame(X: Any, y: Any, target: str | None) -> tuple[Any, str]:
                             f"{x.shape}")
         frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(x.shape[1])])
     if y is None:
-        if target is None or target not in frame.columns:
+        if target is None:
             raise DataError("y: give the labels, or target=COLUMN of the DataFrame X")
+        tables.labels(frame, target, "X")  # an unknown column: named, with the columns
         return frame, target
     labels = np.asarray(y)
     if labels.ndim != 1 or len(labels) != len(frame):

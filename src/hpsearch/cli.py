@@ -148,7 +148,7 @@ def sweep_cmd(spec: str, target: str | None, drop: tuple[str, ...], sep: str,
 
     started = time.time()
     note_when_output_closes("the output was closed (broken pipe): the sweep goes on without "
-                            "printing; `hpsearch status NAME` follows it, Ctrl-C stops it")
+                            "printing to it; `hpsearch status` follows it, Ctrl-C stops it")
     if target is not None:
         from .spec.init import table_spec
 
@@ -300,7 +300,7 @@ def _say_exported(r: Any) -> None:
     """What an export made: its model, scores and registration (an ExportResult)."""
     what = f"an ensemble led by trial {r.trial}" if r.members else f"trial {r.trial}"
     what += " (refit on train + validation)" if r.refit else ""
-    click.echo(f"exported {what} to {r.path}: validation {r.value:.4f}, "
+    click.echo(f"exported {what} to {r.path}: {r.metric} {r.value:.4f}, "
                f"test accuracy {r.test_accuracy:.4f} (computed once, now)")
     click.echo(r.message)
 
@@ -326,14 +326,16 @@ def next_cmd(name: str, out: str | None, force: bool, storage: str | None) -> No
 
 @main.command("predict")
 @click.argument("model_dir", type=click.Path())
-@click.argument("csv_file", type=click.Path())
+@click.argument("data_file", type=click.Path())
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Output CSV (default: <input>.predictions.csv beside the input).")
-def predict_cmd(model_dir: str, csv_file: str, out: str | None) -> None:
-    """Predict labels and class probabilities for the rows of CSV_FILE (raw features)."""
+@click.option("--sep", default=",", show_default=True, help=SEP_HELP)
+def predict_cmd(model_dir: str, data_file: str, out: str | None, sep: str) -> None:
+    """Predict labels and class probabilities for the rows of DATA_FILE: a CSV of raw features,
+    or, for a model of a table, rows of that table (CSV or parquet, the target left out)."""
     from .export.predict import predict_csv
 
-    click.echo(f"predictions: {predict_csv(model_dir, csv_file, out)}")
+    click.echo(f"predictions: {predict_csv(model_dir, data_file, out, sep)}")
 
 
 @main.command("recover")

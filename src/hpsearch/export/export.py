@@ -57,6 +57,7 @@ class ExportResult:
     version: str | None
     champion: str | None
     message: str
+    metric: str = "validation"  # the objective's metric, which ``value`` is
     members: list[int] | None = None  # an ensemble's member trials
     refit: dict[str, Any] | None = None  # refit on train + validation: samples, epochs, s
 
@@ -220,7 +221,7 @@ def _export(name: str, study: Any, spec: SweepSpec, trial: Any, ckpt: Path,
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
     try:
         model_dir = staging / "model"
-        save_pyfunc(model_dir, ckpt, x_test[:3], splits.feature_names, columns=splits.columns)
+        save_pyfunc(model_dir, ckpt, x_test[:3], splits.feature_names)
         metrics = {"trial": trial.number, "objective": spec.objective.metric,
                    "validation_value": value, "test_accuracy": test_accuracy,
                    "test_loss": test_loss, "test_samples": int(len(y_test)),
@@ -251,7 +252,7 @@ def _export(name: str, study: Any, spec: SweepSpec, trial: Any, ckpt: Path,
             {"hpsearch.export": "ensemble" if card is not None else "single",
              "hpsearch.refit": "true" if refit else "false"})
     return ExportResult(final, trial.number, value, test_accuracy, test_loss, version, champion,
-                        message, refit=refit[0] if refit else None)
+                        message, spec.objective.metric, refit=refit[0] if refit else None)
 
 
 def export_ensemble(name: str, k: int, out: str | Path | None = None,

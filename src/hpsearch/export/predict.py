@@ -3,29 +3,27 @@ checkpoint) for a CSV of raw features, with or without a header row."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import DataError
-from ..model.checkpoint import load, locate
-from ..model.columns import COLUMNS_FILE, check_numeric, plan_from_json
-from ..model.columns import apply as apply_plan
+from ..model.checkpoint import load
+from ..model.columns import check_numeric, model_columns, table_features
 from ..model.frames import prediction_frame
 from ..spec import tables
 
 
-def predict_csv(model_dir: str | Path, csv_path: str | Path, out: str | Path | None) -> Path:
-    """Predicted labels and probabilities for every row of a CSV of raw features."""
+def predict_csv(model_dir: str | Path, csv_path: str | Path, out: str | Path | None,
+                sep: str = ",") -> Path:
+    """Predicted labels and probabilities for every row of a table of raw features (a CSV,
+    or for a model of a table, the table's own columns in a CSV or parquet file)."""
     model = load(model_dir)
     path = Path(csv_path)
-    plan = locate(model_dir) / COLUMNS_FILE
-    if plan.is_file():  # a model of a table: rows with the table's columns, made features alike
-        columns = json.loads(plan.read_text())
-        x, _ = apply_plan(tables.read_table(path), plan_from_json(columns), path,
-                          columns["target"])
+    columns = model_columns(model)
+    if columns:  # a model of a table: its rows, text categories and gaps included
+        x = table_features(columns, tables.read_table(path, sep), str(path))
         return _write(prediction_frame(model, x), path, out)
     frame = tables.read_csv(path, header_optional=True)
     names = getattr(model, "feature_names_in_", None)

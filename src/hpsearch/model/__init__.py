@@ -6,6 +6,7 @@
   training and for a served model alike (``columns.json`` beside an exported checkpoint).
 - ``estimator``: ``MLPClassifier``, the scikit-learn estimator around the ``nn`` engine.
 - ``frames``: its history and its predictions as DataFrames (the output of every way to serve).
+- ``state``: the fitted estimator as the checkpoint format holds it, and back.
 - ``checkpoint``: the checkpoint directory (``weights.npz`` + ``checkpoint.json``, never
   unpickled) and ``load``, which builds whichever model a directory holds.
 - ``ensemble``: ``EnsembleClassifier``, weighted kept checkpoints, and the greedy selection.

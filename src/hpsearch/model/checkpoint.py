@@ -146,4 +146,7 @@ def load_model(path: str | Path) -> Any:
 
 def load(path: str | Path) -> Any:
     """``load_model`` of a checkpoint directory or of a ``hpsearch export`` directory."""
+    if not Path(path).exists():
+        raise CheckpointError(f"{path}: no such directory (an `hpsearch export` directory or "
+                              f"a checkpoint)")
     return load_model(locate(path))

@@ -1,7 +1,8 @@
 """How a table's rows become a model's features: the column plan (columns dropped, categorical
 columns one-hot encoded, missing numbers filled) and ``apply``, which runs it. The same code makes
-the training features (a spec's ``data`` section) and a served model's inputs (``columns.json``
-beside an exported checkpoint), so a model answers rows with the table's own columns.
+the training features (a spec's ``data`` section) and a model's inputs (``table_features``, with
+the plan the model keeps in its checkpoint), so a model answers rows with the table's own
+columns, loaded by hpsearch, by MLflow or served.
 
 Every problem is one ``DataError`` line naming the file (or input) and the column.
 """
@@ -16,8 +17,6 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-
-COLUMNS_FILE = "columns.json"  # beside an exported checkpoint: the table's target and plan
 
 
 @dataclass(frozen=True)
@@ -42,10 +41,30 @@ class ColumnPlan:
         return out
 
 
-def plan_json(plan: ColumnPlan | None, target: str) -> dict[str, Any]:
-    """What an exported model keeps of its table (columns.json): the target column and the plan,
-    so that new rows with the table's own columns are made into features the same way."""
-    return {"target": target, **(plan or ColumnPlan()).as_spec()}
+def plan_json(plan: ColumnPlan | None, target: str,
+              features: list[str] | None = None) -> dict[str, Any]:
+    """What a model of a table keeps of it (``columns_``, in its checkpoint): the target column,
+    the plan and the features it makes, so that the table's own rows are made into features
+    the same way wherever the model goes."""
+    return {"target": target, **(plan or ColumnPlan()).as_spec(), "features": features or []}
+
+
+def model_columns(model: Any) -> dict[str, Any] | None:
+    """The table a model (or an ensemble's members) was trained on, if it was."""
+    members = getattr(model, "members", None)
+    return getattr(members[0][0] if members else model, "columns_", None)
+
+
+def table_features(columns: dict[str, Any] | None, X: Any, where: str = "input") -> Any:
+    """``X`` as a model of a table takes it: a DataFrame of the table's own columns made into
+    its features by the plan (one with the features' names already, or an array, unchanged)."""
+    if not columns or not hasattr(X, "columns"):
+        return X
+    features = columns.get("features") or []
+    if features and set(features) <= set(map(str, X.columns)):
+        return X[features].to_numpy()
+    x, _ = apply(X, plan_from_json(columns), where, columns.get("target"))
+    return x
 
 
 def check_numeric(frame: Any, path: str | Path) -> None:
@@ -58,7 +77,7 @@ def check_numeric(frame: Any, path: str | Path) -> None:
             numeric = pd.to_numeric(values, errors="coerce")
             bad = values[numeric.isna() & values.notna()]
             example = repr(bad.iloc[0]) if len(bad) else "?"
-            raise DataError(f"{path}: column {col!r} is not numeric (e.g. {example} in row "
+            raise DataError(f"{path}: column {col!r} is not numeric (e.g. {example} in line "
                             f"{int(bad.index[0]) + 2 if len(bad) else '?'})")
         if values.isna().any():
             row = int(values.index[values.isna()][0]) + 2  # +1 header, +1 one-based

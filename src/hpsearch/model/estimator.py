@@ -18,10 +18,10 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-from ..errors import CheckpointError
 from ..nn import Network, TrainConfig, make_optimizer, make_schedule, train
 from ..nn.functional import softmax
-from . import checkpoint
+from . import checkpoint, state
+from .columns import table_features
 from .frames import history_frame, prediction_frame  # 0.1 exports' serving.py imports it here
 from .params import PARAMETERS
 from .preprocessing import apply_input_transform, input_transform
@@ -278,6 +278,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     def _inputs(self, X: Any) -> np.ndarray:
         """``X`` checked as scikit-learn does; one 1-D row of the model's features is one sample."""
         check_is_fitted(self, "net_")
+        X = table_features(getattr(self, "columns_", None), X)  # a table's rows, as they are
         if not hasattr(X, "columns") and (row := np.asarray(X)).ndim == 1:
             if row.shape[0] != self.n_features_in_:  # several samples are a 2-D array
                 raise ValueError(f"X is one sample of {row.shape[0]} values; the model takes "
@@ -297,77 +298,15 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     # -- state and checkpoints ------------------------------------------------------------
     def checkpoint_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        """The fitted model as ``checkpoint.write`` takes it: ``meta`` (parameters, layer sizes,
-        dtype, classes, features, training summary; JSON-able) and ``arrays`` (weights, biases,
-        input transform)."""
+        """The fitted model as ``checkpoint.write`` takes it (model/state.py)."""
         check_is_fitted(self, "net_")
-        net = self.net_
-        arrays = {f"W{i}": w for i, w in enumerate(net.weights)}
-        arrays |= {f"b{i}": b for i, b in enumerate(net.biases)}
-        arrays |= {"input_offset": self.input_offset_, "input_scale": self.input_scale_}
-        params = {k: _jsonable(v) for k, v in self.get_params().items()}
-        if not isinstance(params.get("random_state"), int | type(None)):
-            params["random_state"] = None  # a RandomState object cannot be stored as JSON
-        classes = self.classes_
-        meta = {
-            "params": params,
-            "sizes": net.sizes,
-            "dtype": str(net.dtype),
-            "classes": [_jsonable(c) for c in classes.tolist()],
-            "classes_dtype": classes.dtype.str if classes.dtype.kind != "O" else "str",
-            "n_features_in": int(self.n_features_in_),
-            "feature_names_in": (list(map(str, self.feature_names_in_))
-                                 if hasattr(self, "feature_names_in_") else None),
-            "monitor": self.monitor_,
-            "best_epoch": self.best_epoch_,
-            "best_score": self.best_score_,
-            "status": self.status_,
-            "stop_reason": self.stop_reason_,
-            "history": self.history_,
-        }
-        return meta, arrays
+        return state.to_state(self)
 
     @classmethod
     def from_checkpoint_state(cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
                               source: str | Path) -> MLPClassifier:
-        """The fitted model that ``checkpoint_state`` described, from the (meta, arrays) of
-        ``checkpoint.read`` (which has checked the arrays against ``sizes`` and ``dtype``);
-        CheckpointError naming ``source``, the checkpoint's JSON file, otherwise."""
-        try:
-            params = dict(meta["params"])
-            params["hidden_sizes"] = tuple(params["hidden_sizes"])
-            model = cls(**params)
-            model._validate_params()
-            cdtype = meta["classes_dtype"]
-            classes = np.asarray(meta["classes"], dtype=object if cdtype == "str" else cdtype)
-            if cdtype == "str":
-                classes = classes.astype(str)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"{source}: malformed config ({exc})") from None
-        sizes = [int(s) for s in meta["sizes"]]
-        if sizes[-1] != len(classes) or sizes[1:-1] != list(params["hidden_sizes"]):
-            raise CheckpointError(f"{source}: sizes {sizes} disagree with the "
-                                  f"classes/hidden_sizes recorded")
-        net = Network(sizes, dtype=meta["dtype"])
-        for i in range(net.n_layers):
-            net.weights[i][...] = arrays[f"W{i}"]
-            net.biases[i][...] = arrays[f"b{i}"]
-        model.net_ = net
-        model.classes_ = classes
-        model.n_features_in_ = sizes[0]
-        if meta.get("feature_names_in"):
-            model.feature_names_in_ = np.asarray(meta["feature_names_in"], dtype=object)
-        model.input_offset_ = arrays["input_offset"]
-        model.input_scale_ = arrays["input_scale"]
-        model.history_ = list(meta.get("history") or [])
-        model.best_epoch_ = meta.get("best_epoch", 0)
-        model.best_score_ = float(meta.get("best_score") or "nan")
-        model.monitor_ = meta.get("monitor", "train_loss")
-        model.status_ = meta.get("status", "completed")
-        model.stop_reason_ = meta.get("stop_reason", "")
-        model.n_epochs_ = len(model.history_)
-        model.train_time_s_ = float("nan")  # not recorded in checkpoints
-        return model
+        """The fitted model that ``checkpoint_state`` described (model/state.py)."""
+        return state.from_state(cls, meta, arrays, source)
 
     def save(self, path: str | Path) -> Path:
         """Write the fitted model to directory ``path`` (weights.npz + checkpoint.json)."""
@@ -383,14 +322,6 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_class = True
         return tags
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, tuple | list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 # checkpoint.load_model and checkpoint.load (kept for the modules that import them from there)

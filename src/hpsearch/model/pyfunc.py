@@ -17,7 +17,6 @@ import numpy as np
 from mlflow.models import Model, infer_signature
 
 from .checkpoint import load_model
-from .columns import COLUMNS_FILE
 from .frames import prediction_frame
 
 # saving a model validates its input example by loading it back, with a progress bar each time
@@ -35,7 +34,7 @@ SERVING = Path(__file__).resolve().with_name("serving.py")
 
 def save_pyfunc(path: Path, ckpt: Path, example: np.ndarray,
                 feature_names: list[str] | None, mlflow_model: Model | None = None,
-                with_example: bool = True, columns: dict[str, Any] | None = None) -> None:
+                with_example: bool = True) -> None:
     """Write the MLflow model of checkpoint ``ckpt`` to ``path``. ``example``: a few rows of
     raw features (the input example). An output schema only: serving.py takes arrays, lists and
     DataFrames (its docstring says why no input schema) and checks the feature count itself."""
@@ -46,8 +45,6 @@ def save_pyfunc(path: Path, ckpt: Path, example: np.ndarray,
         shutil.copytree(ckpt, staged)
         if feature_names:  # serving.py takes a DataFrame's columns by these names
             (staged / serving_features_file()).write_text(json.dumps(list(feature_names)))
-        if columns:  # a table's column plan: rows with the table's columns are made features
-            (staged / COLUMNS_FILE).write_text(json.dumps(columns))
         predictions = prediction_frame(load_model(staged), example)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

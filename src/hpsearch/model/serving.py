@@ -63,10 +63,6 @@ class HpsearchModel(PythonModel):
         self.names = [str(n) for n in names] if names is not None else None
         if (ckpt / "feature_names.json").is_file():  # written by hpsearch.model.pyfunc.save_pyfunc
             self.names = json.loads((ckpt / "feature_names.json").read_text())
-        # a table's target and column plan: a DataFrame with the table's own columns (text
-        # categories, missing numbers) is made into the features the model was trained on
-        self.columns = (json.loads((ckpt / "columns.json").read_text())
-                        if (ckpt / "columns.json").is_file() else None)
 
     # The hint np.ndarray is one MLflow infers no schema from, so it enforces none and asks for
     # none (no hint at all makes it warn on every save). The input may be any of the forms
@@ -75,24 +71,23 @@ class HpsearchModel(PythonModel):
                 params: dict[str, Any] | None = None) -> pd.DataFrame:
         from hpsearch.model.frames import prediction_frame
 
-        if self.columns and isinstance(model_input, pd.DataFrame) and not set(
-                self.names or ()) <= set(map(str, model_input.columns)):
-            model_input = _table_features(model_input, self.columns)
+        columns = getattr(self.model, "columns_", None)  # a model of a table: its own rows
+        if columns and isinstance(model_input, pd.DataFrame):
+            model_input = _table_features(columns, model_input)
         return prediction_frame(self.model, features(model_input, self.model.n_features_in_,
                                                      self.names))
 
 
 
-def _table_features(frame: pd.DataFrame, columns: dict[str, Any]) -> np.ndarray:
-    """A DataFrame with the table's own columns as the model's features (columns.json's plan)."""
+def _table_features(columns: dict[str, Any], frame: pd.DataFrame) -> Any:
+    """A DataFrame of the table's own columns as the model's features (its column plan)."""
     from hpsearch.errors import DataError
-    from hpsearch.model.columns import apply, plan_from_json
+    from hpsearch.model.columns import table_features
 
     try:
-        x, _ = apply(frame, plan_from_json(columns), "input", columns["target"])
+        return table_features(columns, frame)
     except DataError as exc:
         raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
-    return x
 
 
 mlflow.models.set_model(HpsearchModel())

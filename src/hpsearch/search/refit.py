@@ -106,7 +106,14 @@ def refit_model(model: MLPClassifier, splits: Splits, label: str,
     x, y = _train_val(splits)
     echo(_announce(label, params, epochs, len(y)))
     refit, seconds = _train(params, epochs, x, y)
+    keep_columns(model, refit)
     return refit, _checked(refit, seconds, label, epochs, len(y), params["schedule"], echo)
+
+
+def keep_columns(chosen: MLPClassifier, refit: MLPClassifier) -> None:
+    """A model of a table keeps its column plan through the refit: it takes the same rows."""
+    if getattr(chosen, "columns_", None):
+        refit.columns_ = chosen.columns_
 
 
 # -- members in parallel: processes of our own (multiprocessing.Pool replaces a process that
@@ -200,6 +207,8 @@ def refit_ensemble(ens: EnsembleClassifier, splits: Splits,
              f"{processes} at a time...")
         _refit_parallel(jobs, x, y, processes, finished)
     notes = [done[i][1] for i in range(len(jobs))]
+    for i, (chosen, _, _) in enumerate(ens.members):
+        keep_columns(chosen, done[i][0])
     members = [(done[i][0], w, n) for i, (_, w, n) in enumerate(ens.members)]
     return EnsembleClassifier(members), {
         "samples": notes[0]["samples"], "epochs": [n["epochs"] for n in notes],

@@ -65,7 +65,7 @@ def retain(study: optuna.Study, keep: int, number: int, log: AsyncTrialLog,
             staged = None
     if staged is not None:
         log.log_model(number, experiment_id, study.study_name, staged, splits.val[0][:3],
-                      splits.feature_names, split_inputs(splits), splits.columns)
+                      splits.feature_names, split_inputs(splits))
     log.drop_models(study.study_name, outside_top(trials, top))
 
 

@@ -127,7 +127,9 @@ def run_sweep(spec_path: str | Path, n_trials: int | None = None, timeout: float
     workers = workers or spec.budget.workers or os.cpu_count() or 1  # auto: one per core
     timeout = timeout if timeout is not None else spec.budget.timeout
     deadline = time.time() + timeout if timeout else None
-    echo(f"sweep {name}: {finished} of {total} trials done, {remaining} to run on "
+    held = (f"{finished} of {total} trials done" if finished <= total else
+            f"{finished} trials done, more than the {total} asked")
+    echo(f"sweep {name}: {held}, {remaining} to run on "
          f"{min(workers, max(1, remaining))} worker(s); {spec.data.dataset}, "
          f"objective {spec.objective.metric}, tracking {mask_uri(tracker.uri)}")
     say_running(study, echo)  # trials a killed sweep may have left RUNNING

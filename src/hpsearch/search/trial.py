@@ -193,6 +193,8 @@ def objective(ctx: Context, trial: optuna.Trial) -> float:
                                                       "test": (data.test, sp.test[1])},
                   callbacks=[pruning, logger, StopCallback()])
         model.set_input_transform(params["preprocessing"], data.offset, data.scale)
+        if ctx.splits.columns:  # a table's rows, text and gaps included, are its inputs
+            model.columns_ = ctx.splits.columns
     except KeyboardInterrupt as exc:
         ctx.interrupted = trial.number
         close("INTERRUPTED", f"interrupted by {signal_name(signal_of(exc))}; retried with the "

@@ -221,4 +221,5 @@ def load_splits(data: DataSpec) -> Splits:
     splits = split(ds, data.val_fraction, data.test_fraction, data.seed)
     if data.target is None:  # not a table
         return splits
-    return dataclasses.replace(splits, columns=plan_json(data.columns, data.target))
+    return dataclasses.replace(splits, columns=plan_json(data.columns, data.target,
+                                                         splits.feature_names))

@@ -64,7 +64,7 @@ def init_spec(data: str | Path, target: str, out: str | Path | None = None,
                         f"--force to write it anew, or -o to write elsewhere")
     rows, n_features, n_classes = X.shape[0], X.shape[1], len(set(y.tolist()))
     text, summary = _render(name, data, path, target, sep, plan, notes, rows, n_features,
-                            n_classes, len(frame.columns) - 1)
+                            n_classes, len(frame.columns) - 1, tuple(drop))
     parse_spec(yaml.safe_load(text), str(path), text)  # what we write always loads
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
@@ -96,7 +96,7 @@ def _flow(value: object) -> str:
 
 def _render(name: str, data: Path, path: Path, target: str, sep: str, plan: ColumnPlan,
             notes: list[str], rows: int, n_features: int, n_classes: int,
-            columns: int) -> tuple[str, str]:
+            columns: int, asked_drop: tuple[str, ...] = ()) -> tuple[str, str]:
     b = _budget(rows, n_features, n_classes)
     where = os.path.relpath(data.resolve(), path.parent.resolve())
     kind = "parquet" if data.suffix.lower() in tables.PARQUET else "csv"
@@ -117,8 +117,9 @@ def _render(name: str, data: Path, path: Path, target: str, sep: str, plan: Colu
                if b["timeout"] else "")
     workers = ("1     # trials this short: a second process costs more than it saves"
                if b["workers"] == 1 else "auto  # one worker process per core")
+    asked = "".join(f" --drop {c}" for c in asked_drop) + (f" --sep '{sep}'" if sep != "," else "")
     text = f"""\
-# Written by `hpsearch init {data} --target {target}`: {rows} rows, {columns} columns ->
+# Written by `hpsearch init {data} --target {target}{asked}`: {rows} rows, {columns} columns ->
 # {n_features} features, {n_classes} classes. Edit freely; `hpsearch sweep {path}` runs it.
 # The column plan below (drop / one_hot / fill) turns the table into numbers; `hpsearch
 # predict` applies the same plan to new rows.

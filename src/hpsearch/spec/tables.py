@@ -8,6 +8,8 @@ Every problem is one ``DataError`` line naming the file and the column.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -88,12 +90,17 @@ def labels(frame: Any, target: str, path: str | Path) -> np.ndarray:
     if target not in frame.columns:
         shown = ", ".join(map(str, frame.columns[:20]))
         more = f" and {frame.shape[1] - 20} more" if frame.shape[1] > 20 else ""
-        raise DataError(f"{path}: unknown target column {target!r}; the columns are "
+        close = difflib.get_close_matches(target, list(map(str, frame.columns)), n=1,
+                                          cutoff=0.6) or [c for c in map(str, frame.columns)
+                                                          if c.lower() == target.lower()]
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise DataError(f"{path}: unknown target column {target!r}{hint}; the columns are "
                         f"{shown}{more}")
     y = frame[target]
     if y.isna().any():
+        line = int(y.index[y.isna()][0]) + 2  # +1 header, +1 one-based
         raise DataError(f"{path}: target column {target!r} has {int(y.isna().sum())} missing "
-                        f"value(s)")
+                        f"value(s) (first in line {line})")
     values = y.to_numpy()
     if values.dtype.kind == "f":
         if not np.all(np.equal(np.mod(values, 1), 0)):
@@ -114,8 +121,13 @@ def labels(frame: Any, target: str, path: str | Path) -> np.ndarray:
     return values
 
 
-def inspect(frame: Any, target: str, path: str | Path,
-            drop: tuple[str, ...] = ()) -> tuple[ColumnPlan, list[str]]:
+def cli_drop(columns: list[str]) -> str:
+    """How to drop columns, on the command line."""
+    return " ".join(f"--drop {c}" for c in columns)
+
+
+def inspect(frame: Any, target: str, path: str | Path, drop: tuple[str, ...] = (),
+            how_to_drop: Callable[[list[str]], str] = cli_drop) -> tuple[ColumnPlan, list[str]]:
     """A plan for ``frame``'s feature columns, and one line per decision saying why. DataError
     for a column no plan can use: text with more than MAX_CATEGORIES distinct values (the line
     says to drop it)."""
@@ -123,7 +135,7 @@ def inspect(frame: Any, target: str, path: str | Path,
     unknown = [c for c in drop if c not in frame.columns]
     if unknown:
         raise DataError(f"{path}: no column {unknown[0]!r} to drop")
-    dropped, one_hot, fill, notes = list(drop), {}, {}, []
+    dropped, one_hot, fill, notes, text = list(drop), {}, {}, [], []
     notes += [f"drop {c!r}: as asked" for c in drop]
     for col in frame.columns:
         if col == target or col in drop:
@@ -140,7 +152,7 @@ def inspect(frame: Any, target: str, path: str | Path,
                 dropped.append(col)
                 notes.append(f"drop {col!r}: a row number (0, 1, 2, ... or 1, 2, 3, ...)")
             elif values.isna().any():
-                fill[col] = float(present.median())
+                fill[col] = float(f"{present.median():.6g}")
                 notes.append(f"fill {col!r}: {int(values.isna().sum())} missing value(s) "
                              f"take the median {fill[col]:g}")
         elif distinct <= MAX_CATEGORIES:
@@ -151,9 +163,14 @@ def inspect(frame: Any, target: str, path: str | Path,
                          + (f"; {int(values.isna().sum())} missing: all zeros"
                             if values.isna().any() else ""))
         else:
-            raise DataError(f"{path}: column {col!r} is text with {distinct} distinct values in "
-                            f"{len(values)} rows (an identifier or free text, not a category "
-                            f"of at most {MAX_CATEGORIES}); drop it with --drop {col}")
+            text.append(f"{col!r} ({distinct} distinct)")
+            dropped.append(col)
+    if text:
+        names = [t.split(" (")[0].strip("'") for t in text]
+        raise DataError(f"{path}: text with more distinct values than categories (at most "
+                        f"{MAX_CATEGORIES}) in {len(frame)} rows, an identifier or free text: "
+                        f"column{'s' if len(text) > 1 else ''} {', '.join(text)}; drop "
+                        f"{'them' if len(text) > 1 else 'it'} with {how_to_drop(names)}")
     features = [c for c in frame.columns if c != target and c not in dropped]
     if not features:
         raise DataError(f"{path}: no feature columns left besides the target {target!r}")

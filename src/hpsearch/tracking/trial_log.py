@@ -89,7 +89,6 @@ class LogModel:
     example: np.ndarray  # a few rows of raw features, the model's input example
     feature_names: list[str] | None
     inputs: list[SplitInput]
-    columns: dict[str, Any] | None = None  # a table's target and column plan
 
 
 @dataclass(frozen=True)
@@ -172,12 +171,11 @@ class AsyncTrialLog:
 
     def log_model(self, number: int, exp_id: str, study: str, staged: Path,
                   example: np.ndarray, feature_names: list[str] | None,
-                  inputs: list[SplitInput], columns: dict[str, Any] | None = None) -> None:
+                  inputs: list[SplitInput]) -> None:
         if self.uri == "none":
             shutil.rmtree(staged, ignore_errors=True)
             return
-        self._send(LogModel(number, exp_id, study, staged, example, feature_names, inputs,
-                            columns))
+        self._send(LogModel(number, exp_id, study, staged, example, feature_names, inputs))
 
     def drop_models(self, study: str, numbers: list[int]) -> None:
         if numbers:
@@ -284,8 +282,7 @@ class AsyncTrialLog:
         tracker.log_trial_model(
             m.exp_id, run_id, m.study, m.number, step, metrics,
             lambda path, mlflow_model: save_pyfunc(path, m.staged, m.example, m.feature_names,
-                                                   mlflow_model, with_example=False,
-                                                   columns=m.columns))
+                                                   mlflow_model, with_example=False))
 
     def _close_unfinished(self) -> None:
         for number in sorted(self._unfinished):
