@@ -93,7 +93,7 @@ def test_ctrl_c_while_closing_still_writes_the_finished_trial(store, monkeypatch
     entered = slow_finish(monkeypatch, release)
     log = AsyncTrialLog(uri)
     log.start(exp, parent, "log", 0, {"hidden_size": 8}, {})
-    log.finish(0, "COMPLETE", {"best_val_accuracy": 0.5}, {}, [], 0, "trial 0")
+    log.finish(0, "COMPLETE", {"best_val_accuracy": 0.5}, {}, [])
     # the store answers only after the interrupt
     interrupt_when(entered, closing(log), then=release.set, raised=interrupted)
     with pytest.raises(KeyboardInterrupt):
@@ -110,7 +110,7 @@ def test_a_run_never_finished_is_closed_as_killed(store):
     log = AsyncTrialLog(uri)
     log.start(exp, parent, "log", 0, {}, {})
     log.start(exp, parent, "log", 1, {}, {})
-    log.finish(1, "PRUNED", {}, {"optuna.trial.reason": "pruned at epoch 2"}, [], 0, "trial 1")
+    log.finish(1, "PRUNED", {}, {"optuna.trial.reason": "pruned at epoch 2"}, [])
     log.close()
     left, pruned = run_of(tracker, 0), run_of(tracker, 1)
     assert left.info.status == "KILLED"
@@ -128,7 +128,7 @@ def test_a_hung_store_after_ctrl_c_is_given_up_with_one_line(store, monkeypatch,
     log = AsyncTrialLog(uri)
     log.grace_after_interrupt = 0.5
     log.start(exp, parent, "log", 0, {}, {})
-    log.finish(0, "COMPLETE", {}, {}, [], 0, "trial 0")
+    log.finish(0, "COMPLETE", {}, {}, [])
     thread = log._thread
     interrupt_when(entered, closing(log))
     try:

@@ -66,7 +66,8 @@ def retain(study: optuna.Study, keep: int, number: int, log: AsyncTrialLog,
     if staged is not None:
         log.log_model(number, experiment_id, study.study_name, staged, splits.val[0][:3],
                       splits.feature_names, split_inputs(splits))
-    log.drop_models(study.study_name, outside_top(trials, top))
+    if number in top:  # it entered the top k: the one it pushed out (if any) has a model
+        log.drop_models(study.study_name, outside_top(trials, top))
 
 
 def outside_top(trials: list[optuna.trial.FrozenTrial], top: set[int]) -> list[int]:

@@ -6,9 +6,9 @@ holds ``n_trials`` trials that count (store.budget_counts), and closes the run."
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +22,6 @@ from ..spec.schema import SweepSpec
 from ..study import warmstart
 from ..study.faults import StaleTrialHandler
 from ..study.noise import noise_floor
-from ..study.plots import study_plots
 from ..study.store import (
     StudyKey,
     count_trials,
@@ -112,9 +111,11 @@ def run_sweep(spec_path: str | Path, n_trials: int | None = None, timeout: float
               echo: Callable[[str], None] = print) -> SweepResult:
     spec = load_spec(spec_path)
     storage_url = resolve_storage_url(storage_url)
-    tracker = make_tracker(tracking_uri)
-    name = check_study_name(study_name) if study_name else spec.name
-    splits = load_splits(spec.data)  # bad data fails here, before anything is recorded
+    with ThreadPoolExecutor(1) as pool:  # the tracking store opens while the data loads
+        opening = pool.submit(make_tracker, tracking_uri)
+        name = check_study_name(study_name) if study_name else spec.name
+        splits = load_splits(spec.data)  # bad data fails here, before anything is recorded
+    tracker = opening.result()
     parent_study = warmstart.parent_study(spec, name, storage_url)  # and a missing warm-start study
     study, exp_id, parent, total = prepare_study(spec, storage_url, tracker, name, n_trials)
     warm = warmstart.warm_start(study, spec, parent_study)
@@ -138,7 +139,8 @@ def run_sweep(spec_path: str | Path, n_trials: int | None = None, timeout: float
         # in-process trials stop at a safe point; a coordinator of processes at once
         with stop_signals("cooperative" if workers == 1 else "immediate"):
             if (remaining or again) and workers == 1:
-                ctx = join_study(name, storage_url, tracker.uri, echo, splits=splits)
+                ctx = join_study(name, storage_url, tracker.uri, echo, splits=splits,
+                                 checked=True)
                 run_trials(ctx, remaining, deadline)
             elif remaining or again:
                 stopped = run_processes(name, storage_url, tracker.uri, remaining,
@@ -173,8 +175,6 @@ def _finish(study: optuna.Study, tracker: Tracker, parent: str, spec: SweepSpec,
         pass
     if study.user_attrs.get(StudyKey.STOPPED):
         tracker.set_tags(parent, {"hpsearch.stopped": study.user_attrs[StudyKey.STOPPED]})
-    if not interrupted:
-        _log_study_plots(study, tracker, parent)
     # every worker has closed its log: a logged model written after another worker's retention
     # pass (a race of two workers) is deleted now, so that exactly the top k stay
     trials = study.get_trials(deepcopy=False)  # one snapshot; another worker may still run
@@ -183,12 +183,3 @@ def _finish(study: optuna.Study, tracker: Tracker, parent: str, spec: SweepSpec,
     tracker.set_status(parent, "KILLED" if interrupted else "FINISHED")
     refresh_verdicts(study, spec, tracker)  # after closing the run: a failure here loses nothing
     return result
-
-
-def _log_study_plots(study: optuna.Study, tracker: Tracker, parent: str) -> None:
-    """Optimization history and parameter importances, as PNGs on the parent run."""
-    if tracker.uri == "none":
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        for fname, _caption in study_plots(study, Path(tmp)):
-            tracker.log_artifact(parent, Path(tmp) / fname, "study")

@@ -82,7 +82,6 @@ class TrialOutcome:
     tags: dict[str, str]  # the run's tags
     attrs: dict[str, Any]  # the Optuna trial's user attributes
     history: list[dict[str, float]]
-    best_epoch: int
     diagnosis: dict[str, Any] | None
 
 
@@ -122,7 +121,7 @@ def trial_outcome(model: MLPClassifier, state: str, reason: str, seconds: float,
     attrs[TrialKey.STATUS] = status
     if reason:
         attrs[TrialKey.REASON] = reason
-    return TrialOutcome(state, summary, tags, attrs, history, best,
+    return TrialOutcome(state, summary, tags, attrs, history,
                         diagnosis.to_dict() if diagnosis else None)
 
 
@@ -130,9 +129,8 @@ def _record(ctx: Context, trial: optuna.Trial, outcome: TrialOutcome,
             storage_ok: bool) -> None:
     """Close the trial's run (queued first, so it happens even if the storage is gone), then
     record the outcome in the trial (skipped when the storage is known lost)."""
-    title = f"{ctx.study.study_name} trial {trial.number} ({outcome.state.lower()})"
     ctx.log.finish(trial.number, outcome.state, outcome.summary, outcome.tags, outcome.history,
-                   outcome.best_epoch, title, outcome.diagnosis)
+                   outcome.diagnosis)
     if storage_ok:
         for key, value in outcome.attrs.items():
             trial.set_user_attr(key, value)

@@ -25,7 +25,7 @@ from mlflow.entities import Metric
 from ..diagnosis.plots import learning_curves
 from ..errors import StorageError, first_line
 from ..model import checkpoint
-from ..model.pyfunc import save_pyfunc
+from ..model.pyfunc import PyfuncTemplate
 from .tracker import SplitInput, Tracker
 
 MetricRow = tuple[str, float, int, int]  # key, value, timestamp (ms), step
@@ -56,8 +56,6 @@ class Finish:
     summary: dict[str, float]
     tags: dict[str, str]
     history: list[dict[str, float]]
-    best_epoch: int
-    title: str
     diagnosis: dict[str, Any] | None = None
 
 
@@ -121,6 +119,11 @@ class AsyncTrialLog:
 
     #: How long ``close`` goes on waiting for queued writes after a Ctrl-C, in seconds.
     grace_after_interrupt = 60.0
+    #: How long per-epoch metrics may wait to be written (the UI's live curves lag by this).
+    flush_seconds = 2.0
+    #: How long a kept checkpoint waits before it is logged as a model (at the latest when the
+    #: worker ends; at once if it is still in the top k after this).
+    model_delay = 30.0
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
@@ -131,6 +134,13 @@ class AsyncTrialLog:
         self._run_ids: dict[int, str] = {}
         self._unfinished: set[int] = set()  # started here, no finish written yet
         self._tracker: Tracker | None = None
+        self._template = PyfuncTemplate()  # the writer's: one sweep's models differ little
+        # per-epoch rows not written yet: sent with the next flush or with the run's end
+        self._rows: dict[int, list[MetricRow]] = {}
+        self._rows_since = 0.0
+        # kept checkpoints not logged yet, with when they came: a trial that leaves the top k
+        # within ``model_delay`` seconds (most early trials of a sweep) never costs a model
+        self._models: dict[int, tuple[LogModel, float]] = {}
 
     def _send(self, message: Message) -> None:
         self._check()
@@ -161,9 +171,9 @@ class AsyncTrialLog:
             self._send(Metrics(number, metrics))
 
     def finish(self, number: int, state: str, summary: dict[str, float], tags: dict[str, str],
-               history: list[dict[str, float]], best_epoch: int, title: str,
+               history: list[dict[str, float]],
                diagnosis: dict[str, Any] | None = None) -> None:
-        self._send(Finish(number, state, summary, tags, history, best_epoch, title, diagnosis))
+        self._send(Finish(number, state, summary, tags, history, diagnosis))
 
     def tag_trial(self, study: str, number: int, tags: dict[str, str]) -> None:
         """Tag the run of trial ``number`` (any worker's), if it has one."""
@@ -221,16 +231,39 @@ class AsyncTrialLog:
     def _loop(self, messages: queue.Queue[Any], done: threading.Event) -> None:
         try:
             while True:
-                message = messages.get()
+                try:
+                    message = messages.get(timeout=1.0)
+                except queue.Empty:
+                    message = Noop()
+                try:
+                    if message is None:
+                        self._due(time.monotonic() + 2 * self.model_delay + self.flush_seconds)
+                    else:
+                        self._handle(message)
+                        self._due(time.monotonic())
+                except Exception as exc:  # reported to the worker, which stops with one line
+                    self._errors.append(first_line(exc, 500))
                 if message is None:
                     self._close_unfinished()
                     return
-                try:
-                    self._handle(message)
-                except Exception as exc:  # reported to the worker, which stops with one line
-                    self._errors.append(first_line(exc, 500))
         finally:
             done.set()
+
+    def _due(self, now: float) -> None:
+        """Write what has waited long enough: metric rows, and kept checkpoints' models."""
+        if self._tracker is None:
+            return
+        if self._rows and now - self._rows_since >= self.flush_seconds:
+            for number in list(self._rows):
+                rows = self._rows.pop(number)
+                self._tracker.log_metrics(self._run_ids[number], [Metric(*r) for r in rows])
+        for number, (m, since) in list(self._models.items()):
+            if now - since >= self.model_delay:
+                del self._models[number]
+                try:
+                    self._log_model(self._tracker, m)
+                finally:
+                    shutil.rmtree(m.staged, ignore_errors=True)
 
     def _handle(self, m: Message) -> None:
         if self._tracker is None:
@@ -244,22 +277,26 @@ class AsyncTrialLog:
         elif isinstance(m, Metrics | Finish) and m.number not in self._run_ids:
             return  # its run could not be created: that error is already on its way
         elif isinstance(m, Metrics):
-            tracker.log_metrics(self._run_ids[m.number], [Metric(*row) for row in m.rows])
+            if not self._rows:
+                self._rows_since = time.monotonic()
+            self._rows.setdefault(m.number, []).extend(m.rows)
         elif isinstance(m, Finish):
+            rows = [Metric(*r) for r in self._rows.pop(m.number, [])]
             finish_trial_with_files(tracker, self._run_ids[m.number], m.state, m.summary, m.tags,
-                                    m.history, m.best_epoch, m.title, m.diagnosis)
+                                    m.history, m.diagnosis, rows)
             self._unfinished.discard(m.number)
         elif isinstance(m, Tag):
             run_id = self._run_ids.get(m.number) or tracker.trial_run_id(m.study, m.number)
             if run_id:
                 tracker.set_tags(run_id, m.tags)
         elif isinstance(m, LogModel):
-            try:
-                self._log_model(tracker, m)
-            finally:
-                shutil.rmtree(m.staged, ignore_errors=True)
+            self._models[m.number] = (m, time.monotonic())
         elif isinstance(m, DropModels):
-            tracker.delete_trial_models(m.study, m.numbers)
+            logged = [n for n in m.numbers if n not in self._models]
+            for n in set(m.numbers) & set(self._models):  # never logged: nothing to delete
+                shutil.rmtree(self._models.pop(n)[0].staged, ignore_errors=True)
+            if logged:
+                tracker.delete_trial_models(m.study, logged)
         elif isinstance(m, Best):
             run_id = self._run_ids.get(m.number) or tracker.trial_run_id(m.study, m.number) or ""
             tracker.log_best(m.parent_id, m.number, run_id, m.value, m.metric, m.extra)
@@ -281,10 +318,17 @@ class AsyncTrialLog:
             ("test_loss_at_best", "test_loss", "test")) if k in best}
         tracker.log_trial_model(
             m.exp_id, run_id, m.study, m.number, step, metrics,
-            lambda path, mlflow_model: save_pyfunc(path, m.staged, m.example, m.feature_names,
-                                                   mlflow_model, with_example=False))
+            lambda path, mlflow_model: self._template.write(path, m.staged, m.example,
+                                                            m.feature_names, mlflow_model))
+        # the learning curves as a picture, for the kept trials (the ones users open): drawing
+        # one costs ~75 ms of CPU, and every run's curves are in its metrics and history.csv
+        with tempfile.TemporaryDirectory(prefix="hpsearch-") as tmp:
+            png = learning_curves(meta["history"], step, f"{m.study} trial {m.number}",
+                                  Path(tmp) / "learning_curve.png")
+            tracker.log_artifact(run_id, png)
 
     def _close_unfinished(self) -> None:
+        self._template.close()
         for number in sorted(self._unfinished):
             try:
                 assert self._tracker is not None
@@ -298,21 +342,19 @@ class AsyncTrialLog:
 
 def finish_trial_with_files(tracker: Tracker, run_id: str, state: str,
                             summary: dict[str, float], tags: dict[str, str],
-                            history: list[dict[str, float]], best_epoch: int, title: str,
-                            diagnosis: dict[str, Any] | None = None) -> None:
-    """Write history.csv, learning_curve.png and diagnosis.json to a temporary directory, log
-    them with the summary and close the run."""
+                            history: list[dict[str, float]],
+                            diagnosis: dict[str, Any] | None = None,
+                            rows: list[Metric] | None = None) -> None:
+    """Write history.csv and diagnosis.json to a temporary directory, log them with the summary
+    and close the run (a kept trial's learning_curve.png comes with its logged model)."""
     tmp = Path(tempfile.mkdtemp(prefix="hpsearch-"))
     try:
-        files = []
         if history:
-            files.append(write_history_csv(history, tmp / "history.csv"))
-            files.append(learning_curves(history, best_epoch, title, tmp / "learning_curve.png"))
+            write_history_csv(history, tmp / "history.csv")
         if diagnosis is not None:
-            path = tmp / "diagnosis.json"
-            path.write_text(json.dumps(diagnosis, indent=1, default=float))
-            files.append(path)
-        tracker.finish_trial(run_id, state, summary, tags, files)
+            (tmp / "diagnosis.json").write_text(json.dumps(diagnosis, indent=1, default=float))
+        tracker.finish_trial(run_id, state, summary, tags, tmp if any(tmp.iterdir()) else None,
+                             rows)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
