@@ -185,6 +185,37 @@ OUTAGE_WORDS = ("connection refused", "could not connect", "server closed the co
                 "consuming input failed", "ssl syscall error", "connection reset",
                 "the database system is shutting down", "the database system is starting up",
                 "no connection to the server", "connection failed")
+# Words of a tracking server that is down, restarting or behind a proxy that says so.
+TRACKING_OUTAGE_WORDS = ("connection refused", "max retries exceeded", "failed to establish",
+                         "connection aborted", "remote end closed connection", "read timed out",
+                         "connection reset", "temporarily_unavailable", "service unavailable",
+                         "bad gateway", "gateway timeout", "too many 503", "too many 502",
+                         "too many 504")
+
+
+def storage_retries() -> int:
+    """Reconnection attempts after a storage or tracking-store outage ($HPSEARCH_STORAGE_RETRIES,
+    default 6: waits of 1, 2, 4, 8, 16 and 32 s, about a minute in all)."""
+    raw = os.environ.get("HPSEARCH_STORAGE_RETRIES", "6")
+    if not raw.isdigit():
+        raise StorageError(f"HPSEARCH_STORAGE_RETRIES={raw!r}: expected a whole number")
+    return int(raw)
+
+
+class TrackingOutage(StorageError):
+    """The tracking store is unreachable for now (a server down or restarting): the writer
+    retries with backoff, and the trial it lost is retried, not counted."""
+
+
+def is_tracking_outage(exc: BaseException) -> bool:
+    """A tracking server that does not answer (connection refused or reset, a gateway's 502,
+    503 or 504), not a store that refuses us or a bad request."""
+    if isinstance(exc, TrackingOutage):
+        return True
+    text = " ".join(str(e).lower() for e in _chain(exc))
+    return any(w in text for w in TRACKING_OUTAGE_WORDS)
+
+
 AFTERWARDS = ("nothing recorded is lost: free space (or make it writable), run `hpsearch recover "
               "<study>` if a trial was running, then the same command again")
 

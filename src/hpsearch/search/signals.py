@@ -30,6 +30,16 @@ def endless_trials() -> frozenset[int]:
     return frozenset(int(n) for n in raw.split(",") if n.strip().isdigit())
 
 
+RELEASE_ENV = "HPSEARCH_TEST_RELEASE"
+
+
+def released(record: dict[str, Any]) -> bool:
+    """An endless trial's callback: it ends (completed) once the file $HPSEARCH_TEST_RELEASE
+    exists, so that a fault test can make it end after its fault (a tracking store restarted)."""
+    release = os.environ.get(RELEASE_ENV)
+    return bool(release) and os.path.exists(release)  # type: ignore[arg-type]
+
+
 # -- stopping signals --------------------------------------------------------------------------
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 

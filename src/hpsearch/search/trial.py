@@ -27,7 +27,7 @@ from ..tracking.trial_log import AsyncTrialLog
 from .callbacks import EpochLogger, PruningCallback
 from .reseed import duplicate_of
 from .retention import save_trial_checkpoint
-from .signals import StopCallback, endless_trials, signal_name, signal_of
+from .signals import StopCallback, endless_trials, released, signal_name, signal_of
 
 
 class TrialFailed(Exception):
@@ -72,6 +72,11 @@ def prepared(ctx: Context, preprocessing: str, dtype: str) -> Prepared:
             apply_input_transform(x, offset, scale) for x in (sp.train[0], sp.val[0],
                                                               sp.test[0])))
     return ctx.prepared[key]
+
+
+class TrackingLost(Exception):
+    """The trial ended while the tracking store did not answer: its run cannot be written now,
+    so it is lost to the infrastructure (failed, retried, not counted)."""
 
 
 @dataclass
@@ -153,7 +158,8 @@ def objective(ctx: Context, trial: optuna.Trial) -> float:
             trial.set_user_attr(TrialKey.STATUS, "duplicate")
             trial.set_user_attr(TrialKey.REASON, reason)
             raise optuna.TrialPruned(f"duplicate of trial {twin}")
-    if trial.number in endless_trials():  # fault tests only: a trial that cannot end first
+    endless = trial.number in endless_trials()
+    if endless:  # fault tests only: a trial that cannot end first (but on their release)
         params["max_epochs"] = 10**9
     logged = {**MLPClassifier(**params).get_params(),
               **{k: v for k, v in chosen.items() if k not in params}}
@@ -189,7 +195,7 @@ def objective(ctx: Context, trial: optuna.Trial) -> float:
         sp = ctx.splits
         model.fit(data.train, sp.train[1], eval_sets={"val": (data.val, sp.val[1]),
                                                       "test": (data.test, sp.test[1])},
-                  callbacks=[pruning, logger, StopCallback()])
+                  callbacks=[pruning, logger, StopCallback(), *([released] if endless else [])])
         model.set_input_transform(params["preprocessing"], data.offset, data.scale)
         if ctx.splits.columns:  # a table's rows, text and gaps included, are its inputs
             model.columns_ = ctx.splits.columns
@@ -208,8 +214,16 @@ def objective(ctx: Context, trial: optuna.Trial) -> float:
         close("FAIL", reason)
         raise TrialFailed(reason) from exc
 
+    def end(state: str, reason: str = "") -> None:
+        outage = log.outage
+        if outage is not None:  # its run cannot be written now: a loss, not its own end
+            why = f"tracking store lost during the trial ({outage[1]}); retried"
+            close("FAIL", why)
+            raise TrackingLost(why)
+        close(state, reason)
+
     if pruning.reason:
-        close("PRUNED", pruning.reason)
+        end("PRUNED", pruning.reason)
         raise optuna.TrialPruned(pruning.reason)
     if not model.best_epoch_:
         close("FAIL", model.stop_reason_)
@@ -226,7 +240,7 @@ def objective(ctx: Context, trial: optuna.Trial) -> float:
             "data_fingerprint": ctx.splits.fingerprint}})
     except OSError as exc:  # a full or read-only disk must not lose the recorded trial
         trial.set_user_attr(TrialKey.CHECKPOINT_ERROR, str(exc))
-    close("COMPLETE", model.stop_reason_ if model.status_ == "diverged" else "")
+    end("COMPLETE", model.stop_reason_ if model.status_ == "diverged" else "")
     return value
 
 

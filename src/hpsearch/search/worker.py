@@ -17,7 +17,15 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from .._version import __version__
-from ..errors import HpsearchError, StorageError, describe, first_line, install_masking, is_outage
+from ..errors import (
+    HpsearchError,
+    StorageError,
+    describe,
+    first_line,
+    install_masking,
+    is_outage,
+    storage_retries,
+)
 from ..spec import datasets
 from ..spec.registries import make_pruner, make_sampler
 from ..spec.space import grid
@@ -34,7 +42,6 @@ from ..study.store import (
     join_storage_study,
     ranked,
     stale_trial_callback,
-    storage_retries,
     study_spec,
 )
 from ..tracking.backend import resolve_tracking_uri
@@ -44,7 +51,7 @@ from .refit import refits_in_budget, reserve_seconds
 from .reseed import reseed_due, reseeding, trial_seconds
 from .retention import retain
 from .signals import check_stop, exit_status, signal_of, spawn_context, stop_signals
-from .trial import Context, TrialFailed, objective
+from .trial import Context, TrackingLost, TrialFailed, objective
 
 STOP_EXIT = {128 + s: s for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
 
@@ -70,7 +77,7 @@ def join_study(study_name: str, storage_url: str | None = None, tracking_uri: st
     handler = stale_trial_callback(study)
     if isinstance(handler, StaleTrialHandler):  # close dead workers' runs as Optuna fails them
         handler.attach(lambda *args: make_tracker(uri).close_lost_trial(*args))
-    log = AsyncTrialLog(uri)
+    log = AsyncTrialLog(uri, echo)
     log.warm_up()
     splits = splits or datasets.load_splits(spec.data)
     if StudyKey.DATA not in attrs:  # for the report's sampling-noise check
@@ -122,6 +129,9 @@ def run_trials(ctx: Context, quota: int | None, deadline: float | None) -> int:
             except KeyboardInterrupt:
                 _retry_interrupted(ctx)
                 raise
+            except TrackingLost as lost:
+                _retry_interrupted(ctx, ctx.last_trial)
+                _wait_for_tracking(ctx, lost)
             except Exception as exc:
                 if not is_outage(exc):
                     raise
@@ -179,6 +189,18 @@ def _wait_for_storage(ctx: Context, exc: BaseException) -> None:
         f"{ctx.study.study_name}` fails and retries it, and the same command resumes")
 
 
+def _wait_for_tracking(ctx: Context, lost: TrackingLost) -> None:
+    """A trial ended while the tracking store did not answer: it is failed and retried (above);
+    wait while the trial log retries (1, 2, 4 ... s) and go on once the store answers."""
+    ctx.echo(f"trial {ctx.last_trial}: FAIL ({lost}), parameters enqueued for a retry; "
+             f"waiting for the tracking store")
+    back = ctx.log.wait_back()
+    if back is None:
+        ctx.log.check()  # the writer gave up: its error stops this worker in one line
+        raise StorageError(f"tracking store unreachable ({lost}); stopped")
+    ctx.echo(f"tracking store back after {back:.0f} s; going on")
+
+
 def _retry_lost_trial(ctx: Context) -> None:
     """After an outage: this worker's last trial, if the storage still shows it RUNNING, is
     failed and its parameters enqueued again; its MLflow run is already closed. A lost trial
@@ -193,10 +215,12 @@ def _retry_lost_trial(ctx: Context) -> None:
              f"for a retry")
 
 
-def _retry_interrupted(ctx: Context) -> None:
-    """After a stopping signal: the trial it ended (Optuna has made it FAIL) is enqueued again
-    with its parameters, so that resuming runs it and the budget is not spent on it."""
-    number, ctx.interrupted = ctx.interrupted, None
+def _retry_interrupted(ctx: Context, number: int | None = None) -> None:
+    """After a stopping signal (or a tracking outage: ``number``): the trial it ended (Optuna
+    has made it FAIL) is enqueued again with its parameters, so that resuming runs it and the
+    budget is not spent on it."""
+    if number is None:
+        number, ctx.interrupted = ctx.interrupted, None
     if number is None:
         return
     trial = next((t for t in ctx.study.get_trials(deepcopy=False) if t.number == number), None)

@@ -105,12 +105,6 @@ def heartbeat_interval() -> int:
     return _whole_number_env("HPSEARCH_HEARTBEAT", "30", 1, "a whole number of seconds >= 1")
 
 
-def storage_retries() -> int:
-    """Reconnection attempts after a storage outage ($HPSEARCH_STORAGE_RETRIES, default 6:
-    waits of 1, 2, 4, 8, 16 and 32 s, about a minute in all)."""
-    return _whole_number_env("HPSEARCH_STORAGE_RETRIES", "6", 0, "a whole number")
-
-
 class SafeJournalBackend(JournalFileBackend):
     """Optuna's journal file with one change: an append that fails part-way (ENOSPC, EIO) is
     truncated back to where it started before the error is raised, under the journal's lock.

@@ -21,7 +21,14 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from .._version import __version__
-from ..errors import StorageError, describe, first_line, mask_uri
+from ..errors import (
+    StorageError,
+    TrackingOutage,
+    describe,
+    first_line,
+    is_tracking_outage,
+    mask_uri,
+)
 from .backend import check_scheme, prepare_backend, resolve_tracking_uri, versions
 from .logged_models import ModelStore, NullModelStore, SplitInput, now_ms
 
@@ -43,8 +50,9 @@ class Tracker(ModelStore):
         try:
             return fn(*args, **kwargs)
         except MlflowException as exc:
-            raise StorageError(f"tracking store {mask_uri(self.uri)}: {what} failed: "
-                               f"{describe(exc) or first_line(exc)}") from None
+            kind = TrackingOutage if is_tracking_outage(exc) else StorageError
+            raise kind(f"tracking store {mask_uri(self.uri)}: {what} failed: "
+                       f"{describe(exc) or first_line(exc)}") from None
 
     # -- experiment and parent run -----------------------------------------------------------
     def experiment(self, name: str, about: dict[str, str] | None = None) -> str:
@@ -205,14 +213,19 @@ class Tracker(ModelStore):
 
     # -- trial runs -------------------------------------------------------------------------------
     def start_trial(self, exp_id: str, parent_id: str, study: str, number: int,
-                    params: dict[str, Any], tags: dict[str, str],
-                    inputs: list[SplitInput] | None = None) -> str:
+                    tags: dict[str, str]) -> str:
+        """Create trial ``number``'s run, a child of ``parent_id``; its id."""
         all_tags = {"mlflow.parentRunId": parent_id, "hpsearch.role": "trial",
                     "optuna.study": study, "optuna.trial.number": str(number),
                     "optuna.trial.state": "RUNNING", **tags}
         run = self._call("creating the trial run", self.client.create_run, exp_id,
                          run_name=f"trial-{number}", tags=all_tags)
-        run_id = run.info.run_id
+        return str(run.info.run_id)
+
+    def describe_trial(self, run_id: str, params: dict[str, Any],
+                       inputs: list[SplitInput] | None = None) -> None:
+        """A trial run's parameters and its three splits as dataset inputs (both idempotent:
+        a write retried after an outage logs them again harmlessly)."""
         plist = [Param(k, str(v)) for k, v in sorted(params.items())]
         for start in range(0, len(plist), 90):  # log_batch takes up to 100 params per call
             self._call("logging parameters", self.client.log_batch, run_id,
@@ -228,7 +241,6 @@ class Tracker(ModelStore):
                     # get-or-create loses the race on a unique constraint: the next try finds it.
                     if attempt == 2 or "unique" not in str(exc).lower():
                         self._call("logging the dataset inputs", _raise, exc)
-        return run_id
 
     def log_values(self, run_id: str, values: dict[str, float]) -> None:
         """Summary metrics of a run (step 0), e.g. the parent run's ``noise_floor``."""
@@ -306,6 +318,9 @@ class NullTracker(NullModelStore, Tracker):
         pass
 
     def log_best(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def describe_trial(self, *args: Any, **kwargs: Any) -> None:
         pass
 
     def start_trial(self, *args: Any, **kwargs: Any) -> str:

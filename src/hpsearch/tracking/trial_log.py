@@ -15,7 +15,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ import numpy as np
 from mlflow.entities import Metric
 
 from ..diagnosis.plots import learning_curves
-from ..errors import StorageError, first_line
+from ..errors import StorageError, first_line, is_tracking_outage, storage_retries
 from ..model import checkpoint
 from ..model.pyfunc import PyfuncTemplate
 from .tracker import SplitInput, Tracker
@@ -125,8 +127,9 @@ class AsyncTrialLog:
     #: worker ends; at once if it is still in the top k after this).
     model_delay = 30.0
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, echo: Callable[[str], None] | None = None) -> None:
         self.uri = uri
+        self.echo = echo  # says once when the tracking store stops answering
         self._queue: queue.Queue[Any] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._done = threading.Event()  # set when the thread has returned
@@ -141,6 +144,9 @@ class AsyncTrialLog:
         # kept checkpoints not logged yet, with when they came: a trial that leaves the top k
         # within ``model_delay`` seconds (most early trials of a sweep) never costs a model
         self._models: dict[int, tuple[LogModel, float]] = {}
+        # (since when, why) while the tracking store does not answer: the writer retries with
+        # backoff, and a trial that ends meanwhile is lost (retried, not counted)
+        self.outage: tuple[float, str] | None = None
 
     def _send(self, message: Message) -> None:
         self._check()
@@ -152,6 +158,10 @@ class AsyncTrialLog:
                                             name="hpsearch-tracking", daemon=True)
             self._thread.start()
         self._queue.put(message)
+
+    def check(self) -> None:
+        """Raise the writer's first error, if it has one."""
+        self._check()
 
     def _check(self) -> None:
         if self._errors:
@@ -238,8 +248,11 @@ class AsyncTrialLog:
                 try:
                     if message is None:
                         self._due(time.monotonic() + 2 * self.model_delay + self.flush_seconds)
-                    else:
+                    elif isinstance(message, Noop):  # opens the store; writes nothing
                         self._handle(message)
+                        self._due(time.monotonic())
+                    else:
+                        self._retrying(partial(self._handle, message))
                         self._due(time.monotonic())
                 except Exception as exc:  # reported to the worker, which stops with one line
                     self._errors.append(first_line(exc, 500))
@@ -249,31 +262,68 @@ class AsyncTrialLog:
         finally:
             done.set()
 
+    def _retrying(self, write: Callable[[], None]) -> None:
+        """``write()``, again after 1, 2, 4 ... s while the tracking store does not answer
+        (``outage`` says so meanwhile); the last attempt's error is raised."""
+        attempts = storage_retries()
+        for attempt in range(attempts + 1):
+            try:
+                write()
+            except Exception as exc:
+                if attempt == attempts or not is_tracking_outage(exc):
+                    raise
+                if self.outage is None:
+                    self.outage = (time.monotonic(), first_line(exc, 300))
+                    if self.echo is not None:
+                        self.echo(f"tracking store not answering ({self.outage[1]}); its writes "
+                                  f"are retried after 1, 2, 4 ... s, and a trial that ends "
+                                  f"meanwhile is retried")
+                time.sleep(2 ** attempt)
+                continue
+            self.outage = None
+            return
+
     def _due(self, now: float) -> None:
         """Write what has waited long enough: metric rows, and kept checkpoints' models."""
-        if self._tracker is None:
+        tracker = self._tracker
+        if tracker is None:
             return
         if self._rows and now - self._rows_since >= self.flush_seconds:
             for number in list(self._rows):
-                rows = self._rows.pop(number)
-                self._tracker.log_metrics(self._run_ids[number], [Metric(*r) for r in rows])
+                rows = [Metric(*r) for r in self._rows[number]]
+                run_id = self._run_ids[number]
+                self._retrying(partial(tracker.log_metrics, run_id, rows))
+                del self._rows[number]
         for number, (m, since) in list(self._models.items()):
             if now - since >= self.model_delay:
-                del self._models[number]
                 try:
-                    self._log_model(self._tracker, m)
+                    self._retrying(partial(self._log_model, tracker, m))
                 finally:
+                    del self._models[number]
                     shutil.rmtree(m.staged, ignore_errors=True)
+
+    def wait_back(self) -> float | None:
+        """After a trial lost to a tracking outage: wait while the writer retries; the seconds
+        the store was away once it answers again, None when the writer gave up (its error is
+        raised by the next call)."""
+        outage = self.outage
+        started = outage[0] if outage else time.monotonic()
+        while self.outage is not None and self._running() and not self._errors:
+            time.sleep(0.2)
+        if self._errors or self.outage is not None:
+            return None
+        return time.monotonic() - started
 
     def _handle(self, m: Message) -> None:
         if self._tracker is None:
             self._tracker = Tracker(self.uri)
         tracker = self._tracker
         if isinstance(m, Start):
-            self._run_ids[m.number] = tracker.start_trial(m.exp_id, m.parent_id, m.study,
-                                                          m.number, m.params, m.tags,
-                                                          m.inputs)
-            self._unfinished.add(m.number)
+            if m.number not in self._run_ids:  # else made by an attempt before an outage
+                self._run_ids[m.number] = tracker.start_trial(m.exp_id, m.parent_id, m.study,
+                                                              m.number, m.tags)
+                self._unfinished.add(m.number)
+            tracker.describe_trial(self._run_ids[m.number], m.params, m.inputs)
         elif isinstance(m, Metrics | Finish) and m.number not in self._run_ids:
             return  # its run could not be created: that error is already on its way
         elif isinstance(m, Metrics):
