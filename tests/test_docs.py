@@ -15,12 +15,14 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+VENV = Path(sys.prefix)  # the environment running the tests (make setup's .venv on CI)
 DOCS = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.M | re.S)
 COMMAND_FENCES = {"sh", "bash", "shell", "console", "python"}
@@ -80,7 +82,7 @@ def scratch(where: Path) -> Path:
     shutil.copytree(ROOT / "scripts", where / "scripts")
     shutil.copy(ROOT / "pyproject.toml", where)
     os.utime(where / "pyproject.toml", (0, 0))  # older than .venv's stamp: make sets up nothing
-    (where / ".venv").symlink_to(ROOT / ".venv")
+    (where / ".venv").symlink_to(VENV)
     return where
 
 
@@ -117,12 +119,12 @@ def shell_script(text: str, n: int) -> str:
 def run_doc(doc: str, where: Path) -> None:
     env = {k: v for k, v in os.environ.items()
            if k not in ("MLFLOW_TRACKING_URI", "HPSEARCH_STORAGE", "VIRTUAL_ENV")}
-    env["PATH"] = f"{ROOT / '.venv' / 'bin'}{os.pathsep}{env['PATH']}"
+    env["PATH"] = f"{VENV / 'bin'}{os.pathsep}{env['PATH']}"
     try:
         for n, (lang, text) in enumerate(b for b in blocks(doc) if b[0] in RUN):
             if lang == "python":
                 (where / f"block-{n}.py").write_text(text)
-                argv = [str(ROOT / ".venv" / "bin" / "python"), f"block-{n}.py"]
+                argv = [str(VENV / "bin" / "python"), f"block-{n}.py"]
             else:
                 (where / f"block-{n}.sh").write_text(shell_script(text, n))
                 argv = ["bash", f"block-{n}.sh"]

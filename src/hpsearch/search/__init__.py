@@ -5,6 +5,8 @@
 - ``callbacks``: what runs after every epoch: pruning (validation only), the MLflow epoch
   logger. The training loop only fires them.
 - ``signals``: SIGINT, SIGTERM and SIGHUP take one path: the running trial closed and retried.
+- ``losses``: a trial lost to a storage or tracking outage or a signal, failed and retried; the
+  wait for the store to answer.
 - ``retention``: which checkpoints are kept (the top k, as logged models) and which deleted.
 - ``reseed``: the top configurations trained again with other model seeds.
 - ``refit``: the chosen model(s) trained again on train + validation, inside the budget or not.

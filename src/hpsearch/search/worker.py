@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from .._version import __version__
 from ..errors import (
@@ -24,21 +24,18 @@ from ..errors import (
     first_line,
     install_masking,
     is_outage,
-    storage_retries,
 )
 from ..spec import datasets
 from ..spec.registries import make_pruner, make_sampler
 from ..spec.space import grid
-from ..study.faults import StaleTrialHandler, fail_and_retry
+from ..study.faults import StaleTrialHandler
 from ..study.noise import converged, noise_floor
 from ..study.store import (
     FINISHED,
     StudyKey,
     TrialKey,
     budget_counts,
-    count_trials,
     counted_trials,
-    inherited_attrs,
     join_storage_study,
     ranked,
     stale_trial_callback,
@@ -47,6 +44,13 @@ from ..study.store import (
 from ..tracking.backend import resolve_tracking_uri
 from ..tracking.tracker import make_tracker
 from ..tracking.trial_log import AsyncTrialLog
+from .losses import (
+    quiet_heartbeat_errors,
+    retry_interrupted,
+    retry_lost_trial,
+    wait_for_storage,
+    wait_for_tracking,
+)
 from .refit import refits_in_budget, reserve_seconds
 from .reseed import reseed_due, reseeding, trial_seconds
 from .retention import retain
@@ -105,7 +109,7 @@ def run_trials(ctx: Context, quota: int | None, deadline: float | None) -> int:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     done = 0
     previous_hook = threading.excepthook
-    threading.excepthook = _quiet_heartbeat_errors(previous_hook)
+    threading.excepthook = quiet_heartbeat_errors(previous_hook)
     try:
         while True:
             try:
@@ -127,16 +131,16 @@ def run_trials(ctx: Context, quota: int | None, deadline: float | None) -> int:
                 _report_trial(ctx)
                 stop_reason(ctx)  # recorded in the study: the next _search_over sees it
             except KeyboardInterrupt:
-                _retry_interrupted(ctx)
+                retry_interrupted(ctx)
                 raise
             except TrackingLost as lost:
-                _retry_interrupted(ctx, ctx.last_trial)
-                _wait_for_tracking(ctx, lost)
+                retry_interrupted(ctx, ctx.last_trial)
+                wait_for_tracking(ctx, lost)
             except Exception as exc:
                 if not is_outage(exc):
                     raise
-                _wait_for_storage(ctx, exc)
-                _retry_lost_trial(ctx)
+                wait_for_storage(ctx, exc)
+                retry_lost_trial(ctx)
     finally:
         threading.excepthook = previous_hook
         pending = sys.exc_info()[1]
@@ -149,86 +153,6 @@ def run_trials(ctx: Context, quota: int | None, deadline: float | None) -> int:
             # act on first; the tracking store failing as well is reported beside it.
             ctx.echo("tracking also failed: " + (describe(closing) or first_line(closing)))
     return done
-
-
-def _quiet_heartbeat_errors(hook: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """Optuna's heartbeat thread dies with a traceback when the storage drops; the main loop
-    reports the outage in one line instead."""
-
-    def quiet(args: Any) -> None:
-        if args.exc_value is not None and is_outage(args.exc_value):
-            return
-        hook(args)
-
-    return quiet
-
-
-def _wait_for_storage(ctx: Context, exc: BaseException) -> None:
-    """Back off 1, 2, 4, ... s until the storage answers again; StorageError after the last
-    attempt."""
-    retries = storage_retries()
-    what = describe(exc) or first_line(exc)
-    ctx.echo(f"storage lost ({what}); retrying up to {retries} times")
-    waited = 0
-    for attempt in range(retries):
-        delay = 2 ** attempt
-        time.sleep(delay)
-        waited += delay
-        try:
-            count_trials(ctx.study)
-        except Exception as again:
-            if not is_outage(again):
-                raise
-            continue
-        ctx.echo(f"storage back after {waited} s; going on")
-        return
-    running = ctx.last_trial
-    raise StorageError(
-        f"storage unreachable for {waited} s after {retries} retries ({what}); stopped. "
-        f"Trial {running} may be left RUNNING: when the storage is back, `hpsearch recover "
-        f"{ctx.study.study_name}` fails and retries it, and the same command resumes")
-
-
-def _wait_for_tracking(ctx: Context, lost: TrackingLost) -> None:
-    """A trial ended while the tracking store did not answer: it is failed and retried (above);
-    wait while the trial log retries (1, 2, 4 ... s) and go on once the store answers."""
-    ctx.echo(f"trial {ctx.last_trial}: FAIL ({lost}), parameters enqueued for a retry; "
-             f"waiting for the tracking store")
-    back = ctx.log.wait_back()
-    if back is None:
-        ctx.log.check()  # the writer gave up: its error stops this worker in one line
-        raise StorageError(f"tracking store unreachable ({lost}); stopped")
-    ctx.echo(f"tracking store back after {back:.0f} s; going on")
-
-
-def _retry_lost_trial(ctx: Context) -> None:
-    """After an outage: this worker's last trial, if the storage still shows it RUNNING, is
-    failed and its parameters enqueued again; its MLflow run is already closed. A lost trial
-    does not count towards the budget (nor this worker's quota): its retry does."""
-    if ctx.last_trial < 0:
-        return
-    trials = ctx.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    lost = next((t for t in trials if t.number == ctx.last_trial), None)
-    if lost is None or fail_and_retry(ctx.study, lost) is None:
-        return
-    ctx.echo(f"trial {lost.number}: FAIL (storage lost while it ran), parameters enqueued "
-             f"for a retry")
-
-
-def _retry_interrupted(ctx: Context, number: int | None = None) -> None:
-    """After a stopping signal (or a tracking outage: ``number``): the trial it ended (Optuna
-    has made it FAIL) is enqueued again with its parameters, so that resuming runs it and the
-    budget is not spent on it."""
-    if number is None:
-        number, ctx.interrupted = ctx.interrupted, None
-    if number is None:
-        return
-    trial = next((t for t in ctx.study.get_trials(deepcopy=False) if t.number == number), None)
-    if trial is None or trial.state != TrialState.FAIL or not trial.params:
-        return
-    ctx.study.enqueue_trial(trial.params, user_attrs={TrialKey.RETRY_OF: number,
-                                                      **inherited_attrs(trial)},
-                            skip_if_exists=False)
 
 
 def _trials_deadline(ctx: Context, deadline: float | None,

@@ -5,8 +5,8 @@
 - ``tracker``: ``Tracker`` (``NullTracker`` when tracking is off), the run layout over
   ``MlflowClient`` with explicit run ids; every MLflow error becomes one line.
 - ``logged_models``: kept checkpoints as MLflow 3 logged models, dataset inputs, the registry.
-- ``trial_log``: the background writer of a worker's trial runs, with typed messages, so that a
-  trial never waits for the tracking store.
+- ``trial_log``: the background writer of a worker's trial runs (``messages``: what it is
+  handed, one typed message per write), so that a trial never waits for the tracking store.
 
 May import: ``model`` (a checkpoint written as an MLflow model), ``diagnosis`` (the curves of a
 trial run), ``errors``, ``_version``. The only layer that holds an MLflow client; nothing here

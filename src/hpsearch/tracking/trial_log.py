@@ -16,7 +16,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -28,82 +27,19 @@ from ..diagnosis.plots import learning_curves
 from ..errors import StorageError, first_line, is_tracking_outage, storage_retries
 from ..model import checkpoint
 from ..model.pyfunc import PyfuncTemplate
+from .messages import (
+    Best,
+    DropModels,
+    Finish,
+    LogModel,
+    Message,
+    MetricRow,
+    Metrics,
+    Noop,
+    Start,
+    Tag,
+)
 from .tracker import SplitInput, Tracker
-
-MetricRow = tuple[str, float, int, int]  # key, value, timestamp (ms), step
-
-
-# -- the messages ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Start:
-    number: int
-    exp_id: str
-    parent_id: str
-    study: str
-    params: dict[str, Any]
-    tags: dict[str, str]
-    inputs: list[SplitInput] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Metrics:
-    number: int
-    rows: list[MetricRow]
-
-
-@dataclass(frozen=True)
-class Finish:
-    number: int
-    state: str
-    summary: dict[str, float]
-    tags: dict[str, str]
-    history: list[dict[str, float]]
-    diagnosis: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class Tag:
-    number: int
-    study: str
-    tags: dict[str, str]
-
-
-@dataclass(frozen=True)
-class Best:
-    number: int
-    study: str
-    parent_id: str
-    value: float
-    metric: str
-    extra: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class LogModel:
-    """Log a kept checkpoint as a logged model of its trial's run. ``staged``: a copy of the
-    checkpoint owned by the message (retention may delete the original meanwhile)."""
-    number: int
-    exp_id: str
-    study: str
-    staged: Path
-    example: np.ndarray  # a few rows of raw features, the model's input example
-    feature_names: list[str] | None
-    inputs: list[SplitInput]
-
-
-@dataclass(frozen=True)
-class DropModels:
-    """Delete the logged models of these trials (outside the top k now)."""
-    study: str
-    numbers: list[int]
-
-
-@dataclass(frozen=True)
-class Noop:
-    """Opens the store (the first message of a worker, sent while its data loads)."""
-
-
-Message = Start | Metrics | Finish | Tag | Best | LogModel | DropModels | Noop
 
 
 class AsyncTrialLog:
