@@ -156,12 +156,17 @@ def main() -> None:
     ap.add_argument("--dir", type=Path, default=ROOT / "bench-out" / "scale")
     ap.add_argument("--trials", type=int, default=10_000)
     ap.add_argument("--baseline", type=int, default=100)
+    ap.add_argument("--only", choices=("build", "measure"), default=None,
+                    help="Only build the studies (resuming them), or only measure built ones.")
     args = ap.parse_args()
     big, small = args.dir / "big", args.dir / "small"
-    print(f"building {args.baseline} trials: {build(small, 'small', args.baseline):.0f} s",
-          flush=True)
-    print(f"building {args.trials} trials (or resuming): "
-          f"{build(big, 'big', args.trials):.0f} s", flush=True)
+    if args.only != "measure":
+        print(f"building {args.baseline} trials: {build(small, 'small', args.baseline):.0f} s",
+              flush=True)
+        print(f"building {args.trials} trials (or resuming): "
+              f"{build(big, 'big', args.trials):.0f} s", flush=True)
+    if args.only == "build":
+        return
     base = measure(small, "small", args.baseline)
     now = measure(big, "big", args.trials)
     print(f"{'command':<32} {args.baseline:>7} trials {args.trials:>9} trials {'ratio':>7} "

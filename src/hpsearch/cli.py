@@ -378,6 +378,22 @@ def ui_cmd(tracking_uri: str | None, host: str, port: int) -> None:
                                "--host", host, "--port", str(port)])
 
 
+@main.command("storage-proxy")
+@click.option("--storage", envvar="HPSEARCH_STORAGE", default=None, help=STORAGE_HELP)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind (0.0.0.0 for the workers of other machines).")
+@click.option("--port", type=click.IntRange(1, 65535), default=13000, show_default=True,
+              help="Port to listen on.")
+@click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True,
+              help="Requests served at once; the database connections the proxy holds.")
+def storage_proxy_cmd(storage: str | None, host: str, port: int, threads: int) -> None:
+    """Serve the study storage to many workers through Optuna's gRPC proxy: workers pass
+    --storage grpc://HOST:PORT and only the proxy connects to the database."""
+    from .study.proxy import serve_proxy
+
+    serve_proxy(storage, host, port, threads, click.echo)
+
+
 @main.command("dashboard")
 @click.argument("name", required=False)
 @click.option("--storage", envvar="HPSEARCH_STORAGE", default=None, help=STORAGE_HELP)

@@ -185,6 +185,13 @@ OUTAGE_WORDS = ("connection refused", "could not connect", "server closed the co
                 "consuming input failed", "ssl syscall error", "connection reset",
                 "the database system is shutting down", "the database system is starting up",
                 "no connection to the server", "connection failed")
+# PostgreSQL's words when its connection slots are taken, and the setting that limits them.
+CONNECTION_LIMITS = {
+    "too many clients already": "the server's max_connections (postgresql.conf)",
+    "remaining connection slots are reserved": "the server's max_connections (postgresql.conf)",
+    "too many connections for role": "the role's CONNECTION LIMIT (ALTER ROLE)",
+    "too many connections for database": "the database's CONNECTION LIMIT (ALTER DATABASE)",
+}
 # Words of a tracking server that is down, restarting or behind a proxy that says so.
 TRACKING_OUTAGE_WORDS = ("connection refused", "max retries exceeded", "failed to establish",
                          "connection aborted", "remote end closed connection", "read timed out",
@@ -241,6 +248,11 @@ def describe(exc: BaseException) -> str | None:
         for words, meaning in SQLITE_DISK.items():
             if words in text:
                 return f"{meaning} (SQLite: {words}); {AFTERWARDS}"
+        for words, setting in CONNECTION_LIMITS.items():
+            if words in text:
+                return (f"PostgreSQL refused a connection: {words} ({setting} is reached; each "
+                        f"hpsearch worker holds up to 2 connections): start fewer workers, "
+                        f"raise {setting}, or put the storage behind `hpsearch storage-proxy`")
         lost = _outage(e)
         if lost is not None:  # its own words, not those of what Optuna raised around it
             return f"storage connection lost: {mask_uri(first_line(lost))}"

@@ -9,6 +9,7 @@
 - ``verdicts``: the trials' verdicts judged again against the study as it is now.
 - ``warmstart``: a follow-up study's first trials, its parent's best that fit its space.
 - ``recover``: ``hpsearch recover``, closing the trials of workers that died.
+- ``proxy``: ``hpsearch storage-proxy``, Optuna's gRPC proxy in front of the storage.
 
 May import: ``tracking`` (a lost trial's run is closed with it), ``spec``, ``diagnosis``,
 ``model``, ``errors``. Nothing here trains a model or runs a trial.

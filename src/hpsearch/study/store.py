@@ -19,7 +19,7 @@ import yaml
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
-from ..errors import SpecError, StorageError, first_line, mask_uri
+from ..errors import SpecError, StorageError, describe, first_line, mask_uri
 from ..spec.config import check_study_name, parse_spec
 from ..spec.schema import SweepSpec
 
@@ -137,8 +137,8 @@ class SafeJournalBackend(JournalFileBackend):
                 os.close(fd)
 
 
-def open_storage(url: str, stale_callback: Callable[..., Any] | None = None
-                 ) -> optuna.storages.BaseStorage:
+def open_storage(url: str, stale_callback: Callable[..., Any] | None = None,
+                 pool_size: int = 1) -> optuna.storages.BaseStorage:
     """A journal file (the default; ``journal:PATH`` or any path ending in .journal) or an RDB
     URL (``postgresql://...``, ``sqlite:///...``) with heartbeats; ``stale_callback`` is called
     for each trial Optuna fails because its heartbeat stopped (see faults.StaleTrialHandler)."""
@@ -147,15 +147,22 @@ def open_storage(url: str, stale_callback: Callable[..., Any] | None = None
             path = journal_path(url)
             path.parent.mkdir(parents=True, exist_ok=True)
             return optuna.storages.JournalStorage(SafeJournalBackend(str(path)))
+        if url.startswith("grpc://"):  # hpsearch storage-proxy: its pool, not ours, connects
+            return _grpc_storage(url)
         if "://" not in url:
             raise StorageError(f"storage {url!r}: not a URL (postgresql://..., sqlite:///...) "
                                f"nor a .journal file")
         engine: dict[str, Any] = {}
         if not url.startswith("sqlite"):
             # A server that restarted leaves dead connections in the pool: test each before use.
-            engine["pool_pre_ping"] = True
-        if url.startswith("postgresql") and "connect_timeout" not in url:
-            engine["connect_args"] = {"connect_timeout": 10}
+            # Two connections a process at most (the trial loop, the heartbeat thread): 32
+            # workers hold 64 of the server's max_connections, not SQLAlchemy's 15 each.
+            engine |= {"pool_pre_ping": True, "pool_size": pool_size, "max_overflow": 1}
+        if url.startswith("postgresql"):
+            args: dict[str, Any] = {"application_name": f"hpsearch-{os.getpid()}"}
+            if "connect_timeout" not in url:
+                args["connect_timeout"] = 10
+            engine["connect_args"] = args
         interval = heartbeat_interval()
         with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -165,10 +172,27 @@ def open_storage(url: str, stale_callback: Callable[..., Any] | None = None
     except StorageError:
         raise
     except Exception as exc:  # sqlalchemy / OS errors: unreachable, bad driver, read-only
-        raise StorageError(f"storage {mask_uri(url)}: {first_line(exc)}") from None
+        raise StorageError(f"storage {mask_uri(url)}: {describe(exc) or first_line(exc)}"
+                           ) from None
 
 
 # -- one study -------------------------------------------------------------------------------------
+def _grpc_storage(url: str) -> optuna.storages.BaseStorage:
+    """``grpc://host:port``: a storage behind `hpsearch storage-proxy` (Optuna's gRPC proxy)."""
+    host, _, port = url[len("grpc://"):].rstrip("/").rpartition(":")
+    if not host or not port.isdigit():
+        raise StorageError(f"storage {url!r}: expected grpc://HOST:PORT")
+    with warnings.catch_warnings():  # "experimental" in Optuna 5
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        proxy = optuna.storages.GrpcStorageProxy(host=host, port=int(port))
+    try:
+        proxy.wait_server_ready(timeout=10)
+    except ConnectionError:
+        raise StorageError(f"storage {url}: no storage proxy answers there (start one with "
+                           f"`hpsearch storage-proxy --storage URL --port {port}`)") from None
+    return proxy
+
+
 def join_storage_study(study_name: str, storage_url: str | None = None,
                        stale_callback: Callable[..., Any] | None = None) -> optuna.Study:
     """Load an existing study; StorageError naming the storage when there is none."""
