@@ -12,7 +12,7 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from hpsearch import MLPClassifier
-from hpsearch.model.params import PARAMETERS
+from hpsearch.model.params import ESTIMATOR_ARGS, PARAMETERS
 
 # Every scikit-learn estimator check runs; none is skipped, one fails on purpose. (Small
 # max_epochs keeps them quick; the defaults otherwise.)
@@ -81,6 +81,7 @@ def test_parameter_table_names_parameters():
     satisfies its own entry."""
     defaults = MLPClassifier().get_params()
     assert set(PARAMETERS) <= set(defaults)
+    assert set(defaults) == ESTIMATOR_ARGS  # what spec/config.py knows without scikit-learn
     assert all(c.problem(defaults[name]) is None for name, c in PARAMETERS.items())
 
 

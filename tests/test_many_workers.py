@@ -74,7 +74,10 @@ def check_trials(storage: str, trials: int, study: str = "many") -> None:
 
     from hpsearch.study.store import budget_counts, open_storage
 
-    found = optuna.load_study(study_name=study, storage=open_storage(storage)).get_trials()
+    store = open_storage(storage)
+    found = optuna.load_study(study_name=study, storage=store).get_trials()
+    # this process's pooled connection must not stay open into the next test's count
+    store.engine.dispose()  # type: ignore[attr-defined]
     counted, _, _ = budget_counts(found)
     states = collections.Counter(t.state.name for t in found)
     assert counted == trials and states["RUNNING"] == 0, states

@@ -15,23 +15,27 @@ The layers below are subpackages (docs/architecture.md): ``nn`` <- ``model`` <- 
 
 from __future__ import annotations
 
+import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
 import sys
+from types import ModuleType
 from typing import Any
 
 from ._version import __version__
 from .errors import CheckpointError, DataError, HpsearchError, SpecError, StorageError
-from .model import checkpoint as _checkpoint
-from .model import estimator as _estimator
-from .model.checkpoint import load
-from .model.ensemble import EnsembleClassifier
-from .model.estimator import MLPClassifier
-from .spec import datasets
 
+# Imported when first used: `import hpsearch` (and so every command) pays neither for
+# scikit-learn (~1.2 s) nor for Optuna or MLflow.
+_LAZY = {"MLPClassifier": "model.estimator", "EnsembleClassifier": "model.ensemble",
+         "load": "model.checkpoint", "load_spec": "spec.config", "sweep": "api",
+         "datasets": None}
 # A model exported before the modules moved into subpackages (0.1, the flat layout) runs a
 # serving.py that imports hpsearch.checkpoint and hpsearch.estimator: in a process where this
-# hpsearch is imported first, those names must still lead to the same code.
-sys.modules.setdefault(f"{__name__}.checkpoint", _checkpoint)
-sys.modules.setdefault(f"{__name__}.estimator", _estimator)
+# hpsearch is imported first, those names lead to the same code (_Moved below).
+_MOVED = {f"{__name__}.checkpoint": f"{__name__}.model.checkpoint",
+          f"{__name__}.estimator": f"{__name__}.model.estimator"}
 
 __all__ = [
     "CheckpointError", "DataError", "EnsembleClassifier", "HpsearchError", "MLPClassifier",
@@ -40,13 +44,34 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # Imported when first used: `import hpsearch` does not pay for Optuna or MLflow.
-    if name == "load_spec":
-        from .spec.config import load_spec
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    where = _LAZY[name]
+    if where is None:
+        value: Any = importlib.import_module(f"{__name__}.spec.{name}")
+    else:
+        value = getattr(importlib.import_module(f"{__name__}.{where}"), name)
+    globals()[name] = value
+    return value
 
-        return load_spec
-    if name == "sweep":
-        from .api import sweep
 
-        return sweep
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+class _Moved(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Finds a module's old flat-layout name: the module under its new name, as it is."""
+
+    def find_spec(self, fullname: str, path: Any = None,
+                  target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname not in _MOVED:
+            return None
+        return importlib.util.spec_from_loader(fullname, self)
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
+        module = importlib.import_module(_MOVED[spec.name])
+        self._own = module.__spec__
+        return module
+
+    def exec_module(self, module: ModuleType) -> None:
+        module.__spec__ = self._own  # the import system gave it the old name's spec
+
+
+if not any(isinstance(f, _Moved) for f in sys.meta_path):
+    sys.meta_path.append(_Moved())

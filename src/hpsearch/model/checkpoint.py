@@ -10,6 +10,7 @@ refuses object arrays, and every array's name, shape and dtype is checked agains
 
 from __future__ import annotations
 
+import importlib
 import json
 import zipfile
 from collections.abc import Callable, Mapping
@@ -102,8 +103,8 @@ def locate(path: str | Path) -> Path:
     of a directory written by ``hpsearch export``."""
     root = Path(path)
     exported = root / "artifacts" / "checkpoint"
-    if not any((root / m).is_file() for m in _loads) and \
-            any((exported / m).is_file() for m in _loads):
+    if not any((root / m).is_file() for m in _registered()) and \
+            any((exported / m).is_file() for m in _registered()):
         return exported
     return root
 
@@ -117,14 +118,24 @@ class Checkpointable(Protocol):
 
 # marker file -> how to load a directory holding it; the last registered is tried first
 _loads: dict[str, Callable[[str | Path], Any]] = {}
+MODEL_MODULES = ("estimator", "ensemble")  # the modules of this package that register one
 
 
 def register_model(load: Callable[[str | Path], Any], marker: str = META) -> None:
     """How ``load_model`` builds a model from a directory holding file ``marker``.
     hpsearch.model.estimator registers ``MLPClassifier.load`` (checkpoint.json) and model.ensemble
-    ``EnsembleClassifier.load`` (ensemble.json) when imported; the top-level hpsearch package
-    imports both, so they are in place before any ``hpsearch.*`` module can be used."""
+    ``EnsembleClassifier.load`` (ensemble.json) when imported; ``_registered`` imports both."""
     _loads[marker] = load
+
+
+def _registered() -> dict[str, Callable[[str | Path], Any]]:
+    """The loaders, once the two model modules have registered theirs. They import this module,
+    so it imports them by name when a model is first loaded (`import hpsearch` and the commands
+    that load no model do not pay for scikit-learn)."""
+    if __package__ and len(_loads) < len(MODEL_MODULES):
+        for module in MODEL_MODULES:
+            importlib.import_module(f"{__package__}.{module}")
+    return _loads
 
 
 def save_model(model: Checkpointable, path: str | Path,
@@ -136,7 +147,7 @@ def save_model(model: Checkpointable, path: str | Path,
 
 def load_model(path: str | Path) -> Any:
     """The fitted model (an MLPClassifier, or an ensemble of them) in directory ``path``."""
-    if not _loads:  # only for a checkpoint.py loaded outside its package
+    if not _registered():  # only for a checkpoint.py loaded outside its package
         raise RuntimeError("no model class registered: import hpsearch first")
     for marker, load in reversed(_loads.items()):
         if (Path(path) / marker).is_file():

@@ -133,3 +133,7 @@ PARAMETERS: dict[str, Constraint] = {
     "eps": Interval(numbers.Real, 0, closed="neither"),
     "train_eval_size": Interval(numbers.Integral, 1, none=True),
 }
+# Every argument of MLPClassifier(...): the checked ones and these (tests/test_params.py holds the
+# two lists equal), so that spec/config.py knows them without importing scikit-learn.
+ESTIMATOR_ARGS = frozenset(PARAMETERS) | {"monitor", "random_state", "nesterov",
+                                          "restore_best_weights"}

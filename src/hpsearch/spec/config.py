@@ -19,8 +19,7 @@ import yaml
 from ..diagnosis.diagnostics import THRESHOLDS  # the settable thresholds, with their defaults
 from ..errors import SpecError, first_line
 from ..model.columns import ColumnPlan, plan_from_spec
-from ..model.estimator import MLPClassifier
-from ..model.params import PARAMETERS, PREPROCESSING, Interval, Options
+from ..model.params import ESTIMATOR_ARGS, PARAMETERS, PREPROCESSING, Interval, Options
 from .checker import Checker
 from .datasets import BUILTIN, NAMES, TABLES
 from .registries import PRUNERS, SAMPLERS, Entry
@@ -43,7 +42,7 @@ PARAM_TYPES = ("float", "int", "categorical", "fixed")
 # trial by the spec's training section; batch_size may be searched too) and two left at defaults.
 NOT_SEARCHED = {"max_epochs", "early_stopping_patience", "monitor", "train_eval_size",
                 "random_state", "restore_best_weights", "dtype"}
-ESTIMATOR_PARAMS = frozenset(MLPClassifier().get_params(deep=False)) - NOT_SEARCHED
+ESTIMATOR_PARAMS = ESTIMATOR_ARGS - NOT_SEARCHED
 # The layer helpers of space.hidden_sizes: n_layers, hidden_size (all), hidden_size_<k> (k >= 2).
 LAYER_HELPER_NAMES = ("n_layers", "hidden_size", *(f"hidden_size_{k}" for k in range(2, 10)))
 LAYER_HELPERS = re.compile(f"^({'|'.join(LAYER_HELPER_NAMES)})$")

@@ -8,13 +8,17 @@ is now (status, report and export call it); ``refresh_verdicts`` re-tags the run
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from ..diagnosis.diagnostics import ADVICE, revisit
 from ..spec.schema import SweepSpec
-from ..tracking.tracker import Tracker
 from .store import StudyKey, TrialKey
+
+if TYPE_CHECKING:  # status reads verdicts without importing MLflow
+    from ..tracking.tracker import Tracker
 
 
 def verdicts(trials: list[FrozenTrial], spec: SweepSpec) -> dict[int, tuple[str, str]]:
