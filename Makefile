@@ -13,7 +13,7 @@ WORKERS ?=
 NAME ?= $(shell sed -n 's/^name:[[:space:]]*//p' $(SWEEP) 2>/dev/null | head -n 1)
 SWEEP_ARGS = $(if $(TRIALS),--trials $(TRIALS)) $(if $(WORKERS),--workers $(WORKERS))
 
-.PHONY: help setup sysdeps sweep status report export next ui dashboard demo-distributed docs-image test test-fast lint bench bench-efficiency clean
+.PHONY: help setup slurm sysdeps sweep status report export next ui dashboard demo-distributed docs-image test test-fast lint bench bench-efficiency clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -53,6 +53,9 @@ docs-image: setup ## docs/images/verdicts.png, README's picture (a quickstart sw
 
 demo-distributed: setup ## 3 workers on a local PostgreSQL + MLflow server (root; see docs/scaling.md)
 	bash scripts/demo-distributed.sh
+
+slurm: ## a one-node Slurm on this machine for `hpsearch launch slurm` (root; scripts/slurm.sh)
+	bash scripts/slurm.sh
 
 sysdeps: ## install/start what the tests need from the machine (root: apt-get; see README)
 	PYTHON=$(PYTHON) bash scripts/sysdeps.sh

@@ -72,7 +72,7 @@ def sweep(where: Path, storage: str, tracking: str, workers: int, trials: int) -
     import optuna
     from mlflow.tracking import MlflowClient
 
-    from hpsearch.study.store import open_storage
+    from hpsearch.study.store import budget_counts, open_storage
 
     (where / "many.yaml").write_text(SPEC.format(trials=trials))
     db = storage.rsplit("/", 1)[1]
@@ -89,6 +89,9 @@ def sweep(where: Path, storage: str, tracking: str, workers: int, trials: int) -
         raise SystemExit(f"the sweep failed:\n{done.stdout[-1500:]}{done.stderr[-1500:]}")
     trials_ = optuna.load_study(study_name="many", storage=open_storage(storage)).get_trials()
     states = collections.Counter(t.state.name for t in trials_)
+    counted = budget_counts(trials_)[0]  # the budget rule: a lost trial's retry counts, not it
+    failed = [f"trial {t.number}: {t.user_attrs.get('reason', '?')}" for t in trials_
+              if t.state.name == "FAIL"]
     client = MlflowClient(tracking)
     exp = client.get_experiment_by_name("many")
     runs, token = [], None
@@ -100,7 +103,8 @@ def sweep(where: Path, storage: str, tracking: str, workers: int, trials: int) -
         if not token:
             break
     numbers = collections.Counter(r.data.tags["optuna.trial.number"] for r in runs)
-    return {"seconds": seconds, "states": dict(states), "runs": len(runs),
+    return {"seconds": seconds, "states": dict(states), "counted": counted, "failed": failed,
+            "runs": len(runs),
             "duplicates": sum(1 for n in numbers.values() if n > 1),
             "running_runs": sum(r.info.status == "RUNNING" for r in runs),
             "peak": peaks.total, "peak_per_worker": peaks.per_app,
@@ -149,7 +153,7 @@ def main() -> None:
                 os.environ["MANY_DB"] = opt_db
                 storage = "grpc://127.0.0.1:13077"
             r = sweep(where, storage, f"http://127.0.0.1:{port}", args.workers, args.trials)
-            counted = r["states"].get("COMPLETE", 0) + r["states"].get("PRUNED", 0)
+            counted = r["counted"]
             print(f"{label}: {args.workers} workers, {args.trials} trials in {r['seconds']:.0f} s "
                   f"({args.trials / r['seconds']:.1f} trials/s); states {r['states']}; "
                   f"counted {counted} ({'exact' if counted == args.trials else 'WRONG'}); "
@@ -157,6 +161,8 @@ def main() -> None:
                   f"{r['running_runs']} RUNNING; peak connections to the study's database "
                   f"{r['peak']}, per worker process {r['peak_per_worker']} "
                   f"({r['worker_processes_seen']} processes seen)", flush=True)
+            for line in r["failed"]:
+                print(f"  failed {line}", flush=True)
     finally:
         import signal
 

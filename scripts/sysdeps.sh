@@ -3,7 +3,8 @@
 #   - Python's venv module (Debian: python3-venv) to create .venv;
 #   - the Fashion-MNIST IDX files (Debian: dataset-fashion-mnist) for the real-data tests;
 #   - a PostgreSQL server (Debian: postgresql) for the distributed tests, started on
-#     127.0.0.1:5432 with the role the tests use (scripts/postgres.sh).
+#     127.0.0.1:5432 with the role the tests use (scripts/postgres.sh);
+#   - a one-node Slurm (Debian: slurm-wlm, munge) for `hpsearch launch slurm` (scripts/slurm.sh).
 # A missing package is installed with apt-get when we are root (after `apt-get update`);
 # otherwise one line names the packages and the command that installs them, exit 2.
 # Idempotent and quick when everything is there: `make test` runs it every time, since a
@@ -11,6 +12,7 @@
 #
 # HPSEARCH_TEST_POSTGRES=postgresql://... points the tests at another server: then none is
 # installed or started here. HPSEARCH_FASHION_DIR=DIR: the IDX files are read from DIR.
+# HPSEARCH_TEST_SLURM=0: no Slurm is installed or started (its tests skip, saying so).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -50,3 +52,4 @@ fi
 if [ -z "${HPSEARCH_TEST_POSTGRES:-}" ]; then
   bash scripts/postgres.sh
 fi
+bash scripts/slurm.sh

@@ -4,6 +4,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -98,6 +99,30 @@ def databases():
         for n in names:
             cur.execute(f"DROP DATABASE IF EXISTS {n} WITH (FORCE)")
     admin.close()
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(databases, tmp_path_factory):
+    """An MLflow tracking server on 127.0.0.1 over the module's second database."""
+    artifacts = tmp_path_factory.mktemp("server-artifacts")
+    port = free_port()
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep +
+           os.environ.get("PATH", "")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+                             databases[1], "--default-artifact-root", artifacts.as_uri(),
+                             "--no-serve-artifacts", "--host", "127.0.0.1", "--port", str(port),
+                             "--workers", "1"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert wait_for_http(url + "/health", proc).strip() == b"OK"
+    except BaseException:
+        proc.kill()
+        raise
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
 
 
 # -- waiting for observable state (never for a fixed time) ---------------------------------------

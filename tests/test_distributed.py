@@ -9,7 +9,6 @@ import sys
 
 import pytest
 
-from conftest import free_port, wait_for_http
 from hpsearch.search.sweep import run_sweep
 
 SPEC = """\
@@ -23,29 +22,6 @@ space:
   learning_rate: {type: float, low: 1.0e-3, high: 0.05, log: true}
   hidden_size: {type: int, low: 16, high: 64, log: true}
 """
-
-
-@pytest.fixture(scope="module")
-def mlflow_server(databases, tmp_path_factory):
-    artifacts = tmp_path_factory.mktemp("server-artifacts")
-    port = free_port()
-    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep +
-           os.environ.get("PATH", "")}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
-                             databases[1], "--default-artifact-root", artifacts.as_uri(),
-                             "--no-serve-artifacts", "--host", "127.0.0.1", "--port", str(port),
-                             "--workers", "1"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        assert wait_for_http(url + "/health", proc).strip() == b"OK"
-    except BaseException:
-        proc.kill()
-        raise
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
 
 
 @pytest.mark.slow
@@ -104,8 +80,6 @@ def test_three_workers_on_postgresql_and_a_tracking_server(databases, mlflow_ser
     # Export from another machine: an empty directory, no checkpoint on its disk, nothing but
     # the storage and the tracking server.
     import shutil
-    import subprocess
-    import sys
 
     shutil.rmtree(tmp_path / "this-machine-only")
     elsewhere = tmp_path / "fourth-machine"

@@ -44,6 +44,16 @@ NOT_RUN = {  # (document, the block's first line): why it is not run here
         "commands small",
     ("docs/scaling.md", ".venv/bin/hpsearch worker fashion-mnist"):
         "a worker on another machine; tests/test_distributed.py starts three",
+    ("docs/scaling.md", ".venv/bin/hpsearch launch slurm sweeps/fashion-mnist.yaml --workers 8 "
+                        "--cpus-per-task 2 \\"):
+        "a cluster's login node and shared servers; tests/test_launch.py submits the same "
+        "command small to the one-node Slurm of scripts/slurm.sh",
+    ("docs/scaling.md", ".venv/bin/hpsearch launch k8s sweeps/fashion-mnist.yaml --workers 8 "
+                        "--cpus-per-task 2 \\"):
+        "a Kubernetes cluster; tests/test_launch.py checks the manifest and runs its command",
+    ("docs/scaling.md", ".venv/bin/hpsearch storage-proxy --storage \"$HPSEARCH_STORAGE\" --host "
+                        "0.0.0.0 --port 13000 --threads 8"):
+        "a proxy for other machines (0.0.0.0); tests/test_many_workers.py runs one on 127.0.0.1",
 }
 SERVER = re.compile(r"^(?:\w+=\S+\s+)*(make ui|make dashboard|hpsearch ui|hpsearch dashboard|"
                     r"mlflow models serve|mlflow ui|mlflow server)\b")

@@ -19,11 +19,19 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import os
 import sys
 from types import ModuleType
 from typing import Any
 
-from ._version import __version__
+# MLflow 3's usage telemetry, off unless the user turns it on: its client sets and unsets an
+# environment variable from a background thread, and a request iterating os.environ meanwhile
+# fails with KeyError('_MLFLOW_TELEMETRY_SESSION_ID') (1 trial in 1,000 with 32 workers on a
+# tracking server, bench/many_workers.py); and a sweep on a private cluster sends nothing out.
+# Set before anything imports mlflow, and inherited by the MLflow servers hpsearch starts.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+from ._version import __version__  # noqa: E402 - after the telemetry switch above
 from .errors import CheckpointError, DataError, HpsearchError, SpecError, StorageError
 
 # Imported when first used: `import hpsearch` (and so every command) pays neither for

@@ -143,6 +143,7 @@ def worker_cmd(name: str, storage: str | None, tracking_uri: str | None) -> None
     import os
 
     from ..search.signals import exit_status, signal_name, signal_of, stop_signals
+    from ..search.sweep import close_if_complete
     from ..search.worker import join_study, run_trials
     from ..study.verdicts import refresh_verdicts
     from ..tracking.tracker import make_tracker
@@ -157,8 +158,13 @@ def worker_cmd(name: str, storage: str | None, tracking_uri: str | None) -> None
         click.echo(f"interrupted by {signal_name(signal_of(exc))}: the running trial was "
                    f"closed and will be retried.", err=True)
         sys.exit(exit_status(exc))
-    refresh_verdicts(ctx.study, ctx.spec, make_tracker(ctx.log.uri))
-    click.echo(f"worker done: ran {ran} trial(s) of study {name}.")
+    tracker = make_tracker(ctx.log.uri)
+    if close_if_complete(ctx.study, ctx.spec, tracker):  # the last worker of a launched sweep
+        click.echo(f"worker done: ran {ran} trial(s); study {name} is complete and its parent "
+                   f"run closed.")
+    else:
+        refresh_verdicts(ctx.study, ctx.spec, tracker)
+        click.echo(f"worker done: ran {ran} trial(s) of study {name}.")
 
 @main.command("recover")
 @click.argument("name")

@@ -12,8 +12,10 @@
 - ``refit``: the chosen model(s) trained again on train + validation, inside the budget or not.
 - ``worker``: ``hpsearch worker``, a process that joins a study and runs trials until the
   budget is met, with stop checks, outage retries, signals and the progress line.
-- ``sweep``: ``hpsearch sweep``, the study and the parent run prepared, workers started,
-  the end reported. Launchers for clusters join here.
+- ``prepare``: the study, its budget and the parent run made ready for workers to join.
+- ``sweep``: ``hpsearch sweep``, the study prepared, workers started, the end reported (and the
+  parent run closed by the last worker of a launched sweep).
+- ``launch``: ``hpsearch launch slurm|k8s``, the workers a Slurm job array or a Kubernetes Job.
 
 May import: ``study``, ``tracking``, ``spec``, ``diagnosis``, ``model``, ``nn``, ``errors``,
 ``_version``.

@@ -8,37 +8,20 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 
-from .._version import __version__
 from ..errors import mask_uri
 from ..spec.config import check_study_name, load_spec
-from ..spec.datasets import load_splits
 from ..spec.schema import SweepSpec
-from ..study import warmstart
-from ..study.faults import StaleTrialHandler
 from ..study.noise import noise_floor
-from ..study.store import (
-    StudyKey,
-    count_trials,
-    create_study,
-    fail_stale_trials,
-    open_storage,
-    ranked,
-    record_spec,
-    resolve_storage_url,
-    say_running,
-    stale_trial_callback,
-)
+from ..study.store import StudyKey, count_trials, ranked, resolve_storage_url, say_running
 from ..study.verdicts import refresh_verdicts
-from ..tracking.backend import git_commit
-from ..tracking.tracker import Tracker, make_tracker
-from .reseed import resume as resume_reseed
-from .retention import checkpoint_root, outside_top
+from ..tracking.tracker import Tracker
+from .prepare import open_sweep
+from .retention import outside_top
 from .signals import signal_of, stop_signals
 from .worker import join_study, run_processes, run_trials
 
@@ -64,67 +47,16 @@ class SweepResult:
         return self.signal is not None
 
 
-def prepare_study(spec: SweepSpec, storage_url: str, tracker: Tracker, study_name: str,
-                  n_trials: int | None) -> tuple[optuna.Study, str, str, int]:
-    about = {"mlflow.note.content": (
-                 f"hpsearch sweep `{study_name}` of `{Path(spec.path).name}`: an MLP classifier "
-                 f"on `{spec.data.dataset}`, {spec.objective.direction} "
-                 f"`{spec.objective.metric}`; one child run per trial, its curves, verdict and "
-                 f"best-epoch model."),
-             "hpsearch.dataset": spec.data.dataset, "hpsearch.objective": spec.objective.metric,
-             "hpsearch.version": __version__, "hpsearch.spec": Path(spec.path).name}
-    # a bad tracking URI fails here, before anything is made
-    exp_id = tracker.experiment(study_name, about)
-    study = create_study(open_storage(storage_url, StaleTrialHandler()), study_name, spec)
-    attrs = study.user_attrs
-    total = n_trials or int(attrs.get(StudyKey.N_TRIALS, spec.budget.n_trials))
-    if n_trials is None and StudyKey.N_TRIALS in attrs:
-        total = max(total, spec.budget.n_trials)
-    commit = git_commit()  # one `git rev-parse` per sweep, for the parent run and the workers
-    parent = attrs.get(StudyKey.PARENT_RUN_ID)
-    if not parent or not tracker.run_exists(parent):
-        settings = {"spec_path": spec.path, "storage": mask_uri(storage_url),
-                    "dataset": spec.data.dataset, "objective": spec.objective.metric,
-                    "sampler": spec.sampler.name, "pruner": spec.pruner.name}
-        parent = tracker.create_parent(exp_id, study_name, spec.path, spec.text, settings,
-                                       commit)
-    else:
-        tracker.set_status(parent, "RUNNING")
-    checkpoints = attrs.get(StudyKey.CHECKPOINT_DIR) or str(checkpoint_root())
-    record_spec(study, spec.text)
-    for key, value in {StudyKey.SPEC_PATH: spec.path,
-                       StudyKey.N_TRIALS: total, StudyKey.CHECKPOINT_DIR: checkpoints,
-                       StudyKey.EXPERIMENT_ID: exp_id, StudyKey.PARENT_RUN_ID: parent,
-                       StudyKey.TRACKING_URI: mask_uri(tracker.uri),
-                       StudyKey.GIT_COMMIT: commit, StudyKey.STOPPED: None}.items():
-        study.set_user_attr(key, value)  # (a resumed sweep judges the stop rule anew)
-    handler = stale_trial_callback(study)
-    if isinstance(handler, StaleTrialHandler):  # a dead worker's trial is failed and retried
-        handler.attach(tracker.close_lost_trial)
-    fail_stale_trials(study)  # now, so that it is not counted as running
-    return study, exp_id, parent, total
-
-
 def run_sweep(spec_path: str | Path, n_trials: int | None = None, timeout: float | None = None,
               workers: int | None = None, storage_url: str | None = None,
               tracking_uri: str | None = None, study_name: str | None = None,
               echo: Callable[[str], None] = print) -> SweepResult:
     spec = load_spec(spec_path)
     storage_url = resolve_storage_url(storage_url)
-    with ThreadPoolExecutor(1) as pool:  # the tracking store opens while the data loads
-        opening = pool.submit(make_tracker, tracking_uri)
-        name = check_study_name(study_name) if study_name else spec.name
-        splits = load_splits(spec.data)  # bad data fails here, before anything is recorded
-    tracker = opening.result()
-    parent_study = warmstart.parent_study(spec, name, storage_url)  # and a missing warm-start study
-    study, exp_id, parent, total = prepare_study(spec, storage_url, tracker, name, n_trials)
-    warm = warmstart.warm_start(study, spec, parent_study)
-    if spec.warm_start and warm:
-        echo(f"warm start: trials {', '.join(map(str, warm))} of study {spec.warm_start.study} "
-             f"run first, with their parameters")
-    finished, running = count_trials(study)
-    remaining = max(0, total - finished - running)
-    again = resume_reseed(study, remaining)  # reseed trials left waiting by a stopped sweep
+    name = check_study_name(study_name) if study_name else spec.name
+    o = open_sweep(spec, storage_url, tracking_uri, name, n_trials, echo)
+    study, tracker, splits, parent, total = o.study, o.tracker, o.splits, o.parent, o.total
+    finished, remaining, again, exp_id = o.finished, o.remaining, o.again, o.experiment_id
     workers = workers or spec.budget.workers or os.cpu_count() or 1  # auto: one per core
     timeout = timeout if timeout is not None else spec.budget.timeout
     deadline = time.time() + timeout if timeout else None
@@ -158,6 +90,21 @@ def run_sweep(spec_path: str | Path, n_trials: int | None = None, timeout: float
     return SweepResult(name, total, count_trials(study)[0] - finished, *best, parent, exp_id,
                        tracker.uri, stopped, floor, study.user_attrs.get(StudyKey.STOPPED),
                        spec.export_in_budget)
+
+
+def close_if_complete(study: optuna.Study, spec: SweepSpec, tracker: Tracker) -> bool:
+    """A worker that ends closes the sweep's parent run when the study is complete (its budget
+    met or its stop rule reached, no trial running), as `hpsearch sweep` does at its end: a
+    launched sweep (launch.py) has no sweep process waiting for its workers. Idempotent: the
+    last workers to end may both close it."""
+    attrs = study.user_attrs
+    finished, running = count_trials(study)
+    parent = attrs.get(StudyKey.PARENT_RUN_ID)
+    total = int(attrs.get(StudyKey.N_TRIALS, 0))
+    if not parent or running or (finished < total and not attrs.get(StudyKey.STOPPED)):
+        return False
+    _finish(study, tracker, parent, spec, False)
+    return True
 
 
 def _finish(study: optuna.Study, tracker: Tracker, parent: str, spec: SweepSpec,

@@ -92,9 +92,24 @@ def join_study(study_name: str, storage_url: str | None = None, tracking_uri: st
     tags = {"data.fingerprint": splits.fingerprint, "data.name": splits.name,
             "data.seed": str(spec.data.seed), "model.seed": str(spec.training.seed),
             "hpsearch.version": __version__,
-            "mlflow.source.git.commit": attrs.get(StudyKey.GIT_COMMIT, "unknown")}
+            "mlflow.source.git.commit": attrs.get(StudyKey.GIT_COMMIT, "unknown"),
+            **where_it_runs()}
     return Context(spec, study, attrs[StudyKey.EXPERIMENT_ID], attrs[StudyKey.PARENT_RUN_ID],
                    splits, int(attrs[StudyKey.N_TRIALS]), log, echo, tags)
+
+
+def where_it_runs() -> dict[str, str]:
+    """Tags naming the process that runs a trial (host:pid) and, under Slurm, its job (array)
+    task, so that an operator finds the task behind a run (and `scancel`s or reads its log)."""
+    import socket
+
+    tags = {"hpsearch.worker": f"{socket.gethostname()}:{os.getpid()}"}
+    if os.environ.get("SLURM_ARRAY_JOB_ID"):
+        tags["slurm.job"] = (f"{os.environ['SLURM_ARRAY_JOB_ID']}_"
+                             f"{os.environ.get('SLURM_ARRAY_TASK_ID', '0')}")
+    elif os.environ.get("SLURM_JOB_ID"):
+        tags["slurm.job"] = os.environ["SLURM_JOB_ID"]
+    return tags
 
 
 def run_trials(ctx: Context, quota: int | None, deadline: float | None) -> int:
