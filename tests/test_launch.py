@@ -6,6 +6,7 @@ task mid-trial losing nothing."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -81,12 +82,18 @@ def test_bad_input_is_one_line_and_nothing_is_written(databases, tmp_path):
     assert "0 is not in the range" in one_line_error(hp(tmp_path, *slurm, "--workers", "0"))
     line = one_line_error(hp(tmp_path, *slurm, "--workers", "2", "--time", "2h"))
     assert "--time '2h'" in line
+    line = one_line_error(hp(tmp_path, *slurm, "--workers", "2", "--time", "1"))
+    assert "--grace 120: the stopping signal comes 120 s before the time limit, and --time 1 " \
+        "is 60 s" in line, line
     line = one_line_error(hp(tmp_path, *slurm, "--workers", "2", "--submit",
                              path=str(tmp_path / "no-bin")))
     assert "sbatch is not on PATH" in line
     line = one_line_error(hp(tmp_path, "launch", "k8s", "small.yaml", *stores, "--workers", "2",
                              "--image", "x", "--memory", "lots"))
     assert "--memory 'lots'" in line
+    line = one_line_error(hp(tmp_path, "launch", "k8s", "small.yaml", *stores, "--workers", "2",
+                             "--image", "bad image"))
+    assert "--image 'bad image'" in line
     assert not (tmp_path / "launch").exists() and "small" not in study_names(databases[0])
 
     # a study whose budget is met: nothing to launch, until --trials asks for more
@@ -107,16 +114,20 @@ def test_the_sbatch_file_keeps_passwords_out(databases, tmp_path):
     from hpsearch.study.store import StudyKey, open_storage
 
     (tmp_path / "arr.yaml").write_text(SPEC.format(name="arr", trials=6))
+    # the password as a query parameter this time: masking hides it, so must the file
+    user, rest = databases[0].split("://", 1)[1].split("@", 1)
+    storage = f"postgresql://{user.split(':')[0]}@{rest}?password={user.split(':')[1]}"
     done = hp(tmp_path, "launch", "slurm", "arr.yaml", "--workers", "10", "--storage",
-              databases[0], "--tracking-uri", "none", "--partition", "debug", "--time", "30")
+              storage, "--tracking-uri", "none", "--time", "UNLIMITED")
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "10 workers asked, 6 trial(s) left: launching 6" in out
     assert "HPSEARCH_STORAGE has a password in it, so launch/arr.sbatch leaves it out" in out
-    assert "submit it: sbatch launch/arr.sbatch" in out and PASSWORD not in out
+    assert "submit it: sbatch launch/arr.sbatch" in out and "password=hpsearch" not in out
+    assert "note: the storage postgresql://hpsearch@127.0.0.1" in out  # loopback: this machine
     text = (tmp_path / "launch" / "arr.sbatch").read_text()
-    assert PASSWORD not in text and "postgresql" not in text
-    for line in ("#SBATCH --array=0-5", "#SBATCH --partition=debug", "#SBATCH --time=30",
+    assert "password=" not in text and "postgresql" not in text
+    for line in ("#SBATCH --array=0-5", "#SBATCH --time=UNLIMITED",
                  "#SBATCH --signal=B:TERM@120", "#SBATCH --cpus-per-task=1",
                  'export OPENBLAS_NUM_THREADS="${SLURM_CPUS_PER_TASK:-1}"',
                  "export MLFLOW_TRACKING_URI=none",
@@ -132,6 +143,8 @@ def test_the_sbatch_file_keeps_passwords_out(databases, tmp_path):
     study = optuna.load_study(study_name="arr", storage=open_storage(databases[0]))
     assert study.user_attrs[StudyKey.N_TRIALS] == 6 and not study.trials
     assert study.user_attrs[StudyKey.PARENT_RUN_ID]
+    said = hp(tmp_path, "status", "arr", "--storage", databases[0])
+    assert said.returncode == 0 and "arr: no trial started yet, 0 of 6" in said.stdout, said
 
 
 def test_a_kubernetes_job_whose_command_joins_the_study(databases, mlflow_server, tmp_path):
@@ -143,25 +156,33 @@ def test_a_kubernetes_job_whose_command_joins_the_study(databases, mlflow_server
 
     (tmp_path / "kube.yaml").write_text(SPEC.format(name="Kube_1", trials=4))
     secret = {"HPSEARCH_STORAGE": databases[0], "MLFLOW_TRACKING_URI": mlflow_server}
-    done = hp(tmp_path, "launch", "k8s", "kube.yaml", "--workers", "2", "--image",
-              "registry.local/hpsearch:1", "--cpus-per-task", "2", env=secret)
+    launch = ["launch", "k8s", "kube.yaml", "--workers", "2", "--image",
+              "registry.local/hpsearch:1", "--cpus-per-task", "2"]
+    # the URIs given as options: the Secret's command reads the shell's variables, so it says
+    done = hp(tmp_path, *launch, "--storage", databases[0], "--tracking-uri", mlflow_server)
     assert done.returncode == 0, done.stderr
-    assert ('kubectl create secret generic hpsearch-kube-1 --from-literal=HPSEARCH_STORAGE='
+    assert "first: export HPSEARCH_STORAGE=... (the storage used here, postgresql://hpsearch:" \
+        "***@" in done.stdout and "$HPSEARCH_STORAGE is unset" in done.stdout, done.stdout
+    done = hp(tmp_path, *launch, env=secret)
+    assert done.returncode == 0, done.stderr
+    name = "hpsearch-kube-1-" + hashlib.sha256(b"Kube_1").hexdigest()[:6]  # changed: hashed
+    assert (f'kubectl create secret generic {name} --from-literal=HPSEARCH_STORAGE='
             '"$HPSEARCH_STORAGE"') in done.stdout and PASSWORD not in done.stdout
+    assert "first: export" not in done.stdout
     text = (tmp_path / "launch" / "Kube_1.yaml").read_text()
     assert "postgresql" not in text and mlflow_server not in text
     docs = list(yaml.safe_load_all(text))
     assert len(docs) == 1
     job = docs[0]
     assert (job["apiVersion"], job["kind"]) == ("batch/v1", "Job")
-    assert job["metadata"]["name"] == "hpsearch-kube-1"
+    assert job["metadata"]["name"] == name
     assert job["spec"]["parallelism"] == job["spec"]["completions"] == 2
     pod = job["spec"]["template"]["spec"]
     assert pod["restartPolicy"] == "OnFailure" and pod["terminationGracePeriodSeconds"] >= 60
     (container,) = pod["containers"]
     assert container["image"] == "registry.local/hpsearch:1"
     assert container["command"] == ["hpsearch", "worker", "Kube_1"]
-    assert container["envFrom"] == [{"secretRef": {"name": "hpsearch-kube-1"}}]
+    assert container["envFrom"] == [{"secretRef": {"name": name}}]
     assert container["resources"]["requests"] == {"cpu": "2", "memory": "2Gi"}
 
     # the container's command, run here with the pod's environment (the Secret and env)
@@ -196,19 +217,21 @@ def slurm() -> str:
         pytest.fail("no Slurm here: `make test` starts one (scripts/slurm.sh); by hand, as "
                     "root: bash scripts/slurm.sh")
     states = subprocess.run(["sinfo", "-h", "-o", "%P %T"], capture_output=True, text=True)
-    if not any(s in states.stdout for s in ("idle", "mixed", "allocated")):
+    if not any(s in states.stdout for s in ("idle", "mixed", "allocated", "completing")):
         pytest.fail(f"Slurm has no node up: {states.stdout}{states.stderr} (bash "
                     f"scripts/slurm.sh brings it up)")
     return states.stdout.split()[0].rstrip("*")
 
 
-def test_a_partition_slurm_refuses_is_one_line_and_prepares_nothing(slurm, databases, tmp_path):
+@pytest.mark.parametrize("submit", ["--submit", "--dry-run"])
+def test_a_partition_slurm_refuses_is_one_line_and_prepares_nothing(slurm, databases, tmp_path,
+                                                                    submit):
     (tmp_path / "part.yaml").write_text(SPEC.format(name="part", trials=4))
     line = one_line_error(hp(tmp_path, "launch", "slurm", "part.yaml", "--workers", "2",
-                             "--storage", databases[0], "--tracking-uri", "none", "--submit",
+                             "--storage", databases[0], "--tracking-uri", "none", submit,
                              "--partition", "no-such-partition"))
     assert "sbatch refused launch/part.sbatch" in line and "invalid partition" in line, line
-    assert "part" not in study_names(databases[0])
+    assert "part" not in study_names(databases[0]) and not (tmp_path / "launch").exists()
 
 
 def squeue(job: str) -> list[str]:
@@ -288,3 +311,13 @@ def test_a_job_array_on_slurm_with_one_task_cancelled_mid_trial(slurm, databases
         number = int(r.data.tags["optuna.trial.number"])
         assert r.info.status == ("KILLED" if number == 0 else "FINISHED"), (number, r.info)
         assert r.data.tags["slurm.job"].startswith(f"{job}_")
+
+
+def test_kubernetes_names_are_valid_and_never_shared():
+    from hpsearch.search.launch import k8s_name
+
+    names = ["fashion-mnist", "K8s_Test.v1", "k8s-test-v1", "x" * 80 + "a", "x" * 80 + "b", "_"]
+    made = [k8s_name(n) for n in names]
+    assert made[0] == "hpsearch-fashion-mnist"  # already valid: kept as it is
+    assert len(set(made)) == len(made), made
+    assert all(re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", m) for m in made), made

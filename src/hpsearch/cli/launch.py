@@ -41,13 +41,16 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def _said(r: Any) -> None:
-    click.echo(f"study {r.study}: {r.finished} of {r.total} trials done; storage {r.storage}, "
-               f"tracking {r.tracking}")
-    click.echo(f"wrote {r.path}: {r.tasks} worker(s)")
-    for env in r.from_env:
-        click.echo(f"{env} has a password in it, so {r.path} leaves it out: the job takes "
-                   f"it from the environment sbatch runs in (export it there)")
+def _prepared(r: Any) -> None:
+    click.echo(f"study {r.study}: {r.finished} of {r.total} trials done, prepared with its "
+               f"parent run (open until the last worker ends); storage {r.storage}, tracking "
+               f"{r.tracking}")
+
+
+def _status(r: Any) -> str:
+    """The status command as the user can run it where they are."""
+    return f"hpsearch status {r.study}" + ("" if r.storage_from_env else
+                                           " --storage URL (as given here)")
 
 
 @launch_group.command("slurm")
@@ -71,12 +74,16 @@ def slurm_cmd(spec: str, workers: int, cpus: int, gpus: int, grace: int, trials:
         opts.python = python
     r = launch("slurm", spec, opts, storage, tracking_uri, study_name, trials, submit,
                click.echo)
-    _said(r)
+    _prepared(r)
+    click.echo(f"wrote {r.path}: an array of {r.tasks} worker task(s)")
     if r.job_id is None:
+        for env in r.from_env:
+            click.echo(f"{env} has a password in it, so {r.path} leaves it out: export it in "
+                       f"the shell you run sbatch from (sbatch passes it to the job)")
         click.echo(f"submit it: {r.submit_command}")
         return
     click.echo(f"submitted job {r.job_id} ({r.tasks} array tasks)")
-    click.echo(f"follow: squeue --job {r.job_id}; hpsearch status {r.study}; "
+    click.echo(f"follow: squeue --job {r.job_id}; {_status(r)}; "
                f"output in launch/{r.study}-{r.job_id}_*.out")
     click.echo(f"stop: scancel {r.job_id} (running trials are closed and retried); then: "
                f"hpsearch report {r.study}, hpsearch export {r.study}")
@@ -96,10 +103,11 @@ def k8s_cmd(spec: str, workers: int, cpus: int, gpus: int, grace: int, trials: i
 
     opts = Options(workers, cpus, gpus=gpus, grace=grace, image=image, memory=memory)
     r = launch("k8s", spec, opts, storage, tracking_uri, study_name, trials, False, click.echo)
-    click.echo(f"study {r.study}: {r.finished} of {r.total} trials done; storage {r.storage}, "
-               f"tracking {r.tracking}")
+    _prepared(r)
     click.echo(f"wrote {r.path}: a Job of {r.tasks} worker pod(s)")
-    click.echo(f"the Secret, from this shell's variables (HPSEARCH_STORAGE, MLFLOW_TRACKING_URI "
-               f"exported as above): {secret_command(r.study)}")
+    for note in r.notes:
+        click.echo(note)
+    click.echo(f"the Secret, from this shell's HPSEARCH_STORAGE and MLFLOW_TRACKING_URI: "
+               f"{secret_command(r.study)}")
     click.echo(f"then: {r.submit_command}; follow: kubectl get job {k8s_name(r.study)}; "
-               f"hpsearch status {r.study}")
+               f"{_status(r)}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ..errors import StorageError
 from ..study.noise import noise_floor
 from ..study.store import StudyKey, TrialKey, join_storage_study, lost_trials, study_spec
 from ..study.verdicts import verdicts
@@ -31,9 +30,13 @@ def status_table(name: str, storage_url: str | None = None) -> str:
         row["seconds"] = f"{dur:.1f}" if dur is not None else ""
         row["retried as"] = lost.get(t.number, "")
         rows.append(row)
-    if not rows:
-        raise StorageError(f"study {name!r} has no trials yet")
+    if not rows:  # prepared (by a launch, say) and no worker started yet
+        total = study.user_attrs.get(StudyKey.N_TRIALS)
+        return (f"study {name}: no trial started yet" + (f", 0 of {total}" if total else "")
+                + f"; workers join it with `hpsearch worker {name}`")
     frame = pd.DataFrame(rows).set_index("trial")
+    # the key parameters this study does not search: no empty columns
+    frame = frame.drop(columns=[k for k in KEY_PARAMS if (frame[k] == "").all()])
     if not lost:
         frame = frame.drop(columns="retried as")
     lines = [frame.to_string(float_format=lambda v: f"{v:.4f}")]

@@ -76,6 +76,8 @@ class Launched:
     tracking: str  # masked
     job_id: str | None = None
     submit_command: str = ""
+    notes: list[str] = field(default_factory=list)  # k8s: variables to export for the Secret
+    storage_from_env: bool = True  # False: given with --storage (other commands need it too)
 
 
 def shared_stores(storage: str | None, tracking: str | None) -> tuple[str, str]:
@@ -95,10 +97,37 @@ def shared_stores(storage: str | None, tracking: str | None) -> tuple[str, str]:
 
 
 def has_password(uri: str) -> bool:
+    """Whatever masking would hide (``user:pw@``, ``?password=``, a registered secret), or a
+    URI that does not parse: never written into a file."""
     try:
-        return urlsplit(uri).password is not None
+        urlsplit(uri)
     except ValueError:
-        return True  # unparsable: never write it out
+        return True
+    return mask(uri) != uri
+
+
+def on_loopback(uri: str) -> bool:
+    try:
+        host = urlsplit(uri).hostname or ""
+    except ValueError:
+        return False
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def slurm_seconds(limit: str) -> float | None:
+    """A Slurm time limit in seconds (None: UNLIMITED)."""
+    if limit.upper() in ("UNLIMITED", "INFINITE"):
+        return None
+    days, _, clock = limit.rpartition("-") if "-" in limit else ("", "", limit)
+    parts = [int(p) for p in clock.split(":")]
+    if days:  # D-HH[:MM[:SS]]
+        parts += [0] * (3 - len(parts))
+        return int(days) * 86400 + parts[0] * 3600 + parts[1] * 60 + parts[2]
+    if len(parts) == 1:  # minutes
+        return parts[0] * 60.0
+    if len(parts) == 2:  # MM:SS
+        return parts[0] * 60.0 + parts[1]
+    return parts[0] * 3600.0 + parts[1] * 60 + parts[2]
 
 
 def _trials_left(storage_url: str, name: str, spec_total: int | None,
@@ -121,14 +150,21 @@ def launch(kind: str, spec_path: str, opts: Options, storage: str | None,
     if opts.workers < 1:
         raise HpsearchError(f"--workers {opts.workers}: a launch needs at least one worker")
     if kind == "slurm":
-        if not SLURM_TIME.match(opts.time):
+        if not SLURM_TIME.match(opts.time) and opts.time.upper() not in ("UNLIMITED",
+                                                                         "INFINITE"):
             raise HpsearchError(f"--time {opts.time!r}: not a Slurm time limit (minutes, "
-                                f"HH:MM:SS or D-HH:MM:SS)")
+                                f"HH:MM:SS, D-HH:MM:SS or UNLIMITED)")
+        limit = slurm_seconds(opts.time)
+        if limit is not None and opts.grace >= limit:
+            raise HpsearchError(f"--grace {opts.grace}: the stopping signal comes {opts.grace} s "
+                                f"before the time limit, and --time {opts.time} is {limit:.0f} "
+                                f"s: give a longer --time or a shorter --grace")
         if submit and shutil.which("sbatch") is None:
             raise HpsearchError("sbatch is not on PATH: run this on a Slurm login node, or "
                                 "without --submit to write the file only")
-    elif not opts.image:
-        raise HpsearchError("--image: the container image with hpsearch installed is needed")
+    elif not opts.image or any(c.isspace() for c in opts.image):
+        raise HpsearchError(f"--image {opts.image!r}: a container image reference (e.g. "
+                            f"registry.example.com/hpsearch:0.2) with hpsearch installed")
     elif not K8S_QUANTITY.match(opts.memory):
         raise HpsearchError(f"--memory {opts.memory!r}: not a Kubernetes quantity (e.g. 2Gi)")
     spec = load_spec(spec_path)
@@ -146,34 +182,43 @@ def launch(kind: str, spec_path: str, opts: Options, storage: str | None,
         echo(f"{opts.workers} workers asked, {left} trial(s) left: launching {tasks}")
     from_env = [env for env, value in ((STORAGE_ENV, url), (TRACKING_ENV, uri))
                 if has_password(value)]
+    for what, value in (("storage", url), ("tracking store", uri)):
+        if on_loopback(value):
+            echo(f"note: the {what} {mask(value)} is on this machine's loopback address: only "
+                 f"workers on this machine reach it" + (" (a pod's 127.0.0.1 is the pod)"
+                                                        if kind == "k8s" else ""))
     path = LAUNCH_DIR / f"{name}.{'sbatch' if kind == 'slurm' else 'yaml'}"
     text = (sbatch_file(name, tasks, opts, url, uri, from_env) if kind == "slurm"
             else k8s_job(name, tasks, opts))
+    job_env = {**os.environ, STORAGE_ENV: url, TRACKING_ENV: uri}  # sbatch exports it to jobs
+    if kind == "slurm" and (submit or shutil.which("sbatch")):
+        # what sbatch refuses (a partition, a time above its limit) before anything is made
+        _sbatch(["--test-only"], job_env, text, path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
-    job_env = {**os.environ, STORAGE_ENV: url, TRACKING_ENV: uri}  # sbatch exports it to jobs
-    if submit:
-        _sbatch(["--test-only", str(path)], job_env)  # a partition it refuses: before the study
     o = open_sweep(spec, url, uri, name, n_trials, echo, splits)
     done = Launched(kind, name, path, tasks, o.total, o.finished, from_env, mask(url), mask(uri))
     if kind == "slurm":
         done.submit_command = f"sbatch {shlex.quote(str(path))}"
         if submit:
-            done.job_id = _sbatch(["--parsable", str(path)], job_env).split(";")[0]
+            done.job_id = _sbatch(["--parsable", str(path)], job_env, None, path).split(";")[0]
     else:
         done.submit_command = f"kubectl apply -f {shlex.quote(str(path))}"
+        done.notes = secret_hint(url, uri)
+    done.storage_from_env = os.environ.get(STORAGE_ENV) == url
     return done
 
 
-def _sbatch(args: list[str], env: dict[str, str]) -> str:
-    """sbatch's answer; what it refuses, in one line (masked), as an HpsearchError."""
-    done = subprocess.run(["sbatch", *args], env=env, capture_output=True, text=True,
-                          timeout=120)
+def _sbatch(args: list[str], env: dict[str, str], script: str | None, path: Path) -> str:
+    """sbatch's answer (``script`` given: read from its stdin, the file not written yet); what
+    it refuses, in one line (masked), as an HpsearchError."""
+    done = subprocess.run(["sbatch", *args], env=env, input=script, capture_output=True,
+                          text=True, timeout=120)
     if done.returncode != 0:
         said = [line for line in done.stderr.splitlines() if line.strip()]
         why = next((line for line in said if "error" in line.lower()), said[0] if said else
                    f"exit status {done.returncode}")
-        raise HpsearchError(f"sbatch refused {args[-1]}: {mask(why.strip())}")
+        raise HpsearchError(f"sbatch refused {path}: {mask(why.strip())}")
     return done.stdout.strip() or done.stderr.strip()
 
 
@@ -213,9 +258,15 @@ def sbatch_file(name: str, tasks: int, opts: Options, url: str, uri: str,
 
 
 def k8s_name(study: str) -> str:
-    """A DNS-1123 name for the study's Job and Secret (lower case, digits, '-', <= 63)."""
+    """A DNS-1123 name for the study's Job and Secret (lower case, digits, '-', <= 63); a study
+    name that had to change gets a short hash of itself, so that two studies never share one."""
+    import hashlib
+
     slug = re.sub(r"[^a-z0-9-]+", "-", study.lower()).strip("-") or "sweep"
-    return f"hpsearch-{slug}"[:63].rstrip("-")
+    if slug == study and len(slug) <= 54:
+        return f"hpsearch-{slug}"
+    digest = hashlib.sha256(study.encode()).hexdigest()[:6]
+    return f"hpsearch-{slug[:47].rstrip('-')}-{digest}"
 
 
 def k8s_job(name: str, tasks: int, opts: Options) -> str:
@@ -254,6 +305,15 @@ def k8s_job(name: str, tasks: int, opts: Options) -> str:
             f"--from-literal={STORAGE_ENV}=... --from-literal={TRACKING_ENV}=...), then: "
             f"kubectl apply -f {LAUNCH_DIR / (name + '.yaml')}\n")
     return head + yaml.safe_dump(manifest, sort_keys=False)
+
+
+def secret_hint(url: str, uri: str) -> list[str]:
+    """Lines for the variables the Secret command reads that this shell does not hold as used."""
+    return [f"first: export {env}=... (the {what} used here, {mask(value)}): this shell's "
+            f"${env} is {'unset' if env not in os.environ else 'another one'}"
+            for env, what, value in ((STORAGE_ENV, "storage", url),
+                                     (TRACKING_ENV, "tracking URI", uri))
+            if os.environ.get(env) != value]
 
 
 def secret_command(name: str) -> str:
