@@ -83,8 +83,10 @@ def test_bad_input_is_one_line_and_nothing_is_written(databases, tmp_path):
     line = one_line_error(hp(tmp_path, *slurm, "--workers", "2", "--time", "2h"))
     assert "--time '2h'" in line
     line = one_line_error(hp(tmp_path, *slurm, "--workers", "2", "--time", "1"))
-    assert "--grace 120: the stopping signal comes 120 s before the time limit, and --time 1 " \
-        "is 60 s" in line, line
+    assert "--grace 120: the stopping signal comes 120 s before the time limit (Slurm may " \
+        "send it up to 60 s earlier), and --time 1 is 60 s" in line, line
+    line = one_line_error(hp(tmp_path, *slurm, "--workers", "2", "--time", "3"))  # 120+60 s
+    assert "--time 3 is 180 s" in line, line
     line = one_line_error(hp(tmp_path, *slurm, "--workers", "2", "--submit",
                              path=str(tmp_path / "no-bin")))
     assert "sbatch is not on PATH" in line

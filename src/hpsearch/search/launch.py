@@ -155,10 +155,12 @@ def launch(kind: str, spec_path: str, opts: Options, storage: str | None,
             raise HpsearchError(f"--time {opts.time!r}: not a Slurm time limit (minutes, "
                                 f"HH:MM:SS, D-HH:MM:SS or UNLIMITED)")
         limit = slurm_seconds(opts.time)
-        if limit is not None and opts.grace >= limit:
+        # Slurm may send the --signal up to 60 s earlier than asked (its event resolution)
+        if limit is not None and opts.grace + 60 >= limit:
             raise HpsearchError(f"--grace {opts.grace}: the stopping signal comes {opts.grace} s "
-                                f"before the time limit, and --time {opts.time} is {limit:.0f} "
-                                f"s: give a longer --time or a shorter --grace")
+                                f"before the time limit (Slurm may send it up to 60 s earlier), "
+                                f"and --time {opts.time} is {limit:.0f} s: give a longer --time "
+                                f"or a shorter --grace")
         if submit and shutil.which("sbatch") is None:
             raise HpsearchError("sbatch is not on PATH: run this on a Slurm login node, or "
                                 "without --submit to write the file only")
