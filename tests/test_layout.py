@@ -219,6 +219,8 @@ def test_no_function_level_imports_of_our_own_modules_outside_the_cli():
     allowed = {  # with the reason beside it in the code
         "__init__.py": "the public API imports load_spec and sweep when first used",
         "model/serving.py": "the MLflow model is loaded from code: its imports run in load_context",
+        "tracking/writer.py": "the writer's process imports MLflow in serve: the sweep command "
+                              "starts it before its own imports",
     }
     found = [f for f in found if f.split(":")[0] not in allowed]
     assert not found, found

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from ..errors import note_when_output_closes
+
+if TYPE_CHECKING:
+    from ..tracking.writer import MachineWriter
 from .common import (
     DROP_HELP,
     SEP_HELP,
@@ -17,6 +21,22 @@ from .common import (
     say_exported,
     ui_hint,
 )
+
+
+def start_writer(spec: str, workers: int | None, tracking_uri: str | None) -> MachineWriter | None:
+    """The sweep's MLflow writer (tracking/writer.py), started before the sweep's imports so
+    that its own (MLflow, the store's opening) run beside them; None when tracking is off."""
+    from ..search.signals import spawn_context
+    from ..spec.config import load_spec, sweep_workers
+    from ..tracking.backend import check_scheme, resolve_tracking_uri
+    from ..tracking.writer import MachineWriter
+
+    uri = resolve_tracking_uri(tracking_uri)
+    if uri == "none":
+        return None
+    check_scheme(uri)  # a mistyped URI: its one line now (and a server's timeouts set)
+    # a bad spec fails here, as in run_sweep, before any process starts
+    return MachineWriter(uri, sweep_workers(load_spec(spec), workers), spawn_context())
 
 
 @main.command("data")
@@ -87,7 +107,6 @@ def sweep_cmd(spec: str, target: str | None, drop: tuple[str, ...], sep: str,
     import time
 
     from ..search.signals import exit_status, signal_name, signal_of, stop_signals
-    from ..search.sweep import run_sweep
 
     started = time.time()
     note_when_output_closes("the output was closed (broken pipe): the sweep goes on without "
@@ -103,8 +122,11 @@ def sweep_cmd(spec: str, target: str | None, drop: tuple[str, ...], sep: str,
                                f"(or write a spec for it: hpsearch init {spec} --target COLUMN)")
     try:
         with stop_signals():  # a signal while the study is prepared or closed: one line too
+            writer = start_writer(spec, workers, tracking_uri)
+            from ..search.sweep import run_sweep  # ~2.5 s of imports, beside the writer's
+
             result = run_sweep(spec, trials, timeout, workers, storage, tracking_uri,
-                               study_name, echo=click.echo)
+                               study_name, echo=click.echo, writer=writer)
             exported = None
             if result.export_in_budget and result.signal is None and \
                     result.best_number is not None:  # the spec's export, as the last step

@@ -25,3 +25,13 @@ def prediction_frame(model: MLPClassifier, X: Any) -> pd.DataFrame:
     for i, c in enumerate(model.classes_):
         out[f"proba_{c}"] = proba[:, i].astype(np.float64)
     return out
+
+
+def output_frame(classes: np.ndarray, rows: int) -> pd.DataFrame:
+    """A frame of the form ``prediction_frame`` returns for a model of ``classes`` (uniform
+    probabilities): its columns and dtypes are the output signature, without the model."""
+    proba = np.full((rows, len(classes)), 1.0 / len(classes))
+    out = pd.DataFrame({"label": classes[np.zeros(rows, dtype=int)]})
+    for i, c in enumerate(classes):
+        out[f"proba_{c}"] = proba[:, i].astype(np.float64)
+    return out

@@ -47,6 +47,13 @@ def to_state(model: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     return meta, arrays
 
 
+def stored_classes(meta: Mapping[str, Any]) -> np.ndarray:
+    """A checkpoint's ``classes_``, as the model had them (their dtype included)."""
+    cdtype = meta["classes_dtype"]
+    classes = np.asarray(meta["classes"], dtype=object if cdtype == "str" else cdtype)
+    return classes.astype(str) if cdtype == "str" else classes
+
+
 def from_state(cls: Any, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
                source: str | Path) -> Any:
     """The fitted model that ``checkpoint_state`` described, from the (meta, arrays) of
@@ -57,10 +64,7 @@ def from_state(cls: Any, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarra
         params["hidden_sizes"] = tuple(params["hidden_sizes"])
         model = cls(**params)
         model._validate_params()
-        cdtype = meta["classes_dtype"]
-        classes = np.asarray(meta["classes"], dtype=object if cdtype == "str" else cdtype)
-        if cdtype == "str":
-            classes = classes.astype(str)
+        classes = stored_classes(meta)
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{source}: malformed config ({exc})") from None
     sizes = [int(s) for s in meta["sizes"]]

@@ -13,8 +13,8 @@ import optuna
 from ..spec.registries import median_comparison
 from ..spec.schema import PrunerSpec
 from ..study.store import hyperband_bracket, stored_trial
+from ..tracking.messages import TrialLogFront
 from ..tracking.tracker import EPOCH_METRICS, now_ms
-from ..tracking.trial_log import AsyncTrialLog
 
 __all__ = ["EpochLogger", "PruningCallback", "explain_prune"]
 
@@ -89,7 +89,7 @@ class EpochLogger:
     """Training callback: collects each epoch's metrics (step=epoch) and hands them to the
     trial log in batches, at most every ``flush_seconds`` and once more at the end (``flush``)."""
 
-    def __init__(self, log: AsyncTrialLog, number: int, flush_seconds: float = 1.0) -> None:
+    def __init__(self, log: TrialLogFront, number: int, flush_seconds: float = 1.0) -> None:
         self.log, self.number, self.flush_seconds = log, number, flush_seconds
         self.buffer: list[tuple[str, float, int, int]] = []
         self.last_flush = time.monotonic()

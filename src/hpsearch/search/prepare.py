@@ -100,14 +100,18 @@ class OpenSweep:
 
 def open_sweep(spec: SweepSpec, storage_url: str, tracking_uri: str | None, name: str,
                n_trials: int | None, echo: Callable[[str], None],
-               splits: Splits | None = None) -> OpenSweep:
+               splits: Splits | None = None, tracker: Tracker | None = None) -> OpenSweep:
     """What `hpsearch sweep` and the cluster launchers do before any worker starts: the data
     checked (bad data fails before anything is recorded), the study created or resumed with its
-    spec, the experiment and the parent run, warm-start trials enqueued."""
-    with ThreadPoolExecutor(1) as pool:  # the tracking store opens while the data loads
-        opening = pool.submit(make_tracker, tracking_uri)
-        splits = splits or load_splits(spec.data)
-    tracker = opening.result()
+    spec, the experiment and the parent run, warm-start trials enqueued. ``tracker``: the
+    machine writer's (writer.TrackerProxy: the store opened in its process), else opened
+    here."""
+    if tracker is None:
+        with ThreadPoolExecutor(1) as pool:  # the tracking store opens while the data loads
+            opening = pool.submit(make_tracker, tracking_uri)
+            splits = splits or load_splits(spec.data)
+        tracker = opening.result()
+    splits = splits or load_splits(spec.data)
     parent_study = warmstart.parent_study(spec, name, storage_url)  # and a missing warm-start study
     study, exp_id, parent, total = prepare_study(spec, storage_url, tracker, name, n_trials)
     warm = warmstart.warm_start(study, spec, parent_study)

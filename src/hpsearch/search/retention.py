@@ -15,8 +15,8 @@ from ..model.checkpoint import META, save_model
 from ..model.estimator import MLPClassifier
 from ..spec.datasets import Splits
 from ..study.store import FINISHED, StudyKey, ranked
+from ..tracking.messages import TrialLogFront
 from ..tracking.tracker import split_inputs
-from ..tracking.trial_log import AsyncTrialLog
 
 DEFAULT_CHECKPOINTS = "mlruns/checkpoints"
 
@@ -43,7 +43,7 @@ def save_trial_checkpoint(study: optuna.Study, number: int, model: MLPClassifier
     return final
 
 
-def retain(study: optuna.Study, keep: int, number: int, log: AsyncTrialLog,
+def retain(study: optuna.Study, keep: int, number: int, log: TrialLogFront,
            experiment_id: str, splits: Splits) -> None:
     """After trial ``number`` ended: keep the top ``keep`` checkpoints, in the local cache
     (``prune_checkpoints``) and as logged models in the tracking store: the trial's own is

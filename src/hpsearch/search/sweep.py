@@ -8,21 +8,25 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import optuna
 
 from ..errors import mask_uri
-from ..spec.config import check_study_name, load_spec
+from ..spec.config import check_study_name, load_spec, sweep_workers
 from ..spec.schema import SweepSpec
 from ..study.noise import noise_floor
 from ..study.store import StudyKey, count_trials, ranked, resolve_storage_url, say_running
 from ..study.verdicts import refresh_verdicts
+from ..tracking.backend import resolve_tracking_uri
 from ..tracking.tracker import Tracker
+from ..tracking.writer import MachineWriter
 from .prepare import open_sweep
 from .retention import outside_top
-from .signals import signal_of, stop_signals
+from .signals import signal_of, spawn_context, stop_signals
 from .worker import join_study, run_processes, run_trials
 
 
@@ -50,14 +54,46 @@ class SweepResult:
 def run_sweep(spec_path: str | Path, n_trials: int | None = None, timeout: float | None = None,
               workers: int | None = None, storage_url: str | None = None,
               tracking_uri: str | None = None, study_name: str | None = None,
-              echo: Callable[[str], None] = print) -> SweepResult:
+              echo: Callable[[str], None] = print,
+              writer: MachineWriter | None = None) -> SweepResult:
+    """``writer``: the machine's MLflow writer, started by the caller (the sweep command starts
+    it before its own imports), else here for worker processes; it is stopped before this
+    returns. (Trials in this process without one, as `hpsearch.sweep(X, y)` runs them, are
+    written by a thread of this process: a script without ``if __name__ == "__main__":`` can
+    start no process.)"""
     spec = load_spec(spec_path)
+    workers = sweep_workers(spec, workers)
+    uri = resolve_tracking_uri(tracking_uri)
+    if writer is None and uri != "none" and workers > 1:
+        writer = MachineWriter(uri, workers, spawn_context())
+    try:
+        result = _run(spec, n_trials, timeout, workers, storage_url, uri, study_name, echo,
+                      writer)
+    except BaseException:
+        if writer is not None:
+            try:
+                writer.stop()
+            except BaseException:  # the error on its way out is the one to report
+                pass
+        raise
+    if writer is not None:  # the last trial runs and models written before this returns
+        try:
+            writer.stop()
+        except KeyboardInterrupt as exc:  # a second Ctrl-C while the last runs were written
+            result.signal = result.signal or signal_of(exc)
+    return result
+
+
+def _run(spec: SweepSpec, n_trials: int | None, timeout: float | None, workers: int,
+         storage_url: str | None, tracking_uri: str, study_name: str | None,
+         echo: Callable[[str], None], writer: MachineWriter | None) -> SweepResult:
     storage_url = resolve_storage_url(storage_url)
     name = check_study_name(study_name) if study_name else spec.name
-    o = open_sweep(spec, storage_url, tracking_uri, name, n_trials, echo)
+    o = open_sweep(spec, storage_url, tracking_uri, name, n_trials, echo,
+                   # the proxy answers Tracker's calls, made in the writer's process
+                   tracker=cast(Tracker, writer.tracker()) if writer is not None else None)
     study, tracker, splits, parent, total = o.study, o.tracker, o.splits, o.parent, o.total
     finished, remaining, again, exp_id = o.finished, o.remaining, o.again, o.experiment_id
-    workers = workers or spec.budget.workers or os.cpu_count() or 1  # auto: one per core
     timeout = timeout if timeout is not None else spec.budget.timeout
     deadline = time.time() + timeout if timeout else None
     held = (f"{finished} of {total} trials done" if finished <= total else
@@ -72,11 +108,12 @@ def run_sweep(spec_path: str | Path, n_trials: int | None = None, timeout: float
         with stop_signals("cooperative" if workers == 1 else "immediate"):
             if (remaining or again) and workers == 1:
                 ctx = join_study(name, storage_url, tracker.uri, echo, splits=splits,
-                                 checked=True)
-                run_trials(ctx, remaining, deadline)
+                                 checked=True, log=writer.log() if writer else None)
+                with beside_writer(writer):
+                    run_trials(ctx, remaining, deadline)
             elif remaining or again:
                 stopped = run_processes(name, storage_url, tracker.uri, remaining,
-                                        min(workers, max(remaining, again)), deadline)
+                                        min(workers, max(remaining, again)), deadline, writer)
     except KeyboardInterrupt as exc:
         stopped = signal_of(exc)
     except Exception:
@@ -90,6 +127,18 @@ def run_sweep(spec_path: str | Path, n_trials: int | None = None, timeout: float
     return SweepResult(name, total, count_trials(study)[0] - finished, *best, parent, exp_id,
                        tracker.uri, stopped, floor, study.user_attrs.get(StudyKey.STOPPED),
                        spec.export_in_budget)
+
+
+def beside_writer(writer: MachineWriter | None) -> AbstractContextManager[Any]:
+    """Trials in this process leave a core to the machine's writer: BLAS threads one fewer than
+    the cores. (Two OpenBLAS threads beside a busy writer process on two cores made the
+    quickstart's trials 2.5x slower: each matrix product waits for the thread that shares its
+    core.)"""
+    if writer is None or (os.cpu_count() or 1) < 2:
+        return nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits((os.cpu_count() or 2) - 1)
 
 
 def close_if_complete(study: optuna.Study, spec: SweepSpec, tracker: Tracker) -> bool:

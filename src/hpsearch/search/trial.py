@@ -22,8 +22,8 @@ from ..spec.schema import SweepSpec
 from ..spec.space import model_params, suggest
 from ..study.noise import trial_noise
 from ..study.store import TrialKey, stored_trial
+from ..tracking.messages import TrialLogFront
 from ..tracking.tracker import split_inputs
-from ..tracking.trial_log import AsyncTrialLog
 from .callbacks import EpochLogger, PruningCallback
 from .reseed import duplicate_of
 from .retention import save_trial_checkpoint
@@ -54,7 +54,7 @@ class Context:
     parent_id: str
     splits: datasets.Splits
     n_trials: int
-    log: AsyncTrialLog  # writes this worker's trial runs (its .uri: the tracking URI)
+    log: TrialLogFront  # writes this worker's trial runs (its .uri: the tracking URI)
     echo: Callable[[str], None] = print
     tags: dict[str, str] = field(default_factory=dict)
     last_trial: int = -1  # the trial this worker ran last

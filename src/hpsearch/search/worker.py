@@ -42,8 +42,10 @@ from ..study.store import (
     study_spec,
 )
 from ..tracking.backend import resolve_tracking_uri
+from ..tracking.messages import TrialLogFront
 from ..tracking.tracker import make_tracker
 from ..tracking.trial_log import AsyncTrialLog
+from ..tracking.writer import Link, MachineWriter, RemoteTrialLog, die_with_parent
 from .losses import (
     quiet_heartbeat_errors,
     retry_interrupted,
@@ -62,11 +64,13 @@ STOP_EXIT = {128 + s: s for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
 
 def join_study(study_name: str, storage_url: str | None = None, tracking_uri: str | None = None,
                echo: Callable[[str], None] = print, worker: int = 0,
-               splits: datasets.Splits | None = None, checked: bool = False) -> Context:
+               splits: datasets.Splits | None = None, checked: bool = False,
+               log: TrialLogFront | None = None) -> Context:
     """Everything a worker needs, read back from the study the sweep command created.
     ``worker`` tells the workers of one machine apart (it shifts the sampler's seed);
     ``checked``: the sweep command has just opened the tracking store and made the parent run,
-    so this worker opens it in the background only (~1 s of a worker's start)."""
+    so this worker opens it in the background only (~1 s of a worker's start); ``log``: the
+    machine's writer's (writer.py), else this worker writes its runs itself."""
     study = join_storage_study(study_name, storage_url, StaleTrialHandler())
     attrs = study.user_attrs
     spec = study_spec(study)
@@ -81,8 +85,9 @@ def join_study(study_name: str, storage_url: str | None = None, tracking_uri: st
     handler = stale_trial_callback(study)
     if isinstance(handler, StaleTrialHandler):  # close dead workers' runs as Optuna fails them
         handler.attach(lambda *args: make_tracker(uri).close_lost_trial(*args))
-    log = AsyncTrialLog(uri, echo)
-    log.warm_up()
+    if log is None:
+        log = AsyncTrialLog(uri, echo)
+        log.warm_up()
     splits = splits or datasets.load_splits(spec.data)
     if StudyKey.DATA not in attrs:  # for the report's sampling-noise check
         study.set_user_attr(StudyKey.DATA, {"n_train": len(splits.train[1]),
@@ -283,16 +288,20 @@ def _report_trial(ctx: Context) -> None:
 
 def worker_process(study_name: str, storage_url: str, tracking_uri: str, quota: int,
                     deadline: float | None, blas_threads: int, worker: int,
-                    errors: Any) -> None:
-    """Entry point of a worker process (spawned): one BLAS thread pool of its own size. A
+                    errors: Any, link: Link | None = None) -> None:
+    """Entry point of a worker process (spawned): one BLAS thread pool of its own size; its
+    trial runs written by the sweep process (``link``), which it does not outlive. A
     user-facing error goes to ``errors`` for the sweep process to report, in one line."""
     from threadpoolctl import threadpool_limits
 
     install_masking()  # a new process: its own streams and log records
     threadpool_limits(blas_threads)
+    if link is not None:
+        die_with_parent()
     try:
         with stop_signals("worker"):
-            ctx = join_study(study_name, storage_url, tracking_uri, worker=worker, checked=True)
+            ctx = join_study(study_name, storage_url, tracking_uri, worker=worker, checked=True,
+                             log=RemoteTrialLog(link) if link is not None else None)
             run_trials(ctx, quota, deadline)
     except KeyboardInterrupt as exc:
         sys.exit(exit_status(exc))
@@ -315,15 +324,18 @@ def quick_exit(status: int) -> None:
 
 
 def run_processes(name: str, storage_url: str, tracking_uri: str, remaining: int,
-                   workers: int, deadline: float | None) -> int | None:
+                   workers: int, deadline: float | None,
+                   writer: MachineWriter | None = None) -> int | None:
     """Run the trials in worker processes; the stopping signal that interrupted them, if any
-    (passed on to every worker, which closes its running trial and exits 128 + signal)."""
+    (passed on to every worker, which closes its running trial and exits 128 + signal).
+    ``writer``: the machine's writer (a thread of this process) that writes their runs."""
     quotas = [remaining // workers + (i < remaining % workers) for i in range(workers)]
     blas = max(1, (os.cpu_count() or 1) // workers)
     ctx = spawn_context()
     errors = ctx.SimpleQueue()
     procs = [ctx.Process(target=worker_process,
-                         args=(name, storage_url, tracking_uri, q, deadline, blas, i + 1, errors),
+                         args=(name, storage_url, tracking_uri, q, deadline, blas, i + 1, errors,
+                               writer.link(i) if writer is not None else None),
                          name=f"hpsearch-worker-{i}") for i, q in enumerate(quotas)]
     for p in procs:
         p.start()

@@ -333,3 +333,8 @@ def _check_range(e: Checker, name: str, low: float, high: float) -> None:
             e.fail(f"must be {bounds.relation}", "low")
     elif not (bounds.within(low) and bounds.within(high)):
         e.fail(f"must lie in {bounds.span}, not [{low}, {high}]")
+
+
+def sweep_workers(spec: SweepSpec, workers: int | None) -> int:
+    """A sweep's worker processes: ``--workers``, else the spec's, else one per core."""
+    return workers or spec.budget.workers or os.cpu_count() or 1

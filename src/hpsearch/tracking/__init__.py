@@ -7,6 +7,8 @@
 - ``logged_models``: kept checkpoints as MLflow 3 logged models, dataset inputs, the registry.
 - ``trial_log``: the background writer of a worker's trial runs (``messages``: what it is
   handed, one typed message per write), so that a trial never waits for the tracking store.
+- ``writer``: one such writer per machine for `hpsearch sweep`, in a process of its own: the
+  workers send it their messages, the sweep process its own calls (``TrackerProxy``).
 
 May import: ``model`` (a checkpoint written as an MLflow model), ``diagnosis`` (the curves of a
 trial run), ``errors``, ``_version``. The only layer that holds an MLflow client; nothing here

@@ -20,7 +20,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from mlflow.entities import Metric
 
 from ..diagnosis.plots import learning_curves
@@ -29,20 +28,23 @@ from ..model import checkpoint
 from ..model.pyfunc import PyfuncTemplate
 from .messages import (
     Best,
+    Call,
     DropModels,
     Finish,
     LogModel,
+    Mark,
     Message,
     MetricRow,
     Metrics,
     Noop,
     Start,
     Tag,
+    TrialLogFront,
 )
-from .tracker import SplitInput, Tracker
+from .tracker import Tracker, make_tracker
 
 
-class AsyncTrialLog:
+class AsyncTrialLog(TrialLogFront):
     """The MLflow side of one worker's trials, written by a background thread so that training
     never waits on MLflow: its SQL store spends ~0.4 ms of Python per metric and a
     learning-curve PNG costs ~0.2 s. (A separate tracking process was tried and measured worse:
@@ -62,6 +64,9 @@ class AsyncTrialLog:
     #: How long a kept checkpoint waits before it is logged as a model (at the latest when the
     #: worker ends; at once if it is still in the top k after this).
     model_delay = 30.0
+    #: Log kept checkpoints as soon as nothing else waits (the machine's writer, writer.py, on
+    #: a core of its own: the last models would be written at the sweep's end otherwise).
+    eager_models = False
 
     def __init__(self, uri: str, echo: Callable[[str], None] | None = None) -> None:
         self.uri = uri
@@ -83,9 +88,16 @@ class AsyncTrialLog:
         # (since when, why) while the tracking store does not answer: the writer retries with
         # backoff, and a trial that ends meanwhile is lost (retried, not counted)
         self.outage: tuple[float, str] | None = None
+        # told of each change of ``outage`` before it is said (the machine's writer shares it)
+        self.on_outage: Callable[[tuple[float, str] | None], None] | None = None
 
     def _send(self, message: Message) -> None:
         self._check()
+        self.put(message)
+
+    def put(self, message: Message) -> None:
+        """Queue ``message`` without raising the writer's errors (the machine's writer,
+        writer.serve, hands them on itself: ``take_errors``)."""
         if self.uri == "none":
             return
         if not self._running():
@@ -103,43 +115,12 @@ class AsyncTrialLog:
         if self._errors:
             raise StorageError(self._errors.pop(0))
 
-    def warm_up(self) -> None:
-        """Open the tracking store in the background while the data loads."""
-        self._send(Noop())
-
-    def start(self, experiment_id: str, parent_id: str, study: str, number: int,
-              params: dict[str, Any], tags: dict[str, str],
-              inputs: list[SplitInput] | None = None) -> None:
-        self._send(Start(number, experiment_id, parent_id, study, params, tags, inputs or []))
-
-    def metrics(self, number: int, metrics: list[MetricRow]) -> None:
-        if metrics:
-            self._send(Metrics(number, metrics))
-
-    def finish(self, number: int, state: str, summary: dict[str, float], tags: dict[str, str],
-               history: list[dict[str, float]],
-               diagnosis: dict[str, Any] | None = None) -> None:
-        self._send(Finish(number, state, summary, tags, history, diagnosis))
-
-    def tag_trial(self, study: str, number: int, tags: dict[str, str]) -> None:
-        """Tag the run of trial ``number`` (any worker's), if it has one."""
-        self._send(Tag(number, study, tags))
-
-    def log_model(self, number: int, exp_id: str, study: str, staged: Path,
-                  example: np.ndarray, feature_names: list[str] | None,
-                  inputs: list[SplitInput]) -> None:
-        if self.uri == "none":
-            shutil.rmtree(staged, ignore_errors=True)
-            return
-        self._send(LogModel(number, exp_id, study, staged, example, feature_names, inputs))
-
-    def drop_models(self, study: str, numbers: list[int]) -> None:
-        if numbers:
-            self._send(DropModels(study, numbers))
-
-    def best(self, study: str, parent_id: str, number: int, value: float, metric: str,
-             extra: dict[str, float]) -> None:
-        self._send(Best(number, study, parent_id, value, metric, extra))
+    def take_errors(self) -> list[str]:
+        """The writer's errors so far, taken (no call raises them after this)."""
+        taken = []
+        while self._errors:
+            taken.append(self._errors.pop(0))
+        return taken
 
     def close(self) -> None:
         """Wait until everything queued is written. A Ctrl-C during the wait does not abandon the
@@ -177,13 +158,21 @@ class AsyncTrialLog:
     def _loop(self, messages: queue.Queue[Any], done: threading.Event) -> None:
         try:
             while True:
+                idle_work = self.eager_models and bool(self._models)
                 try:
-                    message = messages.get(timeout=1.0)
+                    message = messages.get(timeout=0.0 if idle_work else 1.0)
                 except queue.Empty:
                     message = Noop()
                 try:
-                    if message is None:
+                    if idle_work and isinstance(message, Noop):  # nothing else to write
+                        self._due(time.monotonic(), models=1)
+                    elif message is None:
                         self._due(time.monotonic() + 2 * self.model_delay + self.flush_seconds)
+                    elif isinstance(message, Call):  # the sweep process's own call
+                        self._call(message)
+                    elif isinstance(message, Mark):  # a worker of the machine has ended
+                        self._close_unfinished(message.numbers)
+                        message.reached()
                     elif isinstance(message, Noop):  # opens the store; writes nothing
                         self._handle(message)
                         self._due(time.monotonic())
@@ -198,6 +187,17 @@ class AsyncTrialLog:
         finally:
             done.set()
 
+    def _call(self, m: Call) -> None:
+        try:
+            if self._tracker is None:
+                self._tracker = make_tracker(self.uri)
+            value = getattr(self._tracker, m.name)
+            result = value(*m.args) if callable(value) else value
+        except Exception as exc:
+            m.reply(None, exc)
+        else:
+            m.reply(result, None)
+
     def _retrying(self, write: Callable[[], None]) -> None:
         """``write()``, again after 1, 2, 4 ... s while the tracking store does not answer
         (``outage`` says so meanwhile); the last attempt's error is raised."""
@@ -209,18 +209,26 @@ class AsyncTrialLog:
                 if attempt == attempts or not is_tracking_outage(exc):
                     raise
                 if self.outage is None:
-                    self.outage = (time.monotonic(), first_line(exc, 300))
+                    why = first_line(exc, 300)
+                    self._outage((time.monotonic(), why))
                     if self.echo is not None:
-                        self.echo(f"tracking store not answering ({self.outage[1]}); its writes "
+                        self.echo(f"tracking store not answering ({why}); its writes "
                                   f"are retried after 1, 2, 4 ... s, and a trial that ends "
                                   f"meanwhile is retried")
                 time.sleep(2 ** attempt)
                 continue
-            self.outage = None
+            if self.outage is not None:
+                self._outage(None)
             return
 
-    def _due(self, now: float) -> None:
-        """Write what has waited long enough: metric rows, and kept checkpoints' models."""
+    def _outage(self, outage: tuple[float, str] | None) -> None:
+        self.outage = outage
+        if self.on_outage is not None:
+            self.on_outage(outage)
+
+    def _due(self, now: float, models: int = 0) -> None:
+        """Write what has waited long enough: metric rows, and kept checkpoints' models (and
+        the ``models`` oldest ones however long they waited)."""
         tracker = self._tracker
         if tracker is None:
             return
@@ -230,8 +238,8 @@ class AsyncTrialLog:
                 run_id = self._run_ids[number]
                 self._retrying(partial(tracker.log_metrics, run_id, rows))
                 del self._rows[number]
-        for number, (m, since) in list(self._models.items()):
-            if now - since >= self.model_delay:
+        for i, (number, (m, since)) in enumerate(list(self._models.items())):
+            if now - since >= self.model_delay or i < models:
                 try:
                     self._retrying(partial(self._log_model, tracker, m))
                 finally:
@@ -252,7 +260,7 @@ class AsyncTrialLog:
 
     def _handle(self, m: Message) -> None:
         if self._tracker is None:
-            self._tracker = Tracker(self.uri)
+            self._tracker = make_tracker(self.uri)
         tracker = self._tracker
         if isinstance(m, Start):
             if m.number not in self._run_ids:  # else made by an attempt before an outage
@@ -313,9 +321,13 @@ class AsyncTrialLog:
                                   Path(tmp) / "learning_curve.png")
             tracker.log_artifact(run_id, png)
 
-    def _close_unfinished(self) -> None:
-        self._template.close()
-        for number in sorted(self._unfinished):
+    def _close_unfinished(self, numbers: tuple[int, ...] | None = None) -> None:
+        """Close as interrupted the runs started here that never got their ``finish``: all of
+        them when the writer ends, or those of ``numbers`` (a worker of the machine ended)."""
+        if numbers is None:
+            self._template.close()
+        for number in sorted(self._unfinished if numbers is None else
+                             self._unfinished & set(numbers)):
             try:
                 assert self._tracker is not None
                 self._tracker.finish_trial(self._run_ids[number], "INTERRUPTED", {}, {
@@ -323,7 +335,7 @@ class AsyncTrialLog:
                                            "closed"})
             except Exception as exc:
                 self._errors.append(first_line(exc, 500))
-        self._unfinished.clear()
+            self._unfinished.discard(number)
 
 
 def finish_trial_with_files(tracker: Tracker, run_id: str, state: str,
