@@ -183,7 +183,9 @@ def serve(uri: str, requests: Any, replies: list[Any], calls: Any, finished: Any
     from .trial_log import AsyncTrialLog
 
     log = AsyncTrialLog(uri, echo)
-    log.eager_models = True
+    # kept models are logged at once while a core is free of training (the trials run in the
+    # sweep process, or a worker has ended), else after AsyncTrialLog.model_delay as usual
+    cores, training = os.cpu_count() or 1, set[int]()
     log.on_outage = outage.set
     log.warm_up()  # the store opens while the sweep process imports and loads its data
     lock = threading.Lock()
@@ -221,6 +223,12 @@ def serve(uri: str, requests: Any, replies: list[Any], calls: Any, finished: Any
                 continue
             if sender is None:
                 break
+            if sender != CALLER:  # a worker's message, or its close
+                if message is None:
+                    training.discard(sender)
+                else:
+                    training.add(sender)
+                log.eager_models = len(training) < cores
             if sender == CALLER:
                 seq, name, args = message
                 log.put(Call(name, args, partial(answer, seq)))
