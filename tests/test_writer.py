@@ -65,7 +65,9 @@ def test_a_store_error_is_raised_by_the_call_as_the_tracker_raises_it(tmp_path):
     with pytest.raises(StorageError) as err:
         machine.tracker().experiment("w")
     assert str(blocked) in str(err.value) and "\n" not in str(err.value)
-    machine.stop()  # the error was the call's: the writer ends without a second one
+    with pytest.raises(StorageError) as err:  # the writer's own error, in one line too
+        machine.stop()
+    assert "\n" not in str(err.value)
     assert not machine.alive()
 
 
@@ -170,3 +172,28 @@ def test_a_sweep_killed_with_sigkill_takes_its_workers_and_writer(tmp_path, monk
     assert sorted(t.state.name for t in trials) == ["COMPLETE"] * 4 + ["FAIL"] * 2
     runs = client.search_runs([exp.experiment_id], "tags.`hpsearch.role` = 'trial'")
     assert len(runs) == 6 and all(r.info.status != "RUNNING" for r in runs)
+
+
+@pytest.mark.slow
+def test_workers_stop_when_the_writer_dies_under_them(tmp_path, monkeypatch):
+    """The writer process killed while two workers train (endless trials): the sweep process
+    sees it die and tells the workers, which stop instead of waiting for answers that cannot
+    come; the sweep ends with one `error:` line, nothing hangs."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (tmp_path / "machine.yaml").write_text(SPEC)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HPSEARCH_TEST_ENDLESS_TRIALS": "0,1"}
+    proc = subprocess.Popen([sys.executable, "-m", "hpsearch.cli", "sweep", "machine.yaml"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env)
+    output = Lines(proc.stdout)
+    storage = open_storage(resolve_storage_url(None))
+    trials_running_with_epochs(lambda: optuna.load_study(
+        study_name="machine", storage=storage).get_trials(), [0, 1], proc, output)
+    writer = [pid for pid in children(proc.pid)
+              if Path(f"/proc/{pid}/comm").read_text().strip() == "hpsearch-writer"]
+    assert len(writer) == 1, children(proc.pid)
+    os.kill(writer[0], signal.SIGKILL)
+    assert proc.wait(timeout=HANG) == 2, output.rest(proc)
+    errors = [line for line in output.rest(proc).splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "MLflow writer is gone" in errors[0], errors

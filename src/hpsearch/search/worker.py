@@ -343,7 +343,10 @@ def run_processes(name: str, storage_url: str, tracking_uri: str, remaining: int
     while any(p.is_alive() for p in procs):
         try:
             for p in procs:
-                p.join()
+                while p.is_alive():
+                    p.join(0.5)
+                    if writer is not None:
+                        writer.alive()  # a dead writer: its workers' links say so
         except KeyboardInterrupt as exc:
             # Ctrl-C in a terminal reaches the workers too; a signal sent to this process alone
             # (kill, timeout, systemd) does not: pass it on, then wait while they close their

@@ -108,6 +108,7 @@ class Call:
     name: str
     args: tuple[Any, ...]
     reply: Callable[[Any, BaseException | None], None]
+    flush: bool = False  # write every kept model still waiting first
 
 
 Message = Start | Metrics | Finish | Tag | Best | LogModel | DropModels | Noop | Mark | Call

@@ -191,6 +191,8 @@ class AsyncTrialLog(TrialLogFront):
         try:
             if self._tracker is None:
                 self._tracker = make_tracker(self.uri)
+            if m.flush and self._models:
+                self._due(time.monotonic() + 2 * self.model_delay + self.flush_seconds)
             value = getattr(self._tracker, m.name)
             result = value(*m.args) if callable(value) else value
         except Exception as exc:

@@ -62,17 +62,20 @@ class Link:
     parent: int | None = None
 
     def alive(self) -> bool:
-        return self.parent is None or os.getppid() == self.parent
+        return not self.outage.gone.value and (self.parent is None or
+                                               os.getppid() == self.parent)
 
 
 class Outage:
     """The writer's tracking outage, in memory shared with every worker of the machine: set by
     the writer before it says so, so that a trial which ends after the line ends as lost. Since
-    when (monotonic clock, system-wide; 0: no outage) and why."""
+    when (monotonic clock, system-wide; 0: no outage) and why; and whether the writer is gone
+    (the sweep process, its parent, sees it die and says so here)."""
 
     def __init__(self, context: Any) -> None:
         self.since = context.Value("d", 0.0, lock=False)
         self.why = context.Array("c", 400, lock=False)
+        self.gone = context.Value("b", 0, lock=False)  # set by the sweep: the writer died
 
     def set(self, outage: tuple[float, str] | None) -> None:
         if outage is None:
@@ -191,9 +194,13 @@ def serve(uri: str, requests: Any, replies: list[Any], calls: Any, finished: Any
     lock = threading.Lock()
     open_runs: dict[int, set[int]] = defaultdict(set)  # each worker's runs without a finish
 
+    unheard: list[str] = []  # errors met while no worker was there to raise them
+
     def tell_errors() -> None:
         with lock:  # so that an error taken by one thread is put before the other's "closed"
             for message in log.take_errors():
+                if not training:
+                    unheard.append(message)
                 for reply in replies:
                     reply.put(("error", message))
 
@@ -231,7 +238,9 @@ def serve(uri: str, requests: Any, replies: list[Any], calls: Any, finished: Any
                 log.eager_models = len(training) < cores
             if sender == CALLER:
                 seq, name, args = message
-                log.put(Call(name, args, partial(answer, seq)))
+                # with no worker training, the kept models waiting are written first: the
+                # sweep's end (the top k's clean-up, the parent run closed) comes after them
+                log.put(Call(name, args, partial(answer, seq), flush=not training))
             elif message is None:  # a worker closes its log: its writes done, then told
                 numbers = tuple(sorted(open_runs.pop(sender, ())))
                 log.put(Mark(numbers, lambda s=sender: closed(s)))  # type: ignore[misc]
@@ -241,13 +250,16 @@ def serve(uri: str, requests: Any, replies: list[Any], calls: Any, finished: Any
                 elif isinstance(message, Finish):
                     open_runs[sender].discard(message.number)
                 log.put(message)
+    except Exception as exc:  # the writer's own bug: one line, not a traceback
+        last = f"the MLflow writer stopped: {first_line(exc, 400)}"
     finally:
         try:
             log.close()
         except Exception as exc:
-            last = first_line(exc, 500)
+            last = last or first_line(exc, 500)
+        training.clear()
         tell_errors()
-        finished.put(last)
+        finished.put(last or (unheard[0] if unheard else None))
 
 
 def writer_process(uri: str, requests: Any, replies: list[Any], calls: Any, finished: Any,
@@ -257,14 +269,20 @@ def writer_process(uri: str, requests: Any, replies: list[Any], calls: Any, fini
     tells it to stop once its trials are closed, and it writes those closing records), and
     masks secrets in what it prints."""
     die_with_parent()
+    try:  # `ps -o comm` and top name it (Linux)
+        ctypes.CDLL(None, use_errno=True).prctl(15, b"hpsearch-writer")  # PR_SET_NAME
+    except (OSError, AttributeError):
+        pass
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_IGN)
     install_masking()
     serve(uri, requests, replies, calls, finished, outage, lambda line: print(line, flush=True),
           parent)
-    for q in (finished, calls, *replies):  # their last answers reach the pipes before the exit
+    for q in (finished, calls):  # their last answers reach the pipes before the exit
         q.close()
         q.join_thread()
+    for q in replies:  # a dead worker's queue may be full: never wait for it
+        q.cancel_join_thread()
     sys.stdout.flush()
     os._exit(0)  # everything is written; skip the teardown of MLflow's modules
 
@@ -320,10 +338,10 @@ class MachineWriter:
             target=writer_process, name="hpsearch-writer", daemon=True,
             args=(uri, self.requests, self.replies, self.calls, self.finished, self.outage,
                   os.getpid()))
-        self.process.start()
         # at the latest when this process exits normally (an error before the sweep's own
         # stop): the writer ignores multiprocessing's SIGTERM to its daemons at exit
         atexit.register(self._stop_quietly)
+        self.process.start()
 
     def _stop_quietly(self) -> None:
         try:
@@ -332,7 +350,11 @@ class MachineWriter:
             pass
 
     def alive(self) -> bool:
-        return bool(self.process.is_alive())
+        """Whether the writer runs; when it does not, every worker's link says so too."""
+        if self.process.is_alive():
+            return True
+        self.outage.gone.value = 1
+        return False
 
     def tracker(self) -> TrackerProxy:
         return TrackerProxy(self)
@@ -370,9 +392,12 @@ class MachineWriter:
         end the writer; its last error is raised here, in one line. Idempotent."""
         if self._stopped:
             return
+        if self.process.pid is None:  # never started
+            self._stopped = True
+            return
+        self.requests.put((None, None))
         self._stopped = True
         atexit.unregister(self._stop_quietly)
-        self.requests.put((None, None))
         interrupted, deadline, last = False, float("inf"), None
         while time.monotonic() < deadline:
             try:
@@ -386,6 +411,9 @@ class MachineWriter:
                 interrupted = True
                 deadline = min(deadline, time.monotonic() + self.grace_after_interrupt)
         self.process.join(timeout=10)
+        if self.process.is_alive():  # given up after an interrupt: it must not outlive us
+            self.process.kill()
+            self.process.join(timeout=10)
         for q in (self.requests, self.calls, self.finished, *self.replies):
             q.close()
             if last == GONE or interrupted:
