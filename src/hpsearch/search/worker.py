@@ -43,9 +43,10 @@ from ..study.store import (
 )
 from ..tracking.backend import resolve_tracking_uri
 from ..tracking.messages import TrialLogFront
+from ..tracking.remote import Link, RemoteTrialLog
 from ..tracking.tracker import make_tracker
 from ..tracking.trial_log import AsyncTrialLog
-from ..tracking.writer import Link, MachineWriter, RemoteTrialLog, die_with_parent
+from ..tracking.writer import MachineWriter, die_with_parent
 from .losses import (
     quiet_heartbeat_errors,
     retry_interrupted,

@@ -9,6 +9,7 @@
   handed, one typed message per write), so that a trial never waits for the tracking store.
 - ``writer``: one such writer per machine for `hpsearch sweep`, in a process of its own: the
   workers send it their messages, the sweep process its own calls (``TrackerProxy``).
+- ``remote``: a worker's side of that writer: its link, the shared outage, ``RemoteTrialLog``.
 
 May import: ``model`` (a checkpoint written as an MLflow model), ``diagnosis`` (the curves of a
 trial run), ``errors``, ``_version``. The only layer that holds an MLflow client; nothing here
