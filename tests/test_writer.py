@@ -132,11 +132,10 @@ def alive(pids: set[int]) -> set[int]:
     return left
 
 
-@pytest.mark.slow
-def test_a_sweep_killed_with_sigkill_takes_its_workers_and_writer(tmp_path, monkeypatch):
-    """Two workers in endless trials, the sweep process SIGKILLed: its writer and both workers
-    go with it (nothing writes to the study or the store any more), the trial runs stay
-    RUNNING as a killed process leaves them, and recover + resume end with exactly n_trials."""
+def sweep_in_endless_trials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[
+        subprocess.Popen[str], Lines, optuna.storages.BaseStorage]:
+    """`hpsearch sweep` of SPEC (two workers) in tmp_path, once trials 0 and 1 train (endless:
+    a fault cannot miss them); the process, its output and the study's storage."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     (tmp_path / "machine.yaml").write_text(SPEC)
@@ -148,6 +147,15 @@ def test_a_sweep_killed_with_sigkill_takes_its_workers_and_writer(tmp_path, monk
     storage = open_storage(resolve_storage_url(None))
     trials_running_with_epochs(lambda: optuna.load_study(
         study_name="machine", storage=storage).get_trials(), [0, 1], proc, output)
+    return proc, output, storage
+
+
+@pytest.mark.slow
+def test_a_sweep_killed_with_sigkill_takes_its_workers_and_writer(tmp_path, monkeypatch):
+    """Two workers in endless trials, the sweep process SIGKILLed: its writer and both workers
+    go with it (nothing writes to the study or the store any more), the trial runs stay
+    RUNNING as a killed process leaves them, and recover + resume end with exactly n_trials."""
+    proc, output, storage = sweep_in_endless_trials(tmp_path, monkeypatch)
     helpers = children(proc.pid)
     client = MlflowClient(resolve_tracking_uri(None))
     exp = client.get_experiment_by_name("machine")
@@ -179,17 +187,7 @@ def test_workers_stop_when_the_writer_dies_under_them(tmp_path, monkeypatch):
     """The writer process killed while two workers train (endless trials): the sweep process
     sees it die and tells the workers, which stop instead of waiting for answers that cannot
     come; the sweep ends with one `error:` line, nothing hangs."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    (tmp_path / "machine.yaml").write_text(SPEC)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HPSEARCH_TEST_ENDLESS_TRIALS": "0,1"}
-    proc = subprocess.Popen([sys.executable, "-m", "hpsearch.cli", "sweep", "machine.yaml"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env)
-    output = Lines(proc.stdout)
-    storage = open_storage(resolve_storage_url(None))
-    trials_running_with_epochs(lambda: optuna.load_study(
-        study_name="machine", storage=storage).get_trials(), [0, 1], proc, output)
+    proc, output, storage = sweep_in_endless_trials(tmp_path, monkeypatch)
     writer = [pid for pid in children(proc.pid)
               if Path(f"/proc/{pid}/comm").read_text().strip() == "hpsearch-writer"]
     assert len(writer) == 1, children(proc.pid)
